@@ -1,0 +1,107 @@
+"""`instrument()` and `instrument_wsgi()`: the one call that wraps an application."""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections.abc import Iterable, Sequence
+
+from opentelemetry import metrics, trace
+
+from otel_bridge.asgi import OtelBridgeMiddleware
+from otel_bridge.bridge import Bridge
+from otel_bridge.config import Settings
+from otel_bridge.record import RecordExporter
+from otel_bridge.types import ASGIApp, WSGIApp
+from otel_bridge.wsgi import OtelBridgeWSGIMiddleware
+
+__all__ = ["instrument", "instrument_wsgi"]
+
+
+def _settings(
+    settings: Settings | None,
+    exporters: str | Iterable[str] | None,
+    service_name: str | None,
+    excluded_urls: str | Iterable[str] | None,
+) -> Settings:
+    base = settings if settings is not None else Settings.from_env()
+    return base.replace(views=exporters, service_name=service_name, excluded_urls=excluded_urls)
+
+
+def _bridge(
+    settings: Settings,
+    tracer_provider: trace.TracerProvider | None,
+    meter_provider: metrics.MeterProvider | None,
+    record_exporters: Sequence[RecordExporter],
+) -> Bridge:
+    views: list[RecordExporter] = []  # the views named by OTEL_BRIDGE_EXPORTERS come here
+    bridge = Bridge(
+        settings,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        exporters=[*views, *record_exporters],
+    )
+    # Export what is still queued when the interpreter exits (WSGI servers have no lifespan).
+    reference = weakref.ref(bridge)
+    atexit.register(lambda: (bridge_ := reference()) is not None and bridge_.shutdown(5_000))
+    return bridge
+
+
+def instrument(
+    app: ASGIApp,
+    *,
+    settings: Settings | None = None,
+    exporters: str | Iterable[str] | None = None,
+    service_name: str | None = None,
+    excluded_urls: str | Iterable[str] | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    record_exporters: Sequence[RecordExporter] = (),
+) -> ASGIApp:
+    """Wrap an ASGI application so every HTTP request is recorded.
+
+    Args:
+        app: any ASGI 3 application (Starlette, FastAPI, Django's ASGI handler…).
+        settings: configuration; default `Settings.from_env()`.
+        exporters: views to turn on, overriding `OTEL_BRIDGE_EXPORTERS`.
+        service_name: overrides `OTEL_SERVICE_NAME`.
+        excluded_urls: overrides `OTEL_PYTHON_EXCLUDED_URLS`.
+        tracer_provider: provider to use instead of the global one.
+        meter_provider: provider to use instead of the global one.
+        record_exporters: extra `RecordExporter`s (custom views, `otel_bridge.testing`).
+
+    Returns:
+        The wrapped application; its ``bridge`` attribute has `force_flush()`/`shutdown()`.
+        With ``OTEL_SDK_DISABLED=true`` the app itself, unchanged.
+
+    Raises:
+        ConfigError: an environment variable or argument is invalid (raised here, at startup).
+    """
+    resolved = _settings(settings, exporters, service_name, excluded_urls)
+    if resolved.sdk_disabled:
+        return app
+    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters)
+    return OtelBridgeMiddleware(app, bridge=bridge)
+
+
+def instrument_wsgi(
+    app: WSGIApp,
+    *,
+    settings: Settings | None = None,
+    exporters: str | Iterable[str] | None = None,
+    service_name: str | None = None,
+    excluded_urls: str | Iterable[str] | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    record_exporters: Sequence[RecordExporter] = (),
+) -> WSGIApp:
+    """Wrap a WSGI application so every request is recorded; arguments as for `instrument()`.
+
+    Raises:
+        ConfigError: an environment variable or argument is invalid (raised here, at startup).
+    """
+    resolved = _settings(settings, exporters, service_name, excluded_urls)
+    if resolved.sdk_disabled:
+        return app
+    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters)
+    return OtelBridgeWSGIMiddleware(app, bridge=bridge)

@@ -1,0 +1,156 @@
+"""Finding or creating the OpenTelemetry providers, and the record-everything sampler.
+
+If the process already has SDK providers (set up by `opentelemetry-instrument`, or by the app
+itself to export OTLP to a Collector), otel_bridge adds its span processor to them and never
+replaces them. Otherwise it creates SDK providers from the settings, sets them as the globals
+so other instrumentations (httpx, psycopg…) produce child spans, and attaches the exporters
+named by `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    Sampler,
+    SamplingResult,
+    _get_from_env_or_default,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+from otel_bridge._context import current as _current
+from otel_bridge.config import Settings
+from otel_bridge.errors import ConfigError
+
+__all__ = ["RecordAllSampler", "resolve_meter_provider", "resolve_tracer_provider"]
+
+logger = logging.getLogger("otel_bridge")
+
+
+class RecordAllSampler(Sampler):
+    """Wraps a sampler so that a DROP inside a request becomes RECORD_ONLY.
+
+    The local views must see every request and every child span, while exporters that only
+    take sampled spans (BatchSpanProcessor checks the sampled flag) still export the sample the
+    wrapped sampler chose. Outside a request the wrapped sampler decides alone.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        result = self.inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+        if result.decision is Decision.DROP and _current.get() is not None:
+            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+        return result
+
+    def get_description(self) -> str:
+        return f"RecordAll{{{self.inner.get_description()}}}"
+
+
+def build_resource(settings: Settings) -> Resource:
+    attributes: dict[str, Any] = dict(settings.resource_attributes)
+    if settings.service_name is not None:
+        attributes["service.name"] = settings.service_name
+    attributes.setdefault("host.name", socket.gethostname())
+    # Resource.create() merges the SDK defaults (telemetry.sdk.*) under our attributes; the
+    # settings already hold OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, and ours win.
+    return Resource.create(attributes)
+
+
+def _load(group: str, name: str, variable: str) -> Any:
+    found = entry_points(group=group, name=name)
+    for entry_point in found:
+        return entry_point.load()
+    installed = sorted({ep.name for ep in entry_points(group=group)})
+    raise ConfigError(
+        variable, name, f"an installed exporter name: {', '.join(installed) or 'none installed'}"
+    )
+
+
+def resolve_tracer_provider(
+    settings: Settings, given: trace.TracerProvider | None
+) -> TracerProvider | None:
+    """The SDK tracer provider otel_bridge adds its processor to, or None if there is none.
+
+    Raises:
+        ConfigError: OTEL_TRACES_EXPORTER names an exporter that is not installed.
+    """
+    provider = given if given is not None else trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        _wrap_sampler(provider)
+        return provider
+    if given is not None or not isinstance(provider, trace.ProxyTracerProvider):
+        # A provider that is not the SDK's (or the no-op one): spans still go to it, but we
+        # cannot see child spans, so records carry no timers from other instrumentations.
+        logger.info("otel_bridge: tracer provider %r is not the SDK's; no child-span timers",
+                    type(provider).__name__)
+        return None
+    sampler = RecordAllSampler(_get_from_env_or_default())
+    created = TracerProvider(resource=build_resource(settings), sampler=sampler)
+    for name in settings.traces_exporters:
+        exporter_class = _load("opentelemetry_traces_exporter", name, "OTEL_TRACES_EXPORTER")
+        created.add_span_processor(BatchSpanProcessor(exporter_class()))
+    trace.set_tracer_provider(created)
+    return created
+
+
+def _wrap_sampler(provider: TracerProvider) -> None:
+    # The SDK has no public way to change a provider's sampler after construction; the
+    # attribute has been `_sampler` since 1.0. If it ever moves, we keep the user's sampler
+    # and only lose the timers of dropped traces.
+    inner = getattr(provider, "_sampler", None)
+    if isinstance(inner, Sampler) and not isinstance(inner, RecordAllSampler):
+        provider._sampler = RecordAllSampler(inner)  # type: ignore[attr-defined]
+
+
+def resolve_meter_provider(
+    settings: Settings, given: metrics.MeterProvider | None, readers: Sequence[MetricReader]
+) -> metrics.MeterProvider:
+    """The meter provider the bridge records its metrics with.
+
+    Raises:
+        ConfigError: OTEL_METRICS_EXPORTER names an exporter that is not installed.
+    """
+    if given is not None:
+        return given
+    provider = metrics.get_meter_provider()
+    if type(provider).__name__ != "_ProxyMeterProvider":
+        # Already set by the app or by opentelemetry-instrument: record into it.
+        return provider
+    all_readers = list(readers)
+    for name in settings.metrics_exporters:
+        exporter_class = _load("opentelemetry_metrics_exporter", name, "OTEL_METRICS_EXPORTER")
+        exporter = exporter_class()
+        if isinstance(exporter, MetricReader):
+            all_readers.append(exporter)
+        else:
+            all_readers.append(PeriodicExportingMetricReader(exporter))
+    created = MeterProvider(resource=build_resource(settings), metric_readers=all_readers)
+    metrics.set_meter_provider(created)
+    return created

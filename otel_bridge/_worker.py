@@ -1,0 +1,139 @@
+"""One background thread per process that hands finished records to the exporters.
+
+The request path only appends to a bounded deque (O(1), no lock taken when the thread is
+awake); when the deque is full the record is dropped and counted, never blocking the request.
+The thread starts lazily on the first record and is restarted in a forked child (PID check),
+so a bridge created in a gunicorn master before `fork()` works in every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from otel_bridge._failsafe import Health
+
+__all__ = ["Worker"]
+
+T = TypeVar("T")
+
+BATCH_SIZE = 512
+# Upper bound on how long a record may wait when a wake-up is missed (see submit()).
+IDLE_WAIT_S = 0.05
+
+
+class Worker(Generic[T]):
+    """Bounded queue plus the thread that drains it into `handle`.
+
+    Args:
+        handle: called on the worker thread with each batch (oldest first). Exceptions are
+            counted as ``worker`` errors; the thread keeps running.
+        maxsize: queue bound; `submit()` drops (and counts) beyond it.
+        health: where drops and errors are counted.
+        name: thread name, shown by py-spy and `threading.enumerate()`.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[Sequence[T]], None],
+        *,
+        maxsize: int,
+        health: Health,
+        name: str = "otel-bridge-export",
+    ) -> None:
+        self._handle = handle
+        self._maxsize = maxsize
+        self._health = health
+        self._name = name
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._queue: deque[T] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(threading.Lock())
+        self._busy = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._start_lock = threading.Lock()
+
+    def submit(self, item: T) -> bool:
+        """Queue one item; False if it was dropped (counted). Never blocks, never raises."""
+        if self._pid != os.getpid():
+            # We are in a forked child: the parent's thread does not exist here, and the
+            # queue holds the parent's records, which the parent exports itself.
+            self._init_state()
+        if self._thread is None:
+            self._start()
+        queue = self._queue
+        if len(queue) >= self._maxsize or self._stopping:
+            self._health.drop("queue_full" if not self._stopping else "after_shutdown")
+            return False
+        queue.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    @property
+    def depth(self) -> int:
+        """Items waiting in the queue."""
+        return len(self._queue)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def _run(self) -> None:
+        queue = self._queue
+        wake = self._wake
+        while True:
+            wake.wait(IDLE_WAIT_S)
+            wake.clear()
+            with self._idle:
+                self._busy = True
+            try:
+                while queue:
+                    batch = [queue.popleft() for _ in range(min(BATCH_SIZE, len(queue)))]
+                    try:
+                        self._handle(batch)
+                    except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the thread
+                        self._health.error("worker", exc)
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+            if self._stopping and not queue:
+                return
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything submitted so far has been handled; False on timeout."""
+        if self._thread is None or self._pid != os.getpid():
+            return not self._queue
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._idle:
+                if not self._queue and not self._busy:
+                    return True
+                self._wake.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, IDLE_WAIT_S))
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Drain the queue, then stop the thread; later submits are dropped and counted."""
+        self._stopping = True
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return True
+        self._wake.set()
+        thread.join(timeout_s)
+        return not thread.is_alive()

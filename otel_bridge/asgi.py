@@ -1,0 +1,176 @@
+"""The ASGI wrapper: one server span and one record per HTTP request, everything else untouched.
+
+Websocket and lifespan scopes (and any scope type this version does not know) pass straight
+through; lifespan's shutdown additionally flushes the bridge, so no finished request is lost when
+the server stops. Per-request state lives in a `RequestBuilder` local to the call, never on the
+wrapper instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from opentelemetry.util.types import AttributeValue
+
+from otel_bridge._http import split_host
+from otel_bridge.bridge import Bridge, RequestBuilder
+from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["OtelBridgeMiddleware"]
+
+_perf_ns = time.perf_counter_ns
+
+
+class OtelBridgeMiddleware:
+    """Wraps an ASGI 3 application.
+
+    Args:
+        app: the application.
+        bridge: the `Bridge` that records requests (built by `otel_bridge.instrument()`).
+
+    Application exceptions are recorded (status 500 if no response had started, and
+    ``error.type``) and re-raised unchanged; otel_bridge's own failures are counted and never
+    raised.
+    """
+
+    def __init__(self, app: ASGIApp, *, bridge: Bridge) -> None:
+        self.app = app
+        self.bridge = bridge
+        self._fields = {name.encode("latin-1") for name in bridge.propagation_fields}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope.get("type")
+        if scope_type != "http":
+            if scope_type == "lifespan":
+                await self.app(scope, receive, self._lifespan_send(send))
+            else:
+                await self.app(scope, receive, send)
+            return
+        bridge = self.bridge
+        builder = None
+        try:
+            path = scope.get("path") or ""
+            excluded = bridge.excluded
+            if excluded is None or not excluded.search(path):
+                builder = self._begin(scope, path)
+        except Exception as exc:  # noqa: BLE001 - recording must never stop the request
+            bridge.health.error("asgi.begin", exc)
+            builder = None
+        if builder is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            message_type = message.get("type")
+            if message_type == "http.response.body":
+                builder.response_bytes += len(message.get("body", b""))
+                if not message.get("more_body", False) and not builder.trailers:
+                    builder.complete_ns = _perf_ns()
+                    builder.completed = True
+            elif message_type == "http.response.start":
+                builder.status = message.get("status", 0)
+                builder.trailers = bool(message.get("trailers", False))
+            elif message_type == "http.response.trailers":
+                if not message.get("more_trailers", False):
+                    builder.complete_ns = _perf_ns()
+                    builder.completed = True
+            elif message_type == "http.response.pathsend":
+                builder.complete_ns = _perf_ns()
+                builder.completed = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            builder.exception = exc
+            raise
+        finally:
+            try:
+                if builder.route is None:
+                    builder.route = _route(scope, builder.root_path)
+            except Exception as exc:  # noqa: BLE001
+                bridge.health.error("asgi.route", exc)
+            bridge.finish(builder)
+
+    def _begin(self, scope: Scope, path: str) -> RequestBuilder:
+        bridge = self.bridge
+        builder = RequestBuilder(bridge, "asgi")
+        builder.path = path
+        builder.root_path = scope.get("root_path", "")
+        raw_query = scope.get("query_string", b"")
+        if raw_query:
+            builder.query = raw_query.decode("latin-1")
+        builder.scheme = scope.get("scheme") or "http"
+        builder.protocol_version = scope.get("http_version") or "1.1"
+        headers = scope.get("headers") or ()
+        fields = self._fields
+        carrier: dict[str, str] | None = None
+        host = None
+        for name, value in headers:
+            if name == b"host":
+                host = value
+            elif name == b"user-agent":
+                builder.user_agent = value.decode("latin-1")
+            elif name in fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        if host is not None:
+            builder.server = split_host(host.decode("latin-1"))
+        else:
+            server = scope.get("server")
+            if server:
+                builder.server = (str(server[0]), server[1])
+        client = scope.get("client")
+        if client:
+            builder.client = (str(client[0]), client[1])
+        builder.headers_source = lambda: _decode_headers(headers)
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": scope.get("method") or "GET",
+            "url.path": path,
+            "url.scheme": builder.scheme,
+        }
+        if builder.query:
+            attributes["url.query"] = builder.query
+        if builder.server is not None:
+            attributes["server.address"] = builder.server[0]
+            if builder.server[1] is not None:
+                attributes["server.port"] = builder.server[1]
+        bridge.begin(builder, scope.get("method") or "GET", carrier, attributes)
+        return builder
+
+    def _lifespan_send(self, send: Send) -> Send:
+        bridge = self.bridge
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                bridge.shutdown()
+            await send(message)
+
+        return lifespan_send
+
+
+def _decode_headers(headers: object) -> Mapping[str, str]:
+    decoded: dict[str, str] = {}
+    for name, value in headers:  # type: ignore[attr-defined]
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        decoded[key] = f"{decoded[key]},{text}" if key in decoded else text
+    return decoded
+
+
+def _route(scope: Scope, root_path: str) -> str | None:
+    # Starlette (and FastAPI) put the matched route in the scope; Mount prefixes show up in
+    # root_path, so a route inside a mounted router is prefix + its own template.
+    route = scope.get("route")
+    if route is None:
+        return None
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return None
+    prefix = scope.get("root_path", "")[len(root_path) :]
+    if getattr(route, "routes", None) is not None or type(route).__name__ == "Mount":
+        # The final match is a Mount itself (e.g. StaticFiles): root_path already holds it.
+        return prefix or template
+    return prefix + template

@@ -1,0 +1,551 @@
+"""The bridge: one OTel server span and one `RequestRecord` per request, fanned out to the views.
+
+Request path (cheap, O(1) per span):
+    `Bridge.begin()` starts the server span and puts a `RequestBuilder` in a contextvar;
+    `RecordSpanProcessor` notes every span that starts and ends inside it (its timers);
+    `Bridge.finish()` stamps the end times and queues the builder.
+Background thread (one per process):
+    sets the final span attributes and ends the span at the response-complete time, builds the
+    immutable `RequestRecord`, records the HTTP server metrics, and hands the record to every
+    `RecordExporter`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from otel_bridge import __version__
+from otel_bridge._context import current as _current
+from otel_bridge._failsafe import Health
+from otel_bridge._http import normalize_method, sanitize_text
+from otel_bridge._otel import build_resource, resolve_meter_provider, resolve_tracer_provider
+from otel_bridge._worker import Worker
+from otel_bridge.config import Settings
+from otel_bridge.record import RecordExporter, RequestRecord, TagValue, Timer
+
+__all__ = ["Bridge", "RecordSpanProcessor", "RequestBuilder", "current_builder"]
+
+_getrusage = resource.getrusage
+# Per-thread CPU where the platform has it (Linux); whole-process CPU elsewhere.
+_RUSAGE = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+_perf_ns = time.perf_counter_ns
+_time_ns = time.time_ns
+_get_ident = threading.get_ident
+# ru_maxrss is KiB on Linux, bytes on macOS.
+_MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024
+
+# Instrumentation scope of otel_bridge.timer() spans: their attributes are the user's tags.
+TIMER_SCOPE = "otel_bridge.timer"
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+# Span attributes that say what kind of work a child span did (semantic conventions).
+_DB_KEYS = ("db.system.name", "db.system")
+_KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
+
+
+def current_builder() -> RequestBuilder | None:
+    """The request being recorded in this context, if any."""
+    return _current.get()
+
+
+class RequestBuilder:
+    """Mutable, per-request state; lives in a contextvar while the request runs.
+
+    Only the wrapper that created it and the span processor write to it; after `finish()` it
+    is handed to the background thread and never touched by the request path again.
+    """
+
+    __slots__ = (
+        "app_end_ns",
+        "bridge",
+        "client",
+        "closed",
+        "complete_ns",
+        "completed",
+        "context_token",
+        "cpu",
+        "exception",
+        "headers_source",
+        "host",
+        "interface",
+        "method_original",
+        "open_spans",
+        "otel_token",
+        "path",
+        "protocol_version",
+        "query",
+        "response_bytes",
+        "root_path",
+        "route",
+        "scheme",
+        "server",
+        "span",
+        "spans",
+        "start_attributes",
+        "start_ns",
+        "start_time_ns",
+        "status",
+        "thread_id",
+        "timers_dropped",
+        "trailers",
+        "user_agent",
+    )
+
+    def __init__(self, bridge: Bridge, interface: str) -> None:
+        self.bridge = bridge
+        self.interface = interface
+        self.span: trace.Span | None = None
+        self.context_token: Any = None
+        self.otel_token: object = None
+        self.cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.completed = False
+        self.trailers = False
+        self.root_path = ""
+        self.start_ns = 0
+        self.start_time_ns = 0
+        self.method_original = ""
+        self.path = ""
+        self.scheme = "http"
+        self.protocol_version = "1.1"
+        self.status = 0
+        self.response_bytes = 0
+        self.complete_ns = 0
+        self.app_end_ns = 0
+        self.route: str | None = None
+        self.exception: BaseException | None = None
+        self.spans: list[tuple[ReadableSpan, int, int]] = []
+        self.open_spans: dict[int, Span] = {}
+        self.timers_dropped = 0
+        self.closed = False
+        self.thread_id = _get_ident()
+        self.host: str | None = None
+        self.user_agent: str | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.query = ""
+        self.headers_source: Callable[[], Mapping[str, str]] | None = None
+        self.start_attributes: Mapping[str, AttributeValue] = {}
+
+
+class RecordSpanProcessor(SpanProcessor):
+    """Turns every span that starts and ends inside a request into a timer of its record.
+
+    O(1) per span on the request thread: a dict insert in `on_start`, a pop and an append in
+    `on_end`. Converting spans into `Timer`s happens later, on the bridge's thread.
+    """
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self._live: dict[int, tuple[RequestBuilder, int, float, float]] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        builder = _current.get()
+        if builder is None or builder.span is None or builder.bridge is not self._bridge:
+            return
+        usage = _getrusage(_RUSAGE)
+        span_id = span.context.span_id
+        self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
+        builder.open_spans[span_id] = span
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        entry = self._live.pop(context.span_id, None)
+        if entry is None:
+            return
+        builder, thread_id, utime, stime = entry
+        builder.open_spans.pop(context.span_id, None)
+        if builder.closed:
+            self._bridge.health.drop("timer_after_request")
+            return
+        if len(builder.spans) >= self._bridge.settings.max_timers:
+            builder.timers_dropped += 1
+            return
+        if thread_id == _get_ident():
+            usage = _getrusage(_RUSAGE)
+            cpu_user = int((usage.ru_utime - utime) * 1e9)
+            cpu_system = int((usage.ru_stime - stime) * 1e9)
+        else:
+            cpu_user = cpu_system = 0
+        builder.spans.append((span, cpu_user, cpu_system))
+
+    def forget(self, builder: RequestBuilder) -> None:
+        """Drop the entries of spans still open when their request finished (bounded memory)."""
+        for span_id in list(builder.open_spans):
+            self._live.pop(span_id, None)
+
+    def shutdown(self) -> None:
+        self._live.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class Bridge:
+    """Owns the span processor, the metrics, the background thread and the exporters.
+
+    Args:
+        settings: validated configuration.
+        tracer_provider: provider to add the processor to (default: the global one, created
+            from the settings if the process has none).
+        meter_provider: provider for the HTTP server metrics (same default).
+        exporters: the views and any other `RecordExporter`s to fan records out to.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        exporters: Sequence[RecordExporter] = (),
+    ) -> None:
+        self.settings = settings
+        self.health = Health()
+        self.exporters = tuple(exporters)
+        self.excluded = settings.excluded_regex
+        sdk_provider = resolve_tracer_provider(settings, tracer_provider)
+        provider = sdk_provider or tracer_provider or trace.get_tracer_provider()
+        self.tracer = provider.get_tracer("otel_bridge", __version__)
+        self.timer_tracer = provider.get_tracer(TIMER_SCOPE, __version__)
+        self.processor = RecordSpanProcessor(self)
+        if sdk_provider is not None:
+            sdk_provider.add_span_processor(self.processor)
+            self.resource: Mapping[str, AttributeValue] = MappingProxyType(
+                dict(sdk_provider.resource.attributes)
+            )
+        else:
+            self.resource = MappingProxyType(dict(build_resource(settings).attributes))
+        self.meter_provider = resolve_meter_provider(settings, meter_provider, ())
+        meter = self.meter_provider.get_meter("otel_bridge", __version__)
+        self._duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._active: dict[tuple[str, str], int] = {}
+        self._active_lock = threading.Lock()
+        meter.create_observable_up_down_counter(
+            "http.server.active_requests",
+            callbacks=[self._observe_active],
+            unit="{request}",
+            description="Number of active HTTP server requests.",
+        )
+        self._propagator = propagate.get_global_textmap()
+        self.propagation_fields = frozenset(self._propagator.fields)
+        self.requests = 0
+        self._worker: Worker[RequestBuilder] = Worker(
+            self._export, maxsize=settings.queue_size, health=self.health
+        )
+        self._shut_down = False
+
+    # -- request path -------------------------------------------------------------------
+
+    def begin(
+        self,
+        builder: RequestBuilder,
+        method: str,
+        carrier: Mapping[str, str] | None,
+        attributes: dict[str, AttributeValue],
+    ) -> None:
+        """Start the server span and make `builder` current. Pair with `finish()`."""
+        builder.method_original = method
+        builder.start_attributes = attributes
+        parent = self._propagator.extract(carrier) if carrier else None
+        key = (normalize_method(method), builder.scheme)
+        with self._active_lock:
+            self._active[key] = self._active.get(key, 0) + 1
+        builder.start_time_ns = _time_ns()
+        builder.context_token = _current.set(builder)
+        span = self.tracer.start_span(
+            key[0] if key[0] != "_OTHER" else "HTTP",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            start_time=builder.start_time_ns,
+        )
+        builder.span = span
+        builder.otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
+        usage = _getrusage(_RUSAGE)
+        builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
+        builder.start_ns = _perf_ns()
+
+    def finish(self, builder: RequestBuilder) -> None:
+        """Stamp the end of the request and queue it; never raises."""
+        try:
+            now = _perf_ns()
+            builder.app_end_ns = now
+            if not builder.complete_ns:
+                builder.complete_ns = now
+            usage = _getrusage(_RUSAGE)
+            utime, stime, _ = builder.cpu
+            builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
+            otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
+            _current.reset(builder.context_token)
+            key = (normalize_method(builder.method_original), builder.scheme)
+            with self._active_lock:
+                self._active[key] -= 1
+            builder.closed = True
+            self.processor.forget(builder)
+            self.requests += 1
+            if not self._worker.submit(builder):
+                self._end_span(builder, builder.span, {})
+        except Exception as exc:  # noqa: BLE001 - never raise into the app
+            self.health.error("bridge.finish", exc)
+
+    # -- background thread --------------------------------------------------------------
+
+    def _export(self, builders: Sequence[RequestBuilder]) -> None:
+        records: list[RequestRecord] = []
+        for builder in builders:
+            try:
+                records.append(self._build(builder))
+            except Exception as exc:  # noqa: BLE001
+                self.health.error("bridge.record", exc)
+        if not records:
+            return
+        for record in records:
+            try:
+                self._record_metrics(record)
+            except Exception as exc:  # noqa: BLE001
+                self.health.error("bridge.metrics", exc)
+        for exporter in self.exporters:
+            try:
+                exporter.export(records)
+            except Exception as exc:  # noqa: BLE001
+                self.health.error(f"exporter.{exporter.name}", exc)
+
+    def _build(self, builder: RequestBuilder) -> RequestRecord:
+        method = normalize_method(builder.method_original)
+        status = builder.status
+        exception = builder.exception
+        if exception is not None and status == 0:
+            status = 500
+        error_type: str | None = None
+        if exception is not None:
+            error_type = type(exception).__qualname__
+        elif status >= 500:
+            error_type = str(status)
+        final: dict[str, AttributeValue] = {}
+        if builder.route is not None:
+            final["http.route"] = builder.route
+        if status:
+            final["http.response.status_code"] = status
+        if error_type is not None:
+            final["error.type"] = error_type
+        if builder.user_agent is not None:
+            final["user_agent.original"] = builder.user_agent
+        if builder.client is not None:
+            final["client.address"] = builder.client[0]
+            if builder.client[1] is not None:
+                final["client.port"] = builder.client[1]
+        final["network.protocol.version"] = builder.protocol_version
+        span = builder.span
+        self._end_span(builder, span, final)
+        # The SDK span holds the attributes as set (start + final); a non-recording span
+        # holds none, so fall back to what we know.
+        attributes: dict[str, AttributeValue] = dict(getattr(span, "attributes", None) or {})
+        if not attributes:
+            attributes = {**builder.start_attributes, **final}
+        context = span.get_span_context() if span is not None else None
+        cpu_user, cpu_system, max_rss = builder.cpu
+        headers = builder.headers_source() if builder.headers_source is not None else {}
+        server_address = server_port = None
+        if builder.server is not None:
+            server_address, server_port = builder.server
+        client_address = client_port = None
+        if builder.client is not None:
+            client_address, client_port = builder.client
+        return RequestRecord(
+            interface=builder.interface,
+            method=method,
+            method_original=builder.method_original,
+            route=builder.route,
+            path=sanitize_text(builder.path),
+            query=sanitize_text(builder.query),
+            scheme=builder.scheme,
+            protocol_version=builder.protocol_version,
+            server_address=server_address,
+            server_port=server_port,
+            client_address=client_address,
+            client_port=client_port,
+            user_agent=builder.user_agent,
+            headers=MappingProxyType(dict(headers)),
+            status=status,
+            response_bytes=builder.response_bytes,
+            completed=builder.completed,
+            start_time_ns=builder.start_time_ns,
+            duration_ns=builder.complete_ns - builder.start_ns,
+            app_duration_ns=builder.app_end_ns - builder.start_ns,
+            ru_utime_ns=int(cpu_user * 1e9),
+            ru_stime_ns=int(cpu_system * 1e9),
+            max_rss_bytes=int(max_rss) * _MAXRSS_UNIT,
+            timers=tuple(self._timers(builder)),
+            timers_dropped=builder.timers_dropped,
+            exception=exception,
+            error_type=error_type,
+            trace_id=context.trace_id if context is not None else 0,
+            span_id=context.span_id if context is not None else 0,
+            sampled=bool(context is not None and context.trace_flags.sampled),
+            attributes=MappingProxyType(attributes),
+            resource=self.resource,
+            pid=os.getpid(),
+            thread_id=builder.thread_id,
+        )
+
+    def _end_span(
+        self,
+        builder: RequestBuilder,
+        span: trace.Span | None,
+        final: Mapping[str, AttributeValue],
+    ) -> None:
+        if span is None:
+            return
+        method = normalize_method(builder.method_original)
+        if final:
+            span.set_attributes(final)
+        if builder.route is not None:
+            name = method if method != "_OTHER" else "HTTP"
+            span.update_name(f"{name} {builder.route}")
+        exception = builder.exception
+        if exception is not None:
+            span.record_exception(exception)
+        status = final.get("http.response.status_code", 0)
+        if exception is not None or (isinstance(status, int) and status >= 500):
+            description = f"{type(exception).__name__}: {exception}" if exception else None
+            span.set_status(Status(StatusCode.ERROR, description))
+        # End at the response-complete instant, so the span and the duration metric agree.
+        span.end(end_time=builder.start_time_ns + (builder.complete_ns - builder.start_ns))
+
+    def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
+        start = builder.start_time_ns
+        for span, cpu_user, cpu_system in builder.spans:
+            yield span_to_timer(span, start, cpu_user, cpu_system)
+
+    def _record_metrics(self, record: RequestRecord) -> None:
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": record.method,
+            "url.scheme": record.scheme,
+            "network.protocol.version": record.protocol_version,
+        }
+        if record.status:
+            attributes["http.response.status_code"] = record.status
+        if record.route is not None:
+            attributes["http.route"] = record.route
+        if record.error_type is not None:
+            attributes["error.type"] = record.error_type
+        self._duration.record(record.duration_ns / 1e9, attributes)
+
+    def _observe_active(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        with self._active_lock:
+            items = list(self._active.items())
+        for (method, scheme), value in items:
+            yield metrics.Observation(
+                value, {"http.request.method": method, "url.scheme": scheme}
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._worker.depth
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export every finished request, then flush each exporter; False on timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        done = self._worker.flush(timeout_millis / 1000)
+        for exporter in self.exporters:
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                done = exporter.force_flush(remaining) and done
+            except Exception as exc:  # noqa: BLE001
+                self.health.error(f"exporter.{exporter.name}", exc)
+                done = False
+        return done
+
+    def shutdown(self, timeout_millis: int = 30_000) -> None:
+        """Export what is queued, then shut the exporters down. Idempotent; never raises."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self._worker.stop(timeout_millis / 1000)
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown()
+            except Exception as exc:  # noqa: BLE001
+                self.health.error(f"exporter.{exporter.name}", exc)
+
+
+def span_to_timer(span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int) -> Timer:
+    """Fold one ended child span into a `Timer`.
+
+    Spans of `otel_bridge.timer()` keep their tags as given. Spans of other instrumentations
+    get the tags ``group`` (db, http, rpc, messaging or internal), ``op`` (the span name) and,
+    when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
+    wide-event summary can group by.
+    """
+    attributes = span.attributes or {}
+    start = span.start_time or 0
+    end = span.end_time or start
+    status = span.status
+    error_type = None
+    if status is not None and status.status_code is StatusCode.ERROR:
+        raw = attributes.get("error.type")
+        error_type = str(raw) if raw is not None else "error"
+    scope = span.instrumentation_scope
+    tags: tuple[tuple[str, TagValue], ...]
+    if scope is not None and scope.name == TIMER_SCOPE:
+        kind = "custom"
+        tags = tuple((key, _tag_value(value)) for key, value in attributes.items()
+                     if key != "error.type")
+    else:
+        kind = _kind(span, attributes)
+        items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
+        server = attributes.get("server.address")
+        if server is not None:
+            items.append(("server", str(server)))
+        tags = tuple(items)
+    return Timer(
+        name=span.name,
+        kind=kind,
+        tags=tags,
+        start_ns=max(0, start - request_start_ns),
+        duration_ns=max(0, end - start),
+        ru_utime_ns=cpu_user,
+        ru_stime_ns=cpu_system,
+        error_type=error_type,
+    )
+
+
+def _tag_value(value: Any) -> TagValue:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return tuple(value)
+
+
+def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
+    for key in _DB_KEYS:
+        if key in attributes:
+            return "db"
+    for key, kind in _KIND_KEYS:
+        if key in attributes:
+            return kind
+    if span.kind is SpanKind.CLIENT and "http.request.method" in attributes:
+        return "http"
+    return "internal"

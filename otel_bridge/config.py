@@ -1,0 +1,311 @@
+"""Every configuration variable, parsed and validated in one place.
+
+`Settings.from_env()` is the only code in otel_bridge that reads the environment. It runs at
+startup (inside `instrument()`), never at import and never per request, and it never writes to
+the environment. An invalid value raises `ConfigError` naming the variable, the value and the
+expected form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
+
+from otel_bridge.errors import ConfigError
+
+__all__ = ["VARIABLES", "VIEW_NAMES", "Settings", "Variable"]
+
+# The four views, in the order the README lists them. A name here that is not yet
+# implemented is refused with a clear error rather than silently ignored.
+VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
+AVAILABLE_VIEWS: tuple[str, ...] = ()
+DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Variable(Generic[T]):
+    """One environment variable: its name, how to parse it, and its documentation."""
+
+    env: str
+    attr: str
+    parse: Callable[[str, str], T]
+    default: T
+    kind: str
+    example: str
+    doc: str
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(name, raw, "true or false")
+
+
+def _int_range(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, raw, f"an integer from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ConfigError(name, raw, f"an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _str(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    return value or None
+
+
+def _names(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
+    def parse(name: str, raw: str) -> tuple[str, ...]:
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        if items == ["none"]:
+            return ()
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            expected = ", ".join(allowed) if allowed else "none"
+            raise ConfigError(name, raw, f"a comma-separated list of: {expected} (or 'none')")
+        return tuple(dict.fromkeys(items))
+
+    return parse
+
+
+def _views(name: str, raw: str) -> tuple[str, ...]:
+    views = _names(VIEW_NAMES)(name, raw)
+    missing = [view for view in views if view not in AVAILABLE_VIEWS]
+    if missing:
+        available = ", ".join(AVAILABLE_VIEWS) or "none yet"
+        raise ConfigError(
+            name,
+            raw,
+            f"views available in this version: {available} ({', '.join(missing)} not yet)",
+        )
+    return views
+
+
+def _exporter_names(name: str, raw: str) -> tuple[str, ...]:
+    # OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER: entry-point names, checked when the
+    # provider is built (the installed packages decide which names exist).
+    items = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+    if "none" in items:
+        if len(items) > 1:
+            raise ConfigError(name, raw, "'none' alone, or a comma-separated list of exporters")
+        return ()
+    for item in items:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", item):
+            raise ConfigError(name, raw, "a comma-separated list of exporter names")
+    return items
+
+
+def _resource_attributes(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    # W3C-baggage-like list, as the OTel SDK reads it: key=value pairs, values percent-encoded.
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(name, raw, "comma-separated key=value pairs")
+        pairs[key.strip()] = unquote(value.strip())
+    return tuple(pairs.items())
+
+
+def _regex_list(name: str, raw: str) -> tuple[str, ...]:
+    patterns = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(
+                name, raw, f"comma-separated regular expressions ({pattern!r}: {exc})"
+            ) from None
+    return patterns
+
+
+VARIABLES: tuple[Variable[Any], ...] = (
+    Variable(
+        "OTEL_SDK_DISABLED",
+        "sdk_disabled",
+        _bool,
+        False,
+        "bool",
+        "true",
+        "Turn otel_bridge off: `instrument()` returns the app unchanged.",
+    ),
+    Variable(
+        "OTEL_SERVICE_NAME",
+        "service_name",
+        _str,
+        None,
+        "str",
+        "shop",
+        "`service.name` of the resource; wins over the one in `OTEL_RESOURCE_ATTRIBUTES`.",
+    ),
+    Variable(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "resource_attributes",
+        _resource_attributes,
+        (),
+        "key=value list",
+        "deployment.environment=prod,team=web",
+        "Resource attributes for the providers otel_bridge creates (values percent-decoded).",
+    ),
+    Variable(
+        "OTEL_PYTHON_EXCLUDED_URLS",
+        "excluded_urls",
+        _regex_list,
+        (),
+        "regex list",
+        "healthz,^/static/",
+        "Requests whose path matches one of these regular expressions (`re.search`) are "
+        "passed through unrecorded.",
+    ),
+    Variable(
+        "OTEL_TRACES_EXPORTER",
+        "traces_exporters",
+        _exporter_names,
+        (),
+        "name list",
+        "otlp",
+        "Span exporters (entry points of `opentelemetry_traces_exporter`) for the tracer "
+        "provider otel_bridge creates when the process has none; `none` by default.",
+    ),
+    Variable(
+        "OTEL_METRICS_EXPORTER",
+        "metrics_exporters",
+        _exporter_names,
+        (),
+        "name list",
+        "otlp",
+        "Metric exporters (entry points of `opentelemetry_metrics_exporter`) for the meter "
+        "provider otel_bridge creates when the process has none; `none` by default.",
+    ),
+    Variable(
+        "OTEL_BRIDGE_EXPORTERS",
+        "views",
+        _views,
+        DEFAULT_VIEWS,
+        "name list",
+        "expvar,pinba",
+        "Which views are on: any of `expvar`, `pinba`, `wide_events`, `cronitor`, or `none`.",
+    ),
+    Variable(
+        "OTEL_BRIDGE_QUEUE_SIZE",
+        "queue_size",
+        _int_range(1, 1_000_000),
+        4096,
+        "int",
+        "8192",
+        "Finished requests waiting for the background exporter thread; when full, new "
+        "records are dropped and counted (`bridge.dropped.queue_full`), never blocking.",
+    ),
+    Variable(
+        "OTEL_BRIDGE_MAX_TIMERS",
+        "max_timers",
+        _int_range(0, 100_000),
+        512,
+        "int",
+        "1000",
+        "Timers (child spans) kept per request; further ones are counted in the record's "
+        "`timers_dropped`.",
+    ),
+)
+
+_BY_ATTR = {variable.attr: variable for variable in VARIABLES}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of otel_bridge.
+
+    Build it with `Settings.from_env()`; keyword arguments to `instrument()` override single
+    fields through `Settings.replace()`.
+    """
+
+    sdk_disabled: bool = False
+    service_name: str | None = None
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    excluded_urls: tuple[str, ...] = ()
+    traces_exporters: tuple[str, ...] = ()
+    metrics_exporters: tuple[str, ...] = ()
+    views: tuple[str, ...] = DEFAULT_VIEWS
+    queue_size: int = 4096
+    max_timers: int = 512
+    # Compiled once from excluded_urls; not a variable of its own.
+    excluded_regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.excluded_urls and self.excluded_regex is None:
+            pattern = re.compile("|".join(f"(?:{item})" for item in self.excluded_urls))
+            object.__setattr__(self, "excluded_regex", pattern)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable of `VARIABLES` from `environ` (default: `os.environ`).
+
+        Raises:
+            ConfigError: a variable holds a value outside its documented form.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            raw = env.get(variable.env)
+            if raw is not None and raw.strip() != "":
+                values[variable.attr] = variable.parse(variable.env, raw)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> Settings:
+        """Return a copy with the given fields replaced; a value of None leaves a field as is.
+
+        Values may be given parsed (a tuple of view names) or as the environment would spell
+        them (a comma-separated string); either way they are validated like the variable.
+
+        Raises:
+            ConfigError: an override has an invalid value (the message names the keyword).
+        """
+        changes: dict[str, Any] = {}
+        for attr, value in overrides.items():
+            variable = _BY_ATTR.get(attr)
+            if variable is None:
+                raise TypeError(f"unknown setting {attr!r}")
+            if value is None:
+                continue
+            changes[attr] = _coerce(variable, attr, value)
+        if "excluded_urls" in changes:
+            changes["excluded_regex"] = None
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
+    if isinstance(value, str):
+        return variable.parse(attr, value)
+    if isinstance(value, bool) or isinstance(variable.default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(attr, value, "True or False")
+        return value
+    if isinstance(variable.default, int):
+        if not isinstance(value, int):
+            raise ConfigError(attr, value, "an integer")
+        return variable.parse(attr, str(value))
+    if isinstance(value, Mapping) and attr == "resource_attributes":
+        return tuple((str(key), str(val)) for key, val in value.items())
+    if isinstance(value, Iterable) and not isinstance(value, Mapping):
+        items = [str(item) for item in value]
+        if attr == "excluded_urls":
+            # Regular expressions may hold commas ("a{1,3}"): validate each one as given.
+            return tuple(pattern for item in items for pattern in variable.parse(attr, item))
+        return variable.parse(attr, ",".join(items))
+    raise ConfigError(attr, value, variable.kind)

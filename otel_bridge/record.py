@@ -1,0 +1,107 @@
+"""The immutable per-request record every view is built from, and the exporter interface.
+
+A `RequestRecord` is the only thing exporters see of the request path: the bridge folds the
+request's server span and every child span that ended inside the request into one record when
+the request is over, and hands it to each `RecordExporter` on a background thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
+
+from opentelemetry.util.types import AttributeValue
+
+__all__ = ["EMPTY", "RecordExporter", "RequestRecord", "Timer"]
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+TagValue = str | int | float | bool | tuple[str | int | float | bool, ...]
+
+
+class Timer(NamedTuple):
+    """One child span (or `otel_bridge.timer()` block) that ran inside a request.
+
+    Times are nanoseconds. `start_ns` is the offset from the request's start. CPU times are
+    those of the thread that ran the span, and 0 when it started and ended on different
+    threads.
+    """
+
+    name: str
+    # "custom" for otel_bridge.timer(); otherwise derived from the span's semantic
+    # conventions: "db", "http", "rpc", "messaging" or "internal".
+    kind: str
+    tags: tuple[tuple[str, TagValue], ...]
+    start_ns: int
+    duration_ns: int
+    ru_utime_ns: int
+    ru_stime_ns: int
+    error_type: str | None
+    hit_count: int = 1
+
+
+class RequestRecord(NamedTuple):
+    """Everything otel_bridge knows about one finished HTTP request.
+
+    Durations are nanoseconds from monotonic clocks; `start_time_ns` is wall-clock time (Unix
+    epoch) for display. `duration_ns` runs to the end of the response (the last body byte
+    handed to the server), `app_duration_ns` to the return of the application callable (which
+    includes background tasks in ASGI and closing the iterable in WSGI).
+    """
+
+    interface: str  # "asgi" or "wsgi"
+    method: str  # normalised: one of the known methods, or "_OTHER"
+    method_original: str
+    route: str | None  # route template ("/users/{uid}") when the framework knows it
+    path: str
+    query: str
+    scheme: str
+    protocol_version: str
+    server_address: str | None
+    server_port: int | None
+    client_address: str | None
+    client_port: int | None
+    user_agent: str | None
+    headers: Mapping[str, str]  # request headers, lower-case names; repeated ones joined by ","
+    status: int  # HTTP status sent, 500 if the app raised before responding, 0 if nothing
+    response_bytes: int
+    completed: bool  # the whole response was handed to the server
+    start_time_ns: int
+    duration_ns: int
+    app_duration_ns: int
+    ru_utime_ns: int
+    ru_stime_ns: int
+    max_rss_bytes: int
+    timers: tuple[Timer, ...]
+    timers_dropped: int
+    exception: BaseException | None
+    error_type: str | None
+    trace_id: int
+    span_id: int
+    sampled: bool
+    attributes: Mapping[str, AttributeValue]  # the server span's attributes
+    resource: Mapping[str, AttributeValue]
+    pid: int
+    thread_id: int
+
+
+class RecordExporter:
+    """Base class of the views: receives finished records on the bridge's background thread.
+
+    Subclasses implement `export()`. They may raise: the bridge counts the failure under
+    `bridge.errors["exporter.<name>"]` and carries on with the next exporter.
+    """
+
+    name: str = "exporter"
+
+    def export(self, records: Sequence[RequestRecord]) -> None:
+        """Handle a batch of finished records, oldest first."""
+        raise NotImplementedError
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Push out anything buffered; return False if that did not finish in time."""
+        return True
+
+    def shutdown(self) -> None:
+        """Release sockets, files and threads. Called once."""

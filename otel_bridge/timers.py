@@ -1,0 +1,144 @@
+"""`otel_bridge.timer(**tags)`: time a block of code as a tagged timer of the current request.
+
+A timer is an ordinary OpenTelemetry span (scope ``otel_bridge.timer``) whose attributes are
+the tags, so it shows up in traces too; the bridge folds it into the request's record like any
+other child span. It works as a context manager (sync and async) and as a decorator (sync and
+async functions).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from otel_bridge import __version__
+from otel_bridge._context import current as _current
+from otel_bridge.bridge import TIMER_SCOPE
+
+__all__ = ["timer"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flatten(tags: Mapping[str, object], prefix: str = "") -> dict[str, AttributeValue]:
+    flat: dict[str, AttributeValue] = {}
+    for key, value in tags.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            # pynba's rule: a mapping becomes dotted names, {"db": {"op": "select"}} → db.op.
+            flat.update(_flatten(value, f"{name}."))
+        elif value is None:
+            flat[name] = ""
+        elif isinstance(value, (str, bool, int, float)):
+            flat[name] = value
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            # Multi-valued tag. OTel sequences must be homogeneous: keep them as strings.
+            flat[name] = tuple(_scalar_text(item) for item in value)
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _scalar_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return str(value)
+
+
+class timer:  # noqa: N801 - reads as a function at call sites, like contextlib's helpers
+    """Time a block as a timer of the current request, tagged with `tags`.
+
+    Args:
+        **tags: tag names and values (str, int, float, bool, None, sequences for multi-valued
+            tags, mappings for dotted names). A tag named ``name`` also names the span.
+
+    Use one instance per block: ``with otel_bridge.timer(group="db"):``. As a decorator a
+    fresh timer runs for every call. Outside a request the span is still created (and exported
+    by the process's OTel exporters) but belongs to no record. Never raises on its own account.
+    """
+
+    __slots__ = ("_attributes", "_name", "_span", "_token")
+
+    def __init__(self, **tags: object) -> None:
+        self._attributes = _flatten(tags)
+        name = tags.get("name")
+        if name is None:
+            name = " ".join(str(value) for value in self._attributes.values()) or "timer"
+        self._name = str(name)
+        self._span: trace.Span | None = None
+        self._token: object = None
+
+    def _tracer(self) -> trace.Tracer:
+        builder = _current.get()
+        if builder is not None:
+            return builder.bridge.timer_tracer
+        return trace.get_tracer(TIMER_SCOPE, __version__)
+
+    def __enter__(self) -> timer:
+        span = self._tracer().start_span(self._name, attributes=self._attributes)
+        self._span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span, token = self._span, self._token
+        self._span = self._token = None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        if span is not None:
+            if exc_type is not None:
+                span.set_attribute("error.type", exc_type.__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            span.end()
+
+    async def __aenter__(self) -> timer:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        attributes, name = self._attributes, self._name
+
+        def fresh() -> timer:
+            instance = timer.__new__(timer)
+            instance._attributes = attributes
+            instance._name = name
+            instance._span = instance._token = None
+            return instance
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)
