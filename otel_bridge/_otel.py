@@ -65,12 +65,17 @@ class RecordAllSampler(Sampler):
         result = self.inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
-        if result.decision is Decision.DROP and _current.get() is not None:
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
-        return result
+        return _record_in_request(result, attributes)
 
     def get_description(self) -> str:
         return f"RecordAll{{{self.inner.get_description()}}}"
+
+
+def _record_in_request(result: SamplingResult, attributes: Attributes) -> SamplingResult:
+    if result.decision is Decision.DROP and _current.get() is not None:
+        # A DROP result carries no attributes; the span keeps the ones it was started with.
+        return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
+    return result
 
 
 def build_resource(settings: Settings) -> Resource:
@@ -121,12 +126,32 @@ def resolve_tracer_provider(
 
 
 def _wrap_sampler(provider: TracerProvider) -> None:
-    # The SDK has no public way to change a provider's sampler after construction; the
-    # attribute has been `_sampler` since 1.0. If it ever moves, we keep the user's sampler
-    # and only lose the timers of dropped traces.
-    inner = getattr(provider, "_sampler", None)
-    if isinstance(inner, Sampler) and not isinstance(inner, RecordAllSampler):
-        provider._sampler = RecordAllSampler(inner)  # type: ignore[attr-defined]
+    # Tracers copy the provider's sampler when they are created, and instrumentations such
+    # as httpx's get theirs before instrument() runs (opentelemetry-instrument does that). So
+    # patch the sampler object itself, which every tracer shares; replace the provider's
+    # sampler only if the object cannot take an attribute.
+    inner = provider.sampler
+    if isinstance(inner, RecordAllSampler) or getattr(inner, "_otel_bridge_record_all", False):
+        return
+    original = inner.should_sample
+
+    def should_sample(
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        result = original(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        return _record_in_request(result, attributes)
+
+    try:
+        inner.should_sample = should_sample  # type: ignore[method-assign]
+        inner._otel_bridge_record_all = True  # type: ignore[attr-defined]
+    except AttributeError:
+        provider.sampler = RecordAllSampler(inner)
 
 
 def resolve_meter_provider(

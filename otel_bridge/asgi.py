@@ -62,15 +62,20 @@ class OtelBridgeMiddleware:
             return
 
         async def send_wrapper(message: Message) -> None:
+            # Status is what the app chose; bytes and completion count once the server took
+            # the message (a send that raises — a client gone — delivered nothing).
             message_type = message.get("type")
+            if message_type == "http.response.start":
+                builder.status = message.get("status", 0)
+                builder.trailers = bool(message.get("trailers", False))
+                await send(message)
+                return
+            await send(message)
             if message_type == "http.response.body":
                 builder.response_bytes += len(message.get("body", b""))
                 if not message.get("more_body", False) and not builder.trailers:
                     builder.complete_ns = _perf_ns()
                     builder.completed = True
-            elif message_type == "http.response.start":
-                builder.status = message.get("status", 0)
-                builder.trailers = bool(message.get("trailers", False))
             elif message_type == "http.response.trailers":
                 if not message.get("more_trailers", False):
                     builder.complete_ns = _perf_ns()
@@ -78,7 +83,6 @@ class OtelBridgeMiddleware:
             elif message_type == "http.response.pathsend":
                 builder.complete_ns = _perf_ns()
                 builder.completed = True
-            await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
@@ -51,6 +52,9 @@ _MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024
 TIMER_SCOPE = "otel_bridge.timer"
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# Byte-shaped buckets (the contrib middlewares reuse the millisecond defaults, which put every
+# body over 10 kB in the overflow bucket).
+SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
 # Span attributes that say what kind of work a child span did (semantic conventions).
 _DB_KEYS = ("db.system.name", "db.system")
@@ -239,6 +243,18 @@ class Bridge:
             description="Duration of HTTP server requests.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self._response_size = meter.create_histogram(
+            "http.server.response.body.size",
+            unit="By",
+            description="Size of HTTP server response bodies.",
+            explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
+        )
+        self._request_size = meter.create_histogram(
+            "http.server.request.body.size",
+            unit="By",
+            description="Size of HTTP server request bodies (from Content-Length).",
+            explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
+        )
         self._active: dict[tuple[str, str], int] = {}
         self._active_lock = threading.Lock()
         meter.create_observable_up_down_counter(
@@ -271,7 +287,9 @@ class Bridge:
         key = (normalize_method(method), builder.scheme)
         with self._active_lock:
             self._active[key] = self._active.get(key, 0) + 1
+        # Wall clock for the span and display, monotonic clock for durations: read together.
         builder.start_time_ns = _time_ns()
+        builder.start_ns = _perf_ns()
         builder.context_token = _current.set(builder)
         span = self.tracer.start_span(
             key[0] if key[0] != "_OTHER" else "HTTP",
@@ -284,7 +302,6 @@ class Bridge:
         builder.otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
         usage = _getrusage(_RUSAGE)
         builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
-        builder.start_ns = _perf_ns()
 
     def finish(self, builder: RequestBuilder) -> None:
         """Stamp the end of the request and queue it; never raises."""
@@ -388,7 +405,8 @@ class Bridge:
             user_agent=builder.user_agent,
             headers=MappingProxyType(dict(headers)),
             status=status,
-            response_bytes=builder.response_bytes,
+            # A HEAD response carries no body on the wire, whatever the app handed over.
+            response_bytes=builder.response_bytes if method != "HEAD" else 0,
             completed=builder.completed,
             start_time_ns=builder.start_time_ns,
             duration_ns=builder.complete_ns - builder.start_ns,
@@ -451,6 +469,10 @@ class Bridge:
         if record.error_type is not None:
             attributes["error.type"] = record.error_type
         self._duration.record(record.duration_ns / 1e9, attributes)
+        self._response_size.record(record.response_bytes, attributes)
+        length = record.headers.get("content-length")
+        if length is not None and length.isdigit():
+            self._request_size.record(int(length), attributes)
 
     def _observe_active(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
         with self._active_lock:
@@ -517,7 +539,7 @@ def span_to_timer(span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_
     else:
         kind = _kind(span, attributes)
         items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
-        server = attributes.get("server.address")
+        server = _server_of(attributes)
         if server is not None:
             items.append(("server", str(server)))
         tags = tuple(items)
@@ -539,6 +561,17 @@ def _tag_value(value: Any) -> TagValue:
     return tuple(value)
 
 
+def _server_of(attributes: Mapping[str, Any]) -> str | None:
+    for key in ("server.address", "net.peer.name"):
+        value = attributes.get(key)
+        if value is not None:
+            return str(value)
+    url = attributes.get("url.full", attributes.get("http.url"))
+    if isinstance(url, str):
+        return urlsplit(url).hostname
+    return None
+
+
 def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
     for key in _DB_KEYS:
         if key in attributes:
@@ -546,6 +579,8 @@ def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
     for key, kind in _KIND_KEYS:
         if key in attributes:
             return kind
-    if span.kind is SpanKind.CLIENT and "http.request.method" in attributes:
+    if span.kind is SpanKind.CLIENT and (
+        "http.request.method" in attributes or "http.method" in attributes
+    ):
         return "http"
     return "internal"
