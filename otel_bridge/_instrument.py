@@ -25,7 +25,7 @@ def _settings(
     excluded_urls: str | Iterable[str] | None,
 ) -> Settings:
     base = settings if settings is not None else Settings.from_env()
-    return base.replace(views=exporters, service_name=service_name, excluded_urls=excluded_urls)
+    return base.replace(exporters=exporters, service_name=service_name, excluded_urls=excluded_urls)
 
 
 def _bridge(

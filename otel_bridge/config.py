@@ -195,7 +195,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
     ),
     Variable(
         "OTEL_BRIDGE_EXPORTERS",
-        "views",
+        "exporters",
         _views,
         DEFAULT_VIEWS,
         "name list",
@@ -241,7 +241,7 @@ class Settings:
     excluded_urls: tuple[str, ...] = ()
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
-    views: tuple[str, ...] = DEFAULT_VIEWS
+    exporters: tuple[str, ...] = DEFAULT_VIEWS
     queue_size: int = 4096
     max_timers: int = 512
     # Compiled once from excluded_urls; not a variable of its own.
@@ -299,13 +299,21 @@ def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
     if isinstance(variable.default, int):
         if not isinstance(value, int):
             raise ConfigError(attr, value, "an integer")
-        return variable.parse(attr, str(value))
+        try:
+            return variable.parse(attr, str(value))
+        except ConfigError as exc:
+            raise ConfigError(attr, value, exc.expected) from None
     if isinstance(value, Mapping) and attr == "resource_attributes":
         return tuple((str(key), str(val)) for key, val in value.items())
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
         items = [str(item) for item in value]
         if attr == "excluded_urls":
             # Regular expressions may hold commas ("a{1,3}"): validate each one as given.
-            return tuple(pattern for item in items for pattern in variable.parse(attr, item))
+            for item in items:
+                try:
+                    re.compile(item)
+                except re.error as exc:
+                    raise ConfigError(attr, item, f"a regular expression ({exc})") from None
+            return tuple(items)
         return variable.parse(attr, ",".join(items))
     raise ConfigError(attr, value, variable.kind)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+
+from otel_bridge.config import VARIABLES, Settings
+from otel_bridge.errors import ConfigError
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.queue_size == 4096
+    assert settings.excluded_regex is None
+
+
+def test_every_variable_is_read_from_the_given_mapping_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_BRIDGE_QUEUE_SIZE", "garbage")
+    settings = Settings.from_env(
+        {
+            "OTEL_SDK_DISABLED": "TRUE",
+            "OTEL_SERVICE_NAME": " shop ",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, team=a%2Cb,",
+            "OTEL_PYTHON_EXCLUDED_URLS": "healthz, ^/static/",
+            "OTEL_TRACES_EXPORTER": "console,otlp,console",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BRIDGE_EXPORTERS": "none",
+            "OTEL_BRIDGE_QUEUE_SIZE": "10",
+            "OTEL_BRIDGE_MAX_TIMERS": "0",
+        }
+    )
+    assert settings.sdk_disabled is True
+    assert settings.service_name == "shop"
+    assert settings.resource_attributes == (("deployment.environment", "prod"), ("team", "a,b"))
+    assert settings.excluded_urls == ("healthz", "^/static/")
+    assert settings.excluded_regex is not None
+    assert settings.excluded_regex.search("/static/app.js")
+    assert not settings.excluded_regex.search("/api/static/x")
+    assert settings.traces_exporters == ("console", "otlp")
+    assert settings.metrics_exporters == ()
+    assert settings.exporters == ()
+    assert (settings.queue_size, settings.max_timers) == (10, 0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("OTEL_SDK_DISABLED", "maybe", "true or false"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "novalue", "comma-separated key=value pairs"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "=x", "comma-separated key=value pairs"),
+        ("OTEL_PYTHON_EXCLUDED_URLS", "ok,(unclosed", "comma-separated regular expressions"),
+        ("OTEL_TRACES_EXPORTER", "none,otlp", "'none' alone"),
+        ("OTEL_METRICS_EXPORTER", "ot lp", "exporter names"),
+        ("OTEL_BRIDGE_EXPORTERS", "expvar,statsd", "a comma-separated list of: expvar"),
+        ("OTEL_BRIDGE_QUEUE_SIZE", "0", "an integer from 1 to 1000000"),
+        ("OTEL_BRIDGE_QUEUE_SIZE", "1e3", "an integer from 1 to 1000000"),
+        ("OTEL_BRIDGE_MAX_TIMERS", "-1", "an integer from 0 to 100000"),
+    ],
+)
+def test_invalid_values_name_variable_value_and_expected_form(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}={value!r}: expected ")
+    assert expected in message
+    assert (caught.value.name, caught.value.value) == (variable, value)
+
+
+def test_views_not_yet_built_are_refused_clearly() -> None:
+    with pytest.raises(ConfigError, match="cronitor not yet"):
+        Settings.from_env({"OTEL_BRIDGE_EXPORTERS": "cronitor"})
+
+
+def test_empty_values_mean_unset() -> None:
+    assert Settings.from_env({v.env: "  " for v in VARIABLES}) == Settings()
+
+
+def test_keyword_overrides_are_validated_and_none_means_unset() -> None:
+    base = Settings.from_env({"OTEL_SERVICE_NAME": "env", "OTEL_BRIDGE_QUEUE_SIZE": "7"})
+    changed = base.replace(service_name="kw", queue_size=None, excluded_urls=["a{1,3}", "b"])
+    assert (changed.service_name, changed.queue_size) == ("kw", 7)
+    assert changed.excluded_urls == ("a{1,3}", "b")
+    assert changed.excluded_regex is not None and changed.excluded_regex.search("xaaay")
+    assert base.replace(resource_attributes={"k": "v,w"}).resource_attributes == (("k", "v,w"),)
+    assert base.replace(sdk_disabled=True).sdk_disabled is True
+    with pytest.raises(ConfigError, match=r"^queue_size=0: expected an integer"):
+        base.replace(queue_size=0)
+    with pytest.raises(ConfigError, match=r"^sdk_disabled='yes please'"):
+        base.replace(sdk_disabled="yes please")
+    with pytest.raises(ConfigError, match=r"^sdk_disabled=1: expected True or False"):
+        base.replace(sdk_disabled=1)
+    with pytest.raises(ConfigError, match=r"^queue_size=2.5: expected an integer"):
+        base.replace(queue_size=2.5)
+    with pytest.raises(ConfigError, match="^exporters="):
+        base.replace(exporters=["nonsense"])
+    with pytest.raises(TypeError, match="unknown setting 'colour'"):
+        base.replace(colour="red")
+
+
+def test_instrument_raises_config_errors_at_startup() -> None:
+    import otel_bridge
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(ConfigError, match="OTEL_BRIDGE_MAX_TIMERS"):
+        otel_bridge.instrument(app, settings=Settings.from_env({"OTEL_BRIDGE_MAX_TIMERS": "x"}))
+    with pytest.raises(ConfigError, match="^exporters="):
+        otel_bridge.instrument(app, exporters="bogus")
