@@ -224,6 +224,7 @@ class Bridge:
         self.exporters = tuple(exporters)
         self.excluded = settings.excluded_regex
         sdk_provider = resolve_tracer_provider(settings, tracer_provider)
+        self.tracer_provider = sdk_provider
         provider = sdk_provider or tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer("otel_bridge", __version__)
         self.timer_tracer = provider.get_tracer(TIMER_SCOPE, __version__)
@@ -506,7 +507,20 @@ class Bridge:
         if self._shut_down:
             return
         self._shut_down = True
+        deadline = time.monotonic() + timeout_millis / 1000
         self._worker.stop(timeout_millis / 1000)
+        # The spans ended by the worker sit in the provider's batch processors. Servers such as
+        # uvicorn re-raise SIGTERM after a graceful shutdown, so atexit hooks (where the SDK
+        # flushes) never run: flush here, while the process is still ours.
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is None:
+                continue
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                flush(remaining)
+            except Exception as exc:  # noqa: BLE001
+                self.health.error("bridge.flush", exc)
         for exporter in self.exporters:
             try:
                 exporter.shutdown()
