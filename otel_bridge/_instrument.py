@@ -43,7 +43,13 @@ def _bridge(
     )
     # Export what is still queued when the interpreter exits (WSGI servers have no lifespan).
     reference = weakref.ref(bridge)
-    atexit.register(lambda: (bridge_ := reference()) is not None and bridge_.shutdown(5_000))
+
+    def shutdown_at_exit() -> None:
+        alive = reference()
+        if alive is not None:
+            alive.shutdown(5_000)
+
+    atexit.register(shutdown_at_exit)
     return bridge
 
 

@@ -113,8 +113,10 @@ def resolve_tracer_provider(
     if given is not None or not isinstance(provider, trace.ProxyTracerProvider):
         # A provider that is not the SDK's (or the no-op one): spans still go to it, but we
         # cannot see child spans, so records carry no timers from other instrumentations.
-        logger.info("otel_bridge: tracer provider %r is not the SDK's; no child-span timers",
-                    type(provider).__name__)
+        logger.info(
+            "otel_bridge: tracer provider %r is not the SDK's; no child-span timers",
+            type(provider).__name__,
+        )
         return None
     sampler = RecordAllSampler(_get_from_env_or_default())
     created = TracerProvider(resource=build_resource(settings), sampler=sampler)

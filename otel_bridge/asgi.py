@@ -173,7 +173,7 @@ def _route(scope: Scope, root_path: str) -> str | None:
     template = getattr(route, "path_format", None)
     if not isinstance(template, str):
         return None
-    prefix = scope.get("root_path", "")[len(root_path) :]
+    prefix = str(scope.get("root_path", ""))[len(root_path) :]
     if getattr(route, "routes", None) is not None or type(route).__name__ == "Mount":
         # The final match is a Mount itself (e.g. StaticFiles): root_path already holds it.
         return prefix or template

@@ -138,7 +138,7 @@ class RequestBuilder:
         self.thread_id = _get_ident()
         self.host: str | None = None
         self.user_agent: str | None = None
-        self.client: tuple[str, int] | None = None
+        self.client: tuple[str, int | None] | None = None
         self.server: tuple[str, int | None] | None = None
         self.query = ""
         self.headers_source: Callable[[], Mapping[str, str]] | None = None
@@ -479,9 +479,7 @@ class Bridge:
         with self._active_lock:
             items = list(self._active.items())
         for (method, scheme), value in items:
-            yield metrics.Observation(
-                value, {"http.request.method": method, "url.scheme": scheme}
-            )
+            yield metrics.Observation(value, {"http.request.method": method, "url.scheme": scheme})
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -528,7 +526,9 @@ class Bridge:
                 self.health.error(f"exporter.{exporter.name}", exc)
 
 
-def span_to_timer(span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int) -> Timer:
+def span_to_timer(
+    span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int
+) -> Timer:
     """Fold one ended child span into a `Timer`.
 
     Spans of `otel_bridge.timer()` keep their tags as given. Spans of other instrumentations
@@ -541,15 +541,16 @@ def span_to_timer(span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_
     end = span.end_time or start
     status = span.status
     error_type = None
-    if status is not None and status.status_code is StatusCode.ERROR:
+    if status.status_code is StatusCode.ERROR:
         raw = attributes.get("error.type")
         error_type = str(raw) if raw is not None else "error"
     scope = span.instrumentation_scope
     tags: tuple[tuple[str, TagValue], ...]
     if scope is not None and scope.name == TIMER_SCOPE:
         kind = "custom"
-        tags = tuple((key, _tag_value(value)) for key, value in attributes.items()
-                     if key != "error.type")
+        tags = tuple(
+            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
+        )
     else:
         kind = _kind(span, attributes)
         items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]

@@ -1,11 +1,11 @@
 """Helpers for testing code that uses otel_bridge: collect records in memory.
 
-    collector = RecordCollector()
-    app = otel_bridge.instrument(app, record_exporters=[collector],
-                                 tracer_provider=TracerProvider(), meter_provider=MeterProvider())
-    ... drive requests ...
-    app.bridge.force_flush()
-    assert collector.records[0].route == "/users/{uid}"
+collector = RecordCollector()
+app = otel_bridge.instrument(app, record_exporters=[collector],
+                             tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+... drive requests ...
+app.bridge.force_flush()
+assert collector.records[0].route == "/users/{uid}"
 """
 
 from __future__ import annotations

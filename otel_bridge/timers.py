@@ -55,7 +55,7 @@ def _scalar_text(value: object) -> str:
     return str(value)
 
 
-class timer:  # noqa: N801 - reads as a function at call sites, like contextlib's helpers
+class timer:
     """Time a block as a timer of the current request, tagged with `tags`.
 
     Args:

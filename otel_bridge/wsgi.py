@@ -97,12 +97,18 @@ class OtelBridgeWSGIMiddleware:
             builder.server = split_host(host)
         elif environ.get("SERVER_NAME"):
             port = environ.get("SERVER_PORT")
-            builder.server = (environ["SERVER_NAME"], int(port) if port and port.isdigit() else None)
+            builder.server = (
+                environ["SERVER_NAME"],
+                int(port) if port and port.isdigit() else None,
+            )
         builder.user_agent = environ.get("HTTP_USER_AGENT")
         remote = environ.get("REMOTE_ADDR")
         if remote:
             port_text = environ.get("REMOTE_PORT")
-            builder.client = (remote, int(port_text) if port_text and str(port_text).isdigit() else None)
+            builder.client = (
+                remote,
+                int(port_text) if port_text and str(port_text).isdigit() else None,
+            )
         carrier: dict[str, str] | None = None
         for name, key in self._fields:
             value = environ.get(key)
@@ -130,7 +136,7 @@ class OtelBridgeWSGIMiddleware:
 class _ResponseBody:
     """The app's iterable, counted and finished when the server is done with it."""
 
-    __slots__ = ("_builder", "_context", "_iterable", "_iterator", "_finished")
+    __slots__ = ("_builder", "_context", "_finished", "_iterable", "_iterator")
 
     def __init__(
         self, iterable: Iterable[bytes], builder: RequestBuilder, context: contextvars.Context

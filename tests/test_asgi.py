@@ -272,7 +272,9 @@ async def test_lifespan_shutdown_exports_requests_still_queued(harness: Harness)
 
     class Slow(RecordExporter):
         name = "slow"
-        got: list[str] = []
+
+        def __init__(self) -> None:
+            self.got: list[str] = []
 
         def export(self, records: Any) -> None:
             release.wait(5)
@@ -340,7 +342,7 @@ async def test_odd_scopes_pass_through_and_are_recorded_safely(harness: Harness)
         return {"type": "http.request", "body": b""}
 
     huge = b"v" * 200_000
-    scopes = [
+    scopes: list[dict[str, Any]] = [
         # A path holding undecodable bytes (as a server may pass them through).
         {"type": "http", "method": "GET", "path": "/caf\udce9/%FF", "headers": []},
         # Almost nothing at all.
@@ -354,7 +356,7 @@ async def test_odd_scopes_pass_through_and_are_recorded_safely(harness: Harness)
     ]
     for scope in scopes:
         await wrapped(dict(scope), receive, send)
-    assert [r["path"] if "path" in r else None for r in received] == ["/caf\udce9/%FF", None, "/h"]
+    assert [r.get("path") for r in received] == ["/caf\udce9/%FF", None, "/h"]
     records = harness.records()
     assert [r.path for r in records] == ["/caf\ufffd/%FF", "", "/h"]
     assert records[2].headers["x-huge"] == huge.decode()

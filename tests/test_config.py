@@ -74,6 +74,11 @@ def test_views_not_yet_built_are_refused_clearly() -> None:
         Settings.from_env({"OTEL_BRIDGE_EXPORTERS": "cronitor"})
 
 
+def test_booleans_take_the_usual_spellings() -> None:
+    for raw, expected in [("true", True), ("On", True), ("1", True), ("no", False), ("0", False)]:
+        assert Settings.from_env({"OTEL_SDK_DISABLED": raw}).sdk_disabled is expected
+
+
 def test_empty_values_mean_unset() -> None:
     assert Settings.from_env({v.env: "  " for v in VARIABLES}) == Settings()
 
@@ -94,8 +99,15 @@ def test_keyword_overrides_are_validated_and_none_means_unset() -> None:
         base.replace(sdk_disabled=1)
     with pytest.raises(ConfigError, match=r"^queue_size=2.5: expected an integer"):
         base.replace(queue_size=2.5)
-    with pytest.raises(ConfigError, match="^exporters="):
+    with pytest.raises(ConfigError, match=r"^exporters="):
         base.replace(exporters=["nonsense"])
+    with pytest.raises(ConfigError, match=r"^excluded_urls='\(': expected a regular expression"):
+        base.replace(excluded_urls=["ok", "("])
+    with pytest.raises(ConfigError, match=r"^max_timers=\{\}: expected an integer"):
+        base.replace(max_timers={})
+    with pytest.raises(ConfigError, match=r"^service_name=3: expected str"):
+        base.replace(service_name=3)
+    assert base.replace(exporters=[]).exporters == ()
     with pytest.raises(TypeError, match="unknown setting 'colour'"):
         base.replace(colour="red")
 
@@ -108,5 +120,5 @@ def test_instrument_raises_config_errors_at_startup() -> None:
 
     with pytest.raises(ConfigError, match="OTEL_BRIDGE_MAX_TIMERS"):
         otel_bridge.instrument(app, settings=Settings.from_env({"OTEL_BRIDGE_MAX_TIMERS": "x"}))
-    with pytest.raises(ConfigError, match="^exporters="):
+    with pytest.raises(ConfigError, match=r"^exporters="):
         otel_bridge.instrument(app, exporters="bogus")

@@ -26,7 +26,10 @@ def test_importing_starts_nothing() -> None:
         "print('ok')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"OTEL_BRIDGE_QUEUE_SIZE": "not-a-number", "PATH": ""},
     )
     assert result.stdout.strip() == "ok", result.stderr

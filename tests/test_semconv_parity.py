@@ -148,8 +148,11 @@ def test_span_attributes_match_contrib(dump: dict[str, object], interface: str) 
 @pytest.mark.parametrize("interface", ["asgi", "wsgi"])
 @pytest.mark.parametrize(
     "metric",
-    ["http.server.request.duration", "http.server.active_requests",
-     "http.server.response.body.size"],
+    [
+        "http.server.request.duration",
+        "http.server.active_requests",
+        "http.server.response.body.size",
+    ],
 )
 def test_metric_attributes_match_contrib(
     dump: dict[str, object], interface: str, metric: str
@@ -160,8 +163,11 @@ def test_metric_attributes_match_contrib(
     if contrib is None:
         assert (interface, metric) == ("wsgi", "http.server.response.body.size")
         return
-    failed = {"http.request.method": "POST", "url.scheme": "http",
-              "network.protocol.version": "1.1"}
+    failed = {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+    }
     if metric != "http.server.active_requests":
         assert {**failed, "http.response.status_code": 500, "error.type": "RuntimeError"} in ours
         ours = [p for p in ours if p.get("http.request.method") != "POST"]

@@ -51,8 +51,15 @@ async def test_every_form_of_timer_lands_in_the_record(harness: Harness) -> None
     [record] = harness.records()
     groups = sorted(dict(t.tags)["group"] for t in record.timers)
     assert groups == sorted(
-        ["outer", "inner", "async-cm", "async-decorated", "async-decorated", "failing",
-         "sync-decorated"]
+        [
+            "outer",
+            "inner",
+            "async-cm",
+            "async-decorated",
+            "async-decorated",
+            "failing",
+            "sync-decorated",
+        ]
     )
     failing = next(t for t in record.timers if dict(t.tags)["group"] == "failing")
     assert failing.error_type == "LookupError"

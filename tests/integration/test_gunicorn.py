@@ -11,8 +11,17 @@ pytestmark = pytest.mark.integration
 
 
 def gunicorn(port: int, *extra: str) -> list[str]:
-    return ["gunicorn", "tests.integration.apps:wsgi_app", "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning", "--graceful-timeout", "5", *extra]
+    return [
+        "gunicorn",
+        "tests.integration.apps:wsgi_app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "--graceful-timeout",
+        "5",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -21,15 +30,15 @@ def test_gunicorn_worker_records_every_request(worker_class: str) -> None:
     extra = ["--worker-class", worker_class, "--workers", "1"]
     if worker_class == "gthread":
         extra += ["--threads", "4"]
-    with serve(gunicorn(port, *extra), port):
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-            sizes = []
-            for index in range(5):
-                response = c.get(f"/item/{index}")
-                assert response.status_code == 200
-                sizes.append(len(response.content))
-            assert c.get("/fail").status_code == 500
-            records = c.get("/_records").json()["records"]
+    base = f"http://127.0.0.1:{port}"
+    with serve(gunicorn(port, *extra), port), httpx.Client(base_url=base, timeout=10) as c:
+        sizes = []
+        for index in range(5):
+            response = c.get(f"/item/{index}")
+            assert response.status_code == 200
+            sizes.append(len(response.content))
+        assert c.get("/fail").status_code == 500
+        records = c.get("/_records").json()["records"]
     assert [r["path"] for r in records] == [f"/item/{i}" for i in range(5)] + ["/fail"]
     ok = records[0]
     assert [r["bytes"] for r in records[:5]] == sizes

@@ -12,8 +12,18 @@ pytestmark = pytest.mark.integration
 
 def test_uvicorn_serves_every_request_as_span_and_record() -> None:
     port = free_port()
-    args = ["uvicorn", "tests.integration.apps:asgi_app", "--host", "127.0.0.1",
-            "--port", str(port), "--lifespan", "on", "--log-level", "warning"]
+    args = [
+        "uvicorn",
+        "tests.integration.apps:asgi_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--log-level",
+        "warning",
+    ]
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "uvicorn-it"}
     with serve(args, port, env) as server:
         base = f"http://127.0.0.1:{port}"
@@ -30,7 +40,8 @@ def test_uvicorn_serves_every_request_as_span_and_record() -> None:
         # Undecodable and percent-encoded bytes in the path, and a 64 kB header.
         reply = raw_request(
             port,
-            b"GET /caf%C3%A9/%FF HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 60_000
+            b"GET /caf%C3%A9/%FF HTTP/1.1\r\nHost: x\r\nX-Big: "
+            + b"v" * 60_000
             + b"\r\nConnection: close\r\n\r\n",
         )
         assert reply.startswith(b"HTTP/1.1 404")
