@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["normalize_method", "sanitize_text", "split_host"]
+__all__ = ["ASGIHeaders", "WSGIHeaders", "normalize_method", "sanitize_text", "split_host"]
 
 # The methods of RFC 9110 + PATCH (RFC 5789), as the HTTP semantic conventions list them;
 # anything else is recorded as "_OTHER" with the original in http.request.method_original.
@@ -57,3 +59,85 @@ def sanitize_text(text: str) -> str:
     except UnicodeEncodeError:
         return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
     return text
+
+
+class ASGIHeaders(Mapping[str, str]):
+    """Request headers of an ASGI scope, decoded (latin-1, lower-case names) only when read.
+
+    Repeated headers are joined with ",". A single `get()` scans without decoding the rest, so
+    a view that reads one header pays for one header.
+    """
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _all(self) -> dict[str, str]:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = {}
+            for name, value in self._raw:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                decoded[key] = f"{decoded[key]},{text}" if key in decoded else text
+            self._decoded = decoded
+        return decoded
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._decoded is not None:
+            return self._decoded.get(key, default)
+        wanted = key.lower().encode("latin-1", "replace")
+        values = [value.decode("latin-1") for name, value in self._raw if name.lower() == wanted]
+        return ",".join(values) if values else default
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class WSGIHeaders(Mapping[str, str]):
+    """Request headers of a WSGI environ (``HTTP_*``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``)."""
+
+    __slots__ = ("_decoded", "_environ")
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+        self._decoded: dict[str, str] | None = None
+
+    def _all(self) -> dict[str, str]:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = {}
+            for key, value in list(self._environ.items()):
+                if key.startswith("HTTP_"):
+                    decoded[key[5:].lower().replace("_", "-")] = str(value)
+                elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                    decoded[key.lower().replace("_", "-")] = str(value)
+            self._decoded = decoded
+        return decoded
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._decoded is not None:
+            return self._decoded.get(key, default)
+        name = key.upper().replace("-", "_")
+        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            value = self._environ.get(name)
+            return str(value) if value else default
+        value = self._environ.get("HTTP_" + name)
+        return default if value is None else str(value)
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())

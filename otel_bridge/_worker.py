@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -50,6 +51,14 @@ class Worker(Generic[T]):
         self._health = health
         self._name = name
         self._init_state()
+        reference = weakref.ref(self)
+
+        def after_fork() -> None:
+            worker = reference()
+            if worker is not None:
+                worker._after_fork()
+
+        os.register_at_fork(after_in_child=after_fork)
 
     def _init_state(self) -> None:
         self._queue: deque[T] = deque()
@@ -61,12 +70,13 @@ class Worker(Generic[T]):
         self._pid = os.getpid()
         self._start_lock = threading.Lock()
 
+    def _after_fork(self) -> None:
+        # In a forked child the parent's thread does not exist, and the queue holds the
+        # parent's records, which the parent exports itself: start afresh.
+        self._init_state()
+
     def submit(self, item: T) -> bool:
         """Queue one item; False if it was dropped (counted). Never blocks, never raises."""
-        if self._pid != os.getpid():
-            # We are in a forked child: the parent's thread does not exist here, and the
-            # queue holds the parent's records, which the parent exports itself.
-            self._init_state()
         if self._thread is None:
             self._start()
         queue = self._queue

@@ -9,11 +9,10 @@ wrapper instance.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._http import split_host
+from otel_bridge._http import ASGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -129,7 +128,7 @@ class OtelBridgeMiddleware:
         client = scope.get("client")
         if client:
             builder.client = (str(client[0]), client[1])
-        builder.headers_source = lambda: _decode_headers(headers)
+        builder.headers = ASGIHeaders(headers)
         attributes: dict[str, AttributeValue] = {
             "http.request.method": scope.get("method") or "GET",
             "url.path": path,
@@ -153,15 +152,6 @@ class OtelBridgeMiddleware:
             await send(message)
 
         return lifespan_send
-
-
-def _decode_headers(headers: object) -> Mapping[str, str]:
-    decoded: dict[str, str] = {}
-    for name, value in headers:  # type: ignore[attr-defined]
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        decoded[key] = f"{decoded[key]},{text}" if key in decoded else text
-    return decoded
 
 
 def _route(scope: Scope, root_path: str) -> str | None:

@@ -16,7 +16,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +35,7 @@ from otel_bridge._http import normalize_method, sanitize_text
 from otel_bridge._otel import build_resource, resolve_meter_provider, resolve_tracer_provider
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
-from otel_bridge.record import RecordExporter, RequestRecord, TagValue, Timer
+from otel_bridge.record import EMPTY, RecordExporter, RequestRecord, TagValue, Timer
 
 __all__ = ["Bridge", "RecordSpanProcessor", "RequestBuilder", "current_builder"]
 
@@ -70,79 +70,46 @@ class RequestBuilder:
     """Mutable, per-request state; lives in a contextvar while the request runs.
 
     Only the wrapper that created it and the span processor write to it; after `finish()` it
-    is handed to the background thread and never touched by the request path again.
+    is handed to the background thread and never touched by the request path again. Defaults
+    live on the class, so a request pays only for the fields it sets.
     """
 
-    __slots__ = (
-        "app_end_ns",
-        "bridge",
-        "client",
-        "closed",
-        "complete_ns",
-        "completed",
-        "context_token",
-        "cpu",
-        "exception",
-        "headers_source",
-        "host",
-        "interface",
-        "method_original",
-        "open_spans",
-        "otel_token",
-        "path",
-        "protocol_version",
-        "query",
-        "response_bytes",
-        "root_path",
-        "route",
-        "scheme",
-        "server",
-        "span",
-        "spans",
-        "start_attributes",
-        "start_ns",
-        "start_time_ns",
-        "status",
-        "thread_id",
-        "timers_dropped",
-        "trailers",
-        "user_agent",
-    )
+    span: trace.Span | None = None
+    context_token: Any = None
+    otel_token: object = None
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    completed = False
+    trailers = False
+    root_path = ""
+    start_ns = 0
+    start_time_ns = 0
+    method = "GET"
+    method_original = "GET"
+    path = ""
+    query = ""
+    scheme = "http"
+    protocol_version = "1.1"
+    status = 0
+    response_bytes = 0
+    complete_ns = 0
+    app_end_ns = 0
+    route: str | None = None
+    exception: BaseException | None = None
+    # Created on the first child span: most requests have none.
+    spans: list[tuple[ReadableSpan, int, int]] | None = None
+    open_spans: dict[int, Span] | None = None
+    timers_dropped = 0
+    closed = False
+    user_agent: str | None = None
+    client: tuple[str, int | None] | None = None
+    server: tuple[str, int | None] | None = None
+    headers: Mapping[str, str] = EMPTY
+    start_attributes: Mapping[str, AttributeValue] = EMPTY
 
     def __init__(self, bridge: Bridge, interface: str) -> None:
         self.bridge = bridge
         self.interface = interface
-        self.span: trace.Span | None = None
-        self.context_token: Any = None
-        self.otel_token: object = None
-        self.cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
-        self.completed = False
-        self.trailers = False
-        self.root_path = ""
-        self.start_ns = 0
-        self.start_time_ns = 0
-        self.method_original = ""
-        self.path = ""
-        self.scheme = "http"
-        self.protocol_version = "1.1"
-        self.status = 0
-        self.response_bytes = 0
-        self.complete_ns = 0
-        self.app_end_ns = 0
-        self.route: str | None = None
-        self.exception: BaseException | None = None
-        self.spans: list[tuple[ReadableSpan, int, int]] = []
-        self.open_spans: dict[int, Span] = {}
-        self.timers_dropped = 0
-        self.closed = False
         self.thread_id = _get_ident()
-        self.host: str | None = None
-        self.user_agent: str | None = None
-        self.client: tuple[str, int | None] | None = None
-        self.server: tuple[str, int | None] | None = None
-        self.query = ""
-        self.headers_source: Callable[[], Mapping[str, str]] | None = None
-        self.start_attributes: Mapping[str, AttributeValue] = {}
 
 
 class RecordSpanProcessor(SpanProcessor):
@@ -163,6 +130,8 @@ class RecordSpanProcessor(SpanProcessor):
         usage = _getrusage(_RUSAGE)
         span_id = span.context.span_id
         self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
+        if builder.open_spans is None:
+            builder.open_spans = {}
         builder.open_spans[span_id] = span
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -173,10 +142,13 @@ class RecordSpanProcessor(SpanProcessor):
         if entry is None:
             return
         builder, thread_id, utime, stime = entry
-        builder.open_spans.pop(context.span_id, None)
+        if builder.open_spans is not None:
+            builder.open_spans.pop(context.span_id, None)
         if builder.closed:
             self._bridge.health.drop("timer_after_request")
             return
+        if builder.spans is None:
+            builder.spans = []
         if len(builder.spans) >= self._bridge.settings.max_timers:
             builder.timers_dropped += 1
             return
@@ -190,8 +162,9 @@ class RecordSpanProcessor(SpanProcessor):
 
     def forget(self, builder: RequestBuilder) -> None:
         """Drop the entries of spans still open when their request finished (bounded memory)."""
-        for span_id in list(builder.open_spans):
-            self._live.pop(span_id, None)
+        if builder.open_spans:
+            for span_id in list(builder.open_spans):
+                self._live.pop(span_id, None)
 
     def shutdown(self) -> None:
         self._live.clear()
@@ -244,6 +217,8 @@ class Bridge:
             description="Duration of HTTP server requests.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        # Opt-in, as in the semantic conventions: two more histogram records per request.
+        self._body_sizes = settings.body_size_metrics
         self._response_size = meter.create_histogram(
             "http.server.response.body.size",
             unit="By",
@@ -283,9 +258,10 @@ class Bridge:
     ) -> None:
         """Start the server span and make `builder` current. Pair with `finish()`."""
         builder.method_original = method
+        builder.method = normalized = normalize_method(method)
         builder.start_attributes = attributes
         parent = self._propagator.extract(carrier) if carrier else None
-        key = (normalize_method(method), builder.scheme)
+        key = (normalized, builder.scheme)
         with self._active_lock:
             self._active[key] = self._active.get(key, 0) + 1
         # Wall clock for the span and display, monotonic clock for durations: read together.
@@ -316,11 +292,11 @@ class Bridge:
             builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
             otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
             _current.reset(builder.context_token)
-            key = (normalize_method(builder.method_original), builder.scheme)
             with self._active_lock:
-                self._active[key] -= 1
+                self._active[(builder.method, builder.scheme)] -= 1
             builder.closed = True
-            self.processor.forget(builder)
+            if builder.open_spans:
+                self.processor.forget(builder)
             self.requests += 1
             if not self._worker.submit(builder):
                 self._end_span(builder, builder.span, {})
@@ -350,7 +326,7 @@ class Bridge:
                 self.health.error(f"exporter.{exporter.name}", exc)
 
     def _build(self, builder: RequestBuilder) -> RequestRecord:
-        method = normalize_method(builder.method_original)
+        method = builder.method
         status = builder.status
         exception = builder.exception
         if exception is not None and status == 0:
@@ -378,12 +354,12 @@ class Bridge:
         self._end_span(builder, span, final)
         # The SDK span holds the attributes as set (start + final); a non-recording span
         # holds none, so fall back to what we know.
-        attributes: dict[str, AttributeValue] = dict(getattr(span, "attributes", None) or {})
+        # After end() the SDK span's attributes are immutable: share them rather than copy.
+        attributes: Mapping[str, AttributeValue] | None = getattr(span, "attributes", None)
         if not attributes:
-            attributes = {**builder.start_attributes, **final}
+            attributes = MappingProxyType({**builder.start_attributes, **final})
         context = span.get_span_context() if span is not None else None
         cpu_user, cpu_system, max_rss = builder.cpu
-        headers = builder.headers_source() if builder.headers_source is not None else {}
         server_address = server_port = None
         if builder.server is not None:
             server_address, server_port = builder.server
@@ -404,7 +380,7 @@ class Bridge:
             client_address=client_address,
             client_port=client_port,
             user_agent=builder.user_agent,
-            headers=MappingProxyType(dict(headers)),
+            headers=builder.headers,
             status=status,
             # A HEAD response carries no body on the wire, whatever the app handed over.
             response_bytes=builder.response_bytes if method != "HEAD" else 0,
@@ -422,7 +398,7 @@ class Bridge:
             trace_id=context.trace_id if context is not None else 0,
             span_id=context.span_id if context is not None else 0,
             sampled=bool(context is not None and context.trace_flags.sampled),
-            attributes=MappingProxyType(attributes),
+            attributes=attributes,
             resource=self.resource,
             pid=os.getpid(),
             thread_id=builder.thread_id,
@@ -436,7 +412,7 @@ class Bridge:
     ) -> None:
         if span is None:
             return
-        method = normalize_method(builder.method_original)
+        method = builder.method
         if final:
             span.set_attributes(final)
         if builder.route is not None:
@@ -454,7 +430,7 @@ class Bridge:
 
     def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
         start = builder.start_time_ns
-        for span, cpu_user, cpu_system in builder.spans:
+        for span, cpu_user, cpu_system in builder.spans or ():
             yield span_to_timer(span, start, cpu_user, cpu_system)
 
     def _record_metrics(self, record: RequestRecord) -> None:
@@ -470,10 +446,11 @@ class Bridge:
         if record.error_type is not None:
             attributes["error.type"] = record.error_type
         self._duration.record(record.duration_ns / 1e9, attributes)
-        self._response_size.record(record.response_bytes, attributes)
-        length = record.headers.get("content-length")
-        if length is not None and length.isdigit():
-            self._request_size.record(int(length), attributes)
+        if self._body_sizes:
+            self._response_size.record(record.response_bytes, attributes)
+            length = record.headers.get("content-length")
+            if length is not None and length.isdigit():
+                self._request_size.record(int(length), attributes)
 
     def _observe_active(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
         with self._active_lock:

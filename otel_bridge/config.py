@@ -203,6 +203,16 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "Which views are on: any of `expvar`, `pinba`, `wide_events`, `cronitor`, or `none`.",
     ),
     Variable(
+        "OTEL_BRIDGE_BODY_SIZE_METRICS",
+        "body_size_metrics",
+        _bool,
+        False,
+        "bool",
+        "true",
+        "Also record `http.server.request.body.size` / `http.server.response.body.size` "
+        "(opt-in metrics of the HTTP semantic conventions).",
+    ),
+    Variable(
         "OTEL_BRIDGE_QUEUE_SIZE",
         "queue_size",
         _int_range(1, 1_000_000),
@@ -242,6 +252,7 @@ class Settings:
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
     exporters: tuple[str, ...] = DEFAULT_VIEWS
+    body_size_metrics: bool = False
     queue_size: int = 4096
     max_timers: int = 512
     # Compiled once from excluded_urls; not a variable of its own.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._http import split_host
+from otel_bridge._http import WSGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import Environ, ExcInfo, Headers, StartResponse, WSGIApp
 
@@ -116,7 +116,7 @@ class OtelBridgeWSGIMiddleware:
                 if carrier is None:
                     carrier = {}
                 carrier[name] = value
-        builder.headers_source = lambda: _environ_headers(environ)
+        builder.headers = WSGIHeaders(environ)
         method = environ.get("REQUEST_METHOD") or "GET"
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,
@@ -193,13 +193,3 @@ def _recode(text: str) -> str:
 
 def _path(environ: Environ) -> str:
     return _recode(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
-
-
-def _environ_headers(environ: Mapping[str, object]) -> Mapping[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in list(environ.items()):
-        if key.startswith("HTTP_"):
-            headers[key[5:].lower().replace("_", "-")] = str(value)
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            headers[key.lower().replace("_", "-")] = str(value)
-    return headers

@@ -441,8 +441,18 @@ async def test_httpx_child_spans_become_http_timers(harness: Harness) -> None:
     assert dict(timer.tags) == {"group": "http", "op": "GET", "server": "svc"}
 
 
-async def test_metrics_follow_stable_semconv(harness: Harness) -> None:
+async def test_body_size_metrics_are_opt_in(harness: Harness) -> None:
     app = harness.asgi(starlette_app())
+    async with client(app) as c:
+        await c.post("/users/1", content=b"12345")
+    assert harness.metric_points("http.server.request.body.size") == []
+    assert harness.metric_points("http.server.response.body.size") == []
+    assert len(harness.metric_points("http.server.request.duration")) == 1
+
+
+async def test_metrics_follow_stable_semconv(harness: Harness) -> None:
+    settings = otel_bridge.Settings().replace(body_size_metrics=True)
+    app = harness.asgi(starlette_app(), settings=settings)
     async with client(app) as c:
         await c.get("/users/1")
         await c.get("/users/2")

@@ -31,6 +31,9 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WSGIMiddleware
 import otel_bridge
 
+# The body-size metrics are opt-in with us (as in the semantic conventions).
+SETTINGS = otel_bridge.Settings().replace(body_size_metrics=True)
+
 REQUESTS = [
     ("GET", "/users/42?q=1", {"user-agent": "probe/1"}),
     ("POST", "/fail", {}),
@@ -100,14 +103,16 @@ drive_asgi(OpenTelemetryMiddleware(asgi_app, tracer_provider=tp, meter_provider=
                                    exclude_spans=["send", "receive"]))
 result["contrib_asgi"] = collect(spans, reader, lambda: None)
 tp, mp, spans, reader = providers()
-ours = otel_bridge.instrument(asgi_app, tracer_provider=tp, meter_provider=mp)
+ours = otel_bridge.instrument(asgi_app, tracer_provider=tp, meter_provider=mp,
+                              settings=SETTINGS)
 drive_asgi(ours)
 result["ours_asgi"] = collect(spans, reader, lambda: ours.bridge.force_flush(5000))
 tp, mp, spans, reader = providers()
 drive_wsgi(WSGIMiddleware(wsgi_app, tracer_provider=tp, meter_provider=mp))
 result["contrib_wsgi"] = collect(spans, reader, lambda: None)
 tp, mp, spans, reader = providers()
-ours = otel_bridge.instrument_wsgi(wsgi_app, tracer_provider=tp, meter_provider=mp)
+ours = otel_bridge.instrument_wsgi(wsgi_app, tracer_provider=tp, meter_provider=mp,
+                                   settings=SETTINGS)
 drive_wsgi(ours)
 result["ours_wsgi"] = collect(spans, reader, lambda: ours.bridge.force_flush(5000))
 print(json.dumps(result))

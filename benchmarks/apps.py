@@ -1,0 +1,155 @@
+"""Hello-world apps and the instrumentation configurations the benchmarks compare.
+
+Configurations (all with the same no-op exporters, so only the instrumentation's own cost and
+the SDK's are measured):
+- ``bare``: the app alone.
+- ``contrib``: opentelemetry-instrumentation-asgi/-wsgi with the SDK, a BatchSpanProcessor and
+  a MeterProvider with a periodic reader, default settings (what users run today).
+- ``contrib_tuned``: the same with stable HTTP semconv and, for ASGI, no send/receive spans
+  (the cheapest the contrib middleware gets, and the same span attributes as ours).
+- ``bridge``: otel_bridge with the same providers and exporters.
+- ``bridge_views``: otel_bridge with no span exporter (views only: traces not exported).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+CONFIGS = ("bare", "contrib", "contrib_tuned", "bridge", "bridge_views")
+APPS = ("asgi", "starlette", "wsgi")
+
+
+class NullSpanExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class NullMetricExporter(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+async def raw_asgi(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    async def decoy(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("decoy")
+
+    # Eight parameterised decoys before the route hit, as a real routing table has.
+    routes = [Route(f"/decoy{i}/{{id:int}}", decoy) for i in range(8)]
+    return Starlette(routes=[*routes, Route("/hello", hello)])
+
+
+def wsgi_hello(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def providers(export_spans: bool = True) -> tuple[TracerProvider, MeterProvider, NullSpanExporter]:
+    exporter = NullSpanExporter()
+    tracer_provider = TracerProvider()
+    if export_spans:
+        # A queue large enough that no configuration drops spans: equal work for all.
+        processor = BatchSpanProcessor(exporter, max_queue_size=1_000_000)
+        tracer_provider.add_span_processor(processor)
+    reader = PeriodicExportingMetricReader(NullMetricExporter(), export_interval_millis=60_000)
+    return tracer_provider, MeterProvider(metric_readers=[reader]), exporter
+
+
+def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
+    """Return (app, flush, exported) for one cell.
+
+    `flush()` drains background work; `exported()` counts the spans the exporter received, so
+    a run can show every configuration did the same work (no span dropped by a full queue).
+    """
+    if config == "contrib_tuned":
+        os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
+    base: Any = {"asgi": raw_asgi, "starlette": starlette_app(), "wsgi": wsgi_hello}[app_name]
+    if config == "bare":
+        return base, lambda: None, lambda: 0
+    tracer_provider, meter_provider, exporter = providers(export_spans=config != "bridge_views")
+
+    def exported() -> int:
+        return exporter.exported
+
+    def flush() -> None:
+        tracer_provider.force_flush()
+
+    if config.startswith("contrib"):
+        if app_name == "wsgi":
+            from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WSGI
+
+            return (
+                WSGI(base, tracer_provider=tracer_provider, meter_provider=meter_provider),
+                flush,
+                exported,
+            )
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        exclude = ["send", "receive"] if config == "contrib_tuned" else None
+        return OpenTelemetryMiddleware(
+            base,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            exclude_spans=exclude,
+        ), flush, exported
+    import otel_bridge
+
+    kwargs: dict[str, Any] = {
+        "settings": otel_bridge.Settings(),
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+    }
+    if app_name == "wsgi":
+        wrapped: Any = otel_bridge.instrument_wsgi(base, **kwargs)
+    else:
+        wrapped = otel_bridge.instrument(base, **kwargs)
+
+    def flush_bridge() -> None:
+        wrapped.bridge.force_flush()
+        tracer_provider.force_flush()
+
+    return wrapped, flush_bridge, exported

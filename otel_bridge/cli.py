@@ -1,0 +1,42 @@
+"""The `otel-bridge` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from otel_bridge import demo
+    except ImportError as exc:
+        print(
+            f"otel-bridge demo needs the demo extra ({exc.name} is missing): "
+            "pip install 'otel-bridge[demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    return demo.run(host=args.host, port=args.port, traffic=not args.no_traffic)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `otel-bridge` command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="otel-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="serve a demo Starlette app with every view on, plus a little traffic"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--no-traffic", action="store_true", help="do not send demo requests")
+    demo.set_defaults(handler=_demo)
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The demo behind `otel-bridge demo` (`make demo`): a real Starlette app served by uvicorn.
+
+Every view that exists is on, with embedded defaults; a background thread sends a little
+traffic so there is something to look at straight away; each finished request is printed as
+one line, the way the bridge sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+import otel_bridge
+from otel_bridge.config import AVAILABLE_VIEWS, Settings
+from otel_bridge.record import RecordExporter, RequestRecord
+
+__all__ = ["build_app", "run"]
+
+PAGES = ("/", "/users/42", "/users/7", "/search?q=otel", "/stream", "/slow", "/error")
+
+
+async def index(request: Request) -> Response:
+    links = "".join(f'<li><a href="{page}">{page}</a></li>' for page in PAGES)
+    return HTMLResponse(f"<h1>otel-bridge demo</h1><ul>{links}</ul>")
+
+
+async def user(request: Request) -> Response:
+    uid = request.path_params["uid"]
+    with otel_bridge.timer(group="db", op="select", table="users"):
+        await asyncio.sleep(random.uniform(0.001, 0.004))
+    with otel_bridge.timer(group="cache", op="set"):
+        await asyncio.sleep(0.0005)
+    return PlainTextResponse(f"user {uid}\n")
+
+
+async def search(request: Request) -> Response:
+    with otel_bridge.timer(group="search", engine="demo"):
+        await asyncio.sleep(random.uniform(0.005, 0.02))
+    return PlainTextResponse(f"results for {request.query_params.get('q', '')!r}\n")
+
+
+async def slow(request: Request) -> Response:
+    for step in ("fetch", "render"):
+        with otel_bridge.timer(group="slow", step=step):
+            await asyncio.sleep(0.15)
+    return PlainTextResponse("slow, but done\n")
+
+
+async def stream(request: Request) -> Response:
+    async def chunks() -> Any:
+        for index in range(5):
+            await asyncio.sleep(0.02)
+            yield f"chunk {index}\n".encode()
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+async def error(request: Request) -> Response:
+    raise RuntimeError("a deliberate error, to show how failures are recorded")
+
+
+def build_app() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/users/{uid:int}", user),
+            Route("/search", search),
+            Route("/slow", slow),
+            Route("/stream", stream),
+            Route("/error", error),
+        ]
+    )
+
+
+class RequestLog(RecordExporter):
+    """Prints one line per finished request (the demo's window onto the records)."""
+
+    name = "demo_log"
+
+    def export(self, records: Sequence[RequestRecord]) -> None:
+        for record in records:
+            groups: dict[str, int] = {}
+            for timer in record.timers:
+                tags = dict(timer.tags)
+                key = str(tags.get("group", timer.kind))
+                groups[key] = groups.get(key, 0) + 1
+            timers = " ".join(f"{k} x{v}" for k, v in sorted(groups.items())) or "-"
+            error = f" error={record.error_type}" if record.error_type else ""
+            print(
+                f"[request] {record.method:4} {record.route or record.path:18} "
+                f"{record.status} {record.duration_ns / 1e6:7.2f} ms "
+                f"{record.response_bytes:5} B  timers: {timers}{error}",
+                flush=True,
+            )
+
+
+def _traffic(base: str, stop: threading.Event) -> None:
+    # Wait for the server, send a burst over every page, then a request every few seconds.
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for _ in range(100):
+            try:
+                client.get("/")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        for page in (*PAGES[1:], *PAGES[1:5]):
+            if stop.is_set():
+                return
+            try:
+                client.get(page, headers={"connection": "close"})
+            except httpx.HTTPError:
+                pass
+        while not stop.wait(3):
+            try:
+                client.get(random.choice(PAGES[1:5]))
+            except httpx.HTTPError:
+                pass
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
+    """Serve the demo until Ctrl-C; returns the exit status."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                print(f"port {port} on {host} is taken: try --port 8001", file=sys.stderr)
+                return 1
+            raise
+    settings = Settings.from_env().replace(exporters=list(AVAILABLE_VIEWS))
+    app = otel_bridge.instrument(
+        build_app(),
+        settings=settings,
+        service_name="otel-bridge-demo",
+        record_exporters=[RequestLog()],
+    )
+    base = f"http://{host}:{port}"
+    print(
+        f"otel-bridge demo on {base}  (Ctrl-C stops it)\n"
+        f"  views on: {', '.join(AVAILABLE_VIEWS) or 'none yet (spans, metrics, records)'}\n"
+        f"  try:      {base}/users/42   {base}/slow   {base}/error\n"
+        "  each request is printed below as the bridge records it\n",
+        flush=True,
+    )
+    stop = threading.Event()
+    if traffic:
+        threading.Thread(target=_traffic, args=(base, stop), daemon=True).start()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises it; we are done.
+        pass
+    finally:
+        stop.set()
+    print("otel-bridge demo stopped", flush=True)
+    return 0
