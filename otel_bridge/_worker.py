@@ -22,13 +22,24 @@ __all__ = ["Worker"]
 
 T = TypeVar("T")
 
-BATCH_SIZE = 512
-# Upper bound on how long a record may wait when a wake-up is missed (see submit()).
+# Items handed to `handle` at once. Small, because the thread holds the GIL while it works:
+# a request thread coming back from the network waits for it, up to the interpreter's switch
+# interval (5 ms). Between batches the thread sleeps(0), letting a waiting thread go first.
+BATCH_SIZE = 16
+# The thread wakes when this many items wait, or every INTERVAL_S, whichever comes first.
+# Waking it per request would cost a thread switch (and a GIL hand-off) per request, more
+# than the export work itself; batching keeps the request path to one deque append.
+WAKE_AT = 128
+INTERVAL_S = 0.1
+# How often flush() re-checks while it waits.
 IDLE_WAIT_S = 0.05
 
 
 class Worker(Generic[T]):
-    """Bounded queue plus the thread that drains it into `handle`.
+    """Bounded queue plus the thread that drains it into `handle`, in batches.
+
+    Items wait at most `INTERVAL_S` (0.1 s) before they are handled; `flush()` hands over
+    everything at once.
 
     Args:
         handle: called on the worker thread with each batch (oldest first). Exceptions are
@@ -84,7 +95,7 @@ class Worker(Generic[T]):
             self._health.drop("queue_full" if not self._stopping else "after_shutdown")
             return False
         queue.append(item)
-        if not self._wake.is_set():
+        if len(queue) >= WAKE_AT and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -105,7 +116,7 @@ class Worker(Generic[T]):
         queue = self._queue
         wake = self._wake
         while True:
-            wake.wait(IDLE_WAIT_S)
+            wake.wait(INTERVAL_S)
             wake.clear()
             with self._idle:
                 self._busy = True
@@ -116,6 +127,7 @@ class Worker(Generic[T]):
                         self._handle(batch)
                     except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the thread
                         self._health.error("worker", exc)
+                    time.sleep(0)
             finally:
                 with self._idle:
                     self._busy = False

@@ -1,0 +1,133 @@
+"""Run every benchmark side by side in one run and print (or write) the results table.
+
+    python -m benchmarks                    # print
+    python -m benchmarks --write            # also write benchmarks/RESULTS.md
+    python -m benchmarks --quick            # fewer requests, for a smoke run
+
+In-process cells each run in their own interpreter (the contrib middleware reads its semconv
+mode once per process), three times, interleaved; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import http
+from benchmarks.apps import APPS, CONFIGS
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HTTP_CONFIGS = ("bare", "contrib", "bridge")
+
+
+def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(repeats):
+        for app in APPS:
+            for config in CONFIGS:
+                out = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.inprocess", app, config, str(n)],
+                    capture_output=True, text=True, check=True,
+                )
+                runs.setdefault((app, config), []).append(json.loads(out.stdout))
+    medians: dict[tuple[str, str], dict[str, float]] = {}
+    for key, cells in runs.items():
+        medians[key] = {
+            field: statistics.median(cell[field] for cell in cells)
+            for field in ("wall_us", "cpu_us", "request_cpu_us", "spans_per_request")
+        }
+    return medians
+
+
+def render(
+    medians: dict[tuple[str, str], dict[str, float]],
+    over_http: list[dict[str, Any]],
+    command: str,
+    n: int,
+    repeats: int,
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}, "
+        f"{platform.machine()} with {platform.python_implementation()} "
+        f"{platform.python_version()}, 2 cores. Numbers are for this machine; the ratios are "
+        "what carries over.",
+        "",
+        "## In-process: µs per request (median of "
+        f"{repeats} × {n:,} requests, each cell in its own interpreter)",
+        "",
+        "`cpu` is all CPU the process spent per request, background threads included (the "
+        "batch span processor's and the bridge's exporter thread, flushed before the clock "
+        "stops); `request` is the CPU of the thread that served the request, the part a "
+        "request waits for. `overhead` is `cpu` minus the bare app's; `ratio` is that overhead "
+        "over the contrib instrumentation's (default settings).",
+        "",
+        "| app | config | cpu µs | request µs | spans/req | overhead µs | ratio vs contrib |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for app in APPS:
+        bare = medians[(app, "bare")]["cpu_us"]
+        contrib = medians[(app, "contrib")]["cpu_us"] - bare
+        for config in CONFIGS:
+            cell = medians[(app, config)]
+            overhead = cell["cpu_us"] - bare
+            ratio = "" if config == "bare" else f"{overhead / contrib:.2f}"
+            lines.append(
+                f"| {app} | {config} | {cell['cpu_us']:.1f} | {cell['request_cpu_us']:.1f} | "
+                f"{cell['spans_per_request']:.2f} | {overhead:.1f} | {ratio} |"
+            )
+    lines += [
+        "",
+        "Configs: `bare` the app alone; `contrib` opentelemetry-instrumentation-asgi/-wsgi "
+        "with the SDK, BatchSpanProcessor and a periodic metric reader (default settings, "
+        "send/receive spans on for ASGI); `contrib_tuned` the same with "
+        "`OTEL_SEMCONV_STABILITY_OPT_IN=http` and `exclude_spans=[send, receive]`; `bridge` "
+        "otel_bridge with the same providers and exporters; `bridge_views` otel_bridge "
+        "without a span exporter.",
+        "",
+        "## Over HTTP (wrk, 1 thread, 16 connections, 5 s, loopback)",
+        "",
+        "| app | server | config | req/s | × bare | × contrib | p50 ms | p99 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    by_key = {(r["app"], r["config"]): r for r in over_http}
+    for row in over_http:
+        bare_rps = by_key[(row["app"], "bare")]["rps"]
+        contrib_rps = by_key[(row["app"], "contrib")]["rps"]
+        server = "gunicorn (sync)" if row["app"] == "wsgi" else "uvicorn"
+        lines.append(
+            f"| {row['app']} | {server} | {row['config']} | {row['rps']:,.0f} | "
+            f"{row['rps'] / bare_rps:.2f} | {row['rps'] / contrib_rps:.2f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+    n, repeats, duration = (2_000, 1, 1) if args.quick else (20_000, 3, 5)
+    medians = in_process(n, repeats)
+    over_http = [
+        http.cell(app, config, duration_s=duration) for app in APPS for config in HTTP_CONFIGS
+    ]
+    command = "make bench" + (" (python -m benchmarks --quick)" if args.quick else "")
+    text = render(medians, over_http, command, n, repeats)
+    print(text)
+    if args.write:
+        RESULTS.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

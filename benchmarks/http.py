@@ -1,0 +1,90 @@
+"""Over-HTTP driver: a real server in a subprocess on 127.0.0.1, `wrk` as the load generator.
+
+ASGI apps are served by uvicorn (one process), the WSGI app by gunicorn (one sync worker), so
+the server and wrk each have one of the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _server_command(app_name: str, port: int) -> list[str]:
+    if app_name == "wsgi":
+        return [sys.executable, "-m", "gunicorn", "benchmarks.serve:app", "--bind",
+                f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
+    return [sys.executable, "-m", "uvicorn", "benchmarks.serve:app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+
+
+def _parse_latency(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(BENCH_APP=app_name, BENCH_CONFIG=config, PYTHONPATH=str(ROOT))
+    server = subprocess.Popen(
+        _server_command(app_name, port), cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"server did not start: {server.stderr}") from None
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/hello"
+        # Warm up, then measure.
+        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url],
+                       capture_output=True, check=True)
+        result = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", url],
+            capture_output=True, text=True, check=True,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+    out = result.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "app": app_name,
+        "config": config,
+        "rps": rps,
+        "p50_ms": _parse_latency(p50),
+        "p99_ms": _parse_latency(p99),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }

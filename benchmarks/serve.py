@@ -1,0 +1,17 @@
+"""The app a benchmark server serves, chosen by environment (BENCH_APP, BENCH_CONFIG).
+
+    BENCH_APP=starlette BENCH_CONFIG=bridge uvicorn benchmarks.serve:app
+    BENCH_APP=wsgi BENCH_CONFIG=contrib gunicorn benchmarks.serve:app
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from benchmarks.apps import build
+
+app: Any
+app, _flush, _exported = build(
+    os.environ.get("BENCH_APP", "starlette"), os.environ.get("BENCH_CONFIG", "bare")
+)
