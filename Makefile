@@ -25,6 +25,7 @@ check: $(STAMP)
 	scripts/check
 
 bench: $(STAMP)
+	scripts/system-deps wrk
 	$(BIN)/python -m benchmarks --write
 
 clean:

@@ -34,7 +34,9 @@ def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:
             for config in CONFIGS:
                 out = subprocess.run(
                     [sys.executable, "-m", "benchmarks.inprocess", app, config, str(n)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 runs.setdefault((app, config), []).append(json.loads(out.stdout))
     medians: dict[tuple[str, str], dict[str, float]] = {}
@@ -62,7 +64,7 @@ def render(
         "what carries over.",
         "",
         "## In-process: µs per request (median of "
-        f"{repeats} × {n:,} requests, each cell in its own interpreter)",
+        f"{repeats} x {n:,} requests, each cell in its own interpreter)",
         "",
         "`cpu` is all CPU the process spent per request, background threads included (the "
         "batch span processor's and the bridge's exporter thread, flushed before the clock "
@@ -95,7 +97,7 @@ def render(
         "",
         "## Over HTTP (wrk, 1 thread, 16 connections, 5 s, loopback)",
         "",
-        "| app | server | config | req/s | × bare | × contrib | p50 ms | p99 ms |",
+        "| app | server | config | req/s | vs bare | vs contrib | p50 ms | p99 ms |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     by_key = {(r["app"], r["config"]): r for r in over_http}

@@ -129,13 +129,17 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
             )
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        exclude = ["send", "receive"] if config == "contrib_tuned" else None
-        return OpenTelemetryMiddleware(
-            base,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            exclude_spans=exclude,
-        ), flush, exported
+        exclude: Any = ["send", "receive"] if config == "contrib_tuned" else None
+        return (
+            OpenTelemetryMiddleware(
+                base,
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                exclude_spans=exclude,
+            ),
+            flush,
+            exported,
+        )
     import otel_bridge
 
     kwargs: dict[str, Any] = {

@@ -29,10 +29,31 @@ def _free_port() -> int:
 
 def _server_command(app_name: str, port: int) -> list[str]:
     if app_name == "wsgi":
-        return [sys.executable, "-m", "gunicorn", "benchmarks.serve:app", "--bind",
-                f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
-    return [sys.executable, "-m", "uvicorn", "benchmarks.serve:app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "benchmarks.serve:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.serve:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
 
 def _parse_latency(text: str) -> float:
@@ -47,8 +68,12 @@ def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(BENCH_APP=app_name, BENCH_CONFIG=config, PYTHONPATH=str(ROOT))
     server = subprocess.Popen(
-        _server_command(app_name, port), cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        _server_command(app_name, port),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -62,11 +87,14 @@ def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16)
                 time.sleep(0.05)
         url = f"http://127.0.0.1:{port}/hello"
         # Warm up, then measure.
-        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url],
-                       capture_output=True, check=True)
+        subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", "-d1s", url], capture_output=True, check=True
+        )
         result = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", url],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     finally:
         server.send_signal(signal.SIGTERM)

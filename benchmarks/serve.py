@@ -1,7 +1,7 @@
 """The app a benchmark server serves, chosen by environment (BENCH_APP, BENCH_CONFIG).
 
-    BENCH_APP=starlette BENCH_CONFIG=bridge uvicorn benchmarks.serve:app
-    BENCH_APP=wsgi BENCH_CONFIG=contrib gunicorn benchmarks.serve:app
+BENCH_APP=starlette BENCH_CONFIG=bridge uvicorn benchmarks.serve:app
+BENCH_APP=wsgi BENCH_CONFIG=contrib gunicorn benchmarks.serve:app
 """
 
 from __future__ import annotations

@@ -56,8 +56,10 @@ class Worker(Generic[T]):
         maxsize: int,
         health: Health,
         name: str = "otel-bridge-export",
+        on_fork: Callable[[], None] | None = None,
     ) -> None:
         self._handle = handle
+        self._on_fork = on_fork
         self._maxsize = maxsize
         self._health = health
         self._name = name
@@ -85,6 +87,8 @@ class Worker(Generic[T]):
         # In a forked child the parent's thread does not exist, and the queue holds the
         # parent's records, which the parent exports itself: start afresh.
         self._init_state()
+        if self._on_fork is not None:
+            self._on_fork()
 
     def submit(self, item: T) -> bool:
         """Queue one item; False if it was dropped (counted). Never blocks, never raises."""

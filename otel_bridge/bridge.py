@@ -242,10 +242,20 @@ class Bridge:
         self._propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(self._propagator.fields)
         self.requests = 0
+        self._pid = os.getpid()
         self._worker: Worker[RequestBuilder] = Worker(
-            self._export, maxsize=settings.queue_size, health=self.health
+            self._export,
+            maxsize=settings.queue_size,
+            health=self.health,
+            on_fork=self._after_fork,
         )
         self._shut_down = False
+
+    def _after_fork(self) -> None:
+        # Another thread may have held the lock at fork(): the child gets fresh ones.
+        self._pid = os.getpid()
+        self._active = {}
+        self._active_lock = threading.Lock()
 
     # -- request path -------------------------------------------------------------------
 
@@ -400,7 +410,7 @@ class Bridge:
             sampled=bool(context is not None and context.trace_flags.sampled),
             attributes=attributes,
             resource=self.resource,
-            pid=os.getpid(),
+            pid=self._pid,
             thread_id=builder.thread_id,
         )
 

@@ -40,6 +40,8 @@ class Variable(Generic[T]):
     kind: str
     example: str
     doc: str
+    # A value the variable refuses, shown in the README with the error it gets.
+    bad: str | None = None
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -144,6 +146,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "bool",
         "true",
         "Turn otel_bridge off: `instrument()` returns the app unchanged.",
+        bad="maybe",
     ),
     Variable(
         "OTEL_SERVICE_NAME",
@@ -162,6 +165,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "key=value list",
         "deployment.environment=prod,team=web",
         "Resource attributes for the providers otel_bridge creates (values percent-decoded).",
+        bad="team",
     ),
     Variable(
         "OTEL_PYTHON_EXCLUDED_URLS",
@@ -172,6 +176,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "healthz,^/static/",
         "Requests whose path matches one of these regular expressions (`re.search`) are "
         "passed through unrecorded.",
+        bad="(unclosed",
     ),
     Variable(
         "OTEL_TRACES_EXPORTER",
@@ -182,6 +187,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "otlp",
         "Span exporters (entry points of `opentelemetry_traces_exporter`) for the tracer "
         "provider otel_bridge creates when the process has none; `none` by default.",
+        bad="none,otlp",
     ),
     Variable(
         "OTEL_METRICS_EXPORTER",
@@ -192,6 +198,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "otlp",
         "Metric exporters (entry points of `opentelemetry_metrics_exporter`) for the meter "
         "provider otel_bridge creates when the process has none; `none` by default.",
+        bad="ot lp",
     ),
     Variable(
         "OTEL_BRIDGE_EXPORTERS",
@@ -201,6 +208,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "name list",
         "expvar,pinba",
         "Which views are on: any of `expvar`, `pinba`, `wide_events`, `cronitor`, or `none`.",
+        bad="statsd",
     ),
     Variable(
         "OTEL_BRIDGE_BODY_SIZE_METRICS",
@@ -211,6 +219,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "true",
         "Also record `http.server.request.body.size` / `http.server.response.body.size` "
         "(opt-in metrics of the HTTP semantic conventions).",
+        bad="sometimes",
     ),
     Variable(
         "OTEL_BRIDGE_QUEUE_SIZE",
@@ -221,6 +230,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "8192",
         "Finished requests waiting for the background exporter thread; when full, new "
         "records are dropped and counted (`bridge.dropped.queue_full`), never blocking.",
+        bad="0",
     ),
     Variable(
         "OTEL_BRIDGE_MAX_TIMERS",
@@ -231,6 +241,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "1000",
         "Timers (child spans) kept per request; further ones are counted in the record's "
         "`timers_dropped`.",
+        bad="-1",
     ),
 )
 
@@ -328,3 +339,32 @@ def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
             return tuple(items)
         return variable.parse(attr, ",".join(items))
     raise ConfigError(attr, value, variable.kind)
+
+
+def variables_table() -> str:
+    """The README's configuration table, generated from `VARIABLES` (a test keeps them equal)."""
+    rows = [
+        "| variable | type | default | example | meaning | on a bad value |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variable in VARIABLES:
+        default = variable.default
+        if isinstance(default, bool):
+            shown = "false" if default is False else "true"
+        elif isinstance(default, tuple):
+            shown = ",".join(str(item) for item in default) or "(none)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = str(default)
+        error = "—"
+        if variable.bad is not None:
+            try:
+                variable.parse(variable.env, variable.bad)
+            except ConfigError as exc:
+                error = f"`{exc}`"
+        rows.append(
+            f"| `{variable.env}` | {variable.kind} | `{shown}` | `{variable.example}` "
+            f"| {variable.doc} | {error} |"
+        )
+    return "\n".join(rows)

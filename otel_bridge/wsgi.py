@@ -136,7 +136,7 @@ class OtelBridgeWSGIMiddleware:
 class _ResponseBody:
     """The app's iterable, counted and finished when the server is done with it."""
 
-    __slots__ = ("_builder", "_context", "_finished", "_iterable", "_iterator")
+    __slots__ = ("_builder", "_context", "_finished", "_iterable", "_iterator", "_plain")
 
     def __init__(
         self, iterable: Iterable[bytes], builder: RequestBuilder, context: contextvars.Context
@@ -146,6 +146,8 @@ class _ResponseBody:
         self._context = context
         self._iterator: Iterator[bytes] | None = None
         self._finished = False
+        # Iterating a list or tuple runs no application code: no need to enter the context.
+        self._plain = type(iterable) in (list, tuple)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -155,7 +157,8 @@ class _ResponseBody:
         if self._iterator is None:
             self._iterator = iter(self._iterable)
         try:
-            chunk = self._context.run(next, self._iterator)
+            iterator = self._iterator
+            chunk = next(iterator) if self._plain else self._context.run(next, iterator)
         except StopIteration:
             if not builder.complete_ns:
                 builder.complete_ns = _perf_ns()

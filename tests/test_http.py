@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from otel_bridge._http import normalize_method, sanitize_text, split_host
+from otel_bridge._http import (
+    ASGIHeaders,
+    WSGIHeaders,
+    normalize_method,
+    sanitize_text,
+    split_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,3 +40,31 @@ def test_sanitize_text_replaces_lone_surrogates_only() -> None:
     assert sanitize_text("/plain") == "/plain"
     assert sanitize_text("/café") == "/café"
     assert sanitize_text("/a\udcff\ud800b") == "/a\ufffd\ufffdb"
+
+
+def test_asgi_headers_decode_lazily_and_join_repeats() -> None:
+    raw = [(b"Accept", b"a"), (b"x-id", b"1"), (b"accept", b"b"), (b"x-\xff", b"\xe9")]
+    headers = ASGIHeaders(raw)
+    assert headers.get("ACCEPT") == "a,b", "one lookup scans without decoding the rest"
+    assert headers.get("missing", "d") == "d"
+    assert headers._decoded is None
+    assert dict(headers) == {"accept": "a,b", "x-id": "1", "x-\xff": "\xe9"}
+    assert len(headers) == 3 and headers["x-id"] == "1"
+    assert headers.get("accept") == "a,b" and headers.get("nope") is None
+
+
+def test_wsgi_headers_read_http_and_content_keys() -> None:
+    environ = {
+        "HTTP_X_REQUEST_ID": "r1",
+        "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "",
+        "PATH_INFO": "/",
+    }
+    headers = WSGIHeaders(environ)
+    assert headers.get("x-request-id") == "r1"
+    assert headers.get("Content-Type") == "text/plain"
+    assert headers.get("content-length", "none") == "none"
+    assert headers.get("user-agent") is None
+    assert dict(headers) == {"x-request-id": "r1", "content-type": "text/plain"}
+    assert len(headers) == 2 and headers["content-type"] == "text/plain"
+    assert headers.get("x-request-id") == "r1"
