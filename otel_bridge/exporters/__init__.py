@@ -1,0 +1,1 @@
+"""The views: each subpackage turns `RequestRecord`s into what one tool reads."""

@@ -1,0 +1,158 @@
+"""Building a Pinba.Request the way php-pinba 1.1.2 does: dictionary order, merged timers, PHP
+strings — so the same input gives the same bytes (see tests/exporters/pinba/test_conformance.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from otel_bridge.exporters.pinba._proto import PinbaRequest, encode
+
+__all__ = ["PacketTimer", "assemble", "php_string", "timer_tags"]
+
+TagScalar = str | int | float | bool | None
+
+
+def php_string(value: object) -> str:
+    """`(string)$value` as PHP 8 writes it (precision=14 for floats)."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NAN"
+        if math.isinf(value):
+            return "INF" if value > 0 else "-INF"
+        if value == 0:
+            return "-0" if math.copysign(1.0, value) < 0 else "0"
+        text = f"{value:.14G}"
+        if "E" in text:
+            mantissa, exponent = text.split("E")
+            if "." not in mantissa:
+                mantissa += ".0"
+            return f"{mantissa}E{int(exponent):+d}"
+        return text
+    return str(value)
+
+
+def timer_tags(tags: Iterable[tuple[str, object]]) -> tuple[tuple[str, str], ...]:
+    """Tags as Pinba pairs, sorted by name: multi-valued tags repeat the name (as pynba did)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in tags:
+        if isinstance(value, (tuple, list)):
+            pairs.extend((name, php_string(item)) for item in value)
+        else:
+            pairs.append((name, php_string(value)))
+    # Byte order of the names, as PHP's sort; a stable sort keeps multi-values in order.
+    pairs.sort(key=lambda pair: pair[0].encode("utf-8", "replace"))
+    return tuple(pairs)
+
+
+class PacketTimer(NamedTuple):
+    """One timer as it goes into the packet: tags (sorted pairs), total seconds, hits, CPU."""
+
+    tags: tuple[tuple[str, str], ...]
+    value: float
+    hit_count: int = 1
+    ru_utime: float = 0.0
+    ru_stime: float = 0.0
+
+
+def _microseconds(value: float) -> float:
+    # php-pinba keeps timer values and rusage as timevals: whole microseconds.
+    if not value > 0:
+        return 0.0
+    return int(value * 1_000_000) / 1_000_000
+
+
+def merge_timers(timers: Iterable[PacketTimer]) -> list[PacketTimer]:
+    """Merge timers with the same tag set (order of first appearance), summing everything.
+
+    Values are truncated to whole microseconds first, as php-pinba stores them.
+    """
+    merged: dict[tuple[tuple[str, str], ...], PacketTimer] = {}
+    for raw in timers:
+        timer = PacketTimer(
+            raw.tags,
+            _microseconds(raw.value),
+            raw.hit_count,
+            _microseconds(raw.ru_utime),
+            _microseconds(raw.ru_stime),
+        )
+        existing = merged.get(timer.tags)
+        if existing is None:
+            merged[timer.tags] = timer
+        else:
+            merged[timer.tags] = PacketTimer(
+                timer.tags,
+                existing.value + timer.value,
+                existing.hit_count + timer.hit_count,
+                existing.ru_utime + timer.ru_utime,
+                existing.ru_stime + timer.ru_stime,
+            )
+    return list(merged.values())
+
+
+def assemble(
+    *,
+    hostname: str,
+    server_name: str,
+    script_name: str,
+    request_count: int,
+    document_size: int,
+    memory_peak: int,
+    memory_footprint: int,
+    request_time: float,
+    ru_utime: float,
+    ru_stime: float,
+    status: int,
+    schema: str,
+    request_tags: Mapping[str, str],
+    timers: Sequence[PacketTimer],
+) -> bytes:
+    """Encode one request, dictionary-encoding tags exactly as php-pinba orders them.
+
+    `timers` must already be merged (`merge_timers`) with sorted tags (`timer_tags`).
+    """
+    words: dict[str, int] = {}
+
+    def index(word: str) -> int:
+        found = words.get(word)
+        if found is None:
+            found = words[word] = len(words)
+        return found
+
+    message = PinbaRequest(
+        hostname=hostname,
+        server_name=server_name,
+        script_name=script_name,
+        request_count=request_count,
+        document_size=document_size,
+        memory_peak=memory_peak,
+        request_time=request_time,
+        ru_utime=ru_utime,
+        ru_stime=ru_stime,
+        status=status,
+        memory_footprint=memory_footprint,
+        schema=schema,
+    )
+    # Request tags sorted by name; each adds its value, then its name.
+    for name in sorted(request_tags, key=lambda n: n.encode("utf-8", "replace")):
+        message.tag_value.append(index(request_tags[name]))
+        message.tag_name.append(index(name))
+    for timer in timers:
+        message.timer_hit_count.append(timer.hit_count)
+        message.timer_value.append(timer.value)
+        message.timer_tag_count.append(len(timer.tags))
+        for name, value in timer.tags:
+            message.timer_tag_name.append(index(name))
+            message.timer_tag_value.append(index(value))
+        message.timer_ru_utime.append(timer.ru_utime)
+        message.timer_ru_stime.append(timer.ru_stime)
+    message.dictionary = list(words)
+    return encode(message)
