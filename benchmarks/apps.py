@@ -143,7 +143,7 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
     import otel_bridge
 
     kwargs: dict[str, Any] = {
-        "settings": otel_bridge.Settings(),
+        "settings": otel_bridge.Settings(exporters=()),
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
     }

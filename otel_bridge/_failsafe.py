@@ -33,6 +33,7 @@ class Health:
         self._lock = threading.Lock()
         self.errors: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
         self._logged_at: dict[str, float] = {}
         self._logged_count: dict[str, int] = {}
 
@@ -79,7 +80,16 @@ class Health:
         with self._lock:
             self.dropped[kind] = self.dropped.get(kind, 0) + count
 
+    def count(self, kind: str, count: int = 1) -> None:
+        """Count `count` events of `kind` that are neither failures nor drops (packets sent…)."""
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + count
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Copy of the counters, for `/debug/vars`."""
         with self._lock:
-            return {"errors": dict(self.errors), "dropped": dict(self.dropped)}
+            return {
+                "errors": dict(self.errors),
+                "dropped": dict(self.dropped),
+                "counts": dict(self.counts),
+            }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from opentelemetry import metrics, trace
 
@@ -16,6 +16,16 @@ from otel_bridge.types import ASGIApp, WSGIApp
 from otel_bridge.wsgi import OtelBridgeWSGIMiddleware
 
 __all__ = ["instrument", "instrument_wsgi"]
+
+
+def _pinba(settings: Settings) -> RecordExporter:
+    from otel_bridge.exporters.pinba import PinbaExporter
+
+    return PinbaExporter.from_settings(settings)
+
+
+# The views OTEL_BRIDGE_EXPORTERS can name, built from the settings when the app is wrapped.
+VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {"pinba": _pinba}
 
 
 def _settings(
@@ -34,7 +44,7 @@ def _bridge(
     meter_provider: metrics.MeterProvider | None,
     record_exporters: Sequence[RecordExporter],
 ) -> Bridge:
-    views: list[RecordExporter] = []  # the views named by OTEL_BRIDGE_EXPORTERS come here
+    views = [VIEWS[name](settings) for name in settings.exporters]
     bridge = Bridge(
         settings,
         tracer_provider=tracer_provider,

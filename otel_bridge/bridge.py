@@ -99,6 +99,7 @@ class RequestBuilder:
     spans: list[tuple[ReadableSpan, int, int]] | None = None
     open_spans: dict[int, Span] | None = None
     timers_dropped = 0
+    tags: dict[str, str] | None = None
     closed = False
     user_agent: str | None = None
     client: tuple[str, int | None] | None = None
@@ -195,6 +196,8 @@ class Bridge:
         self.settings = settings
         self.health = Health()
         self.exporters = tuple(exporters)
+        for exporter in self.exporters:
+            exporter.attach(self.health)
         self.excluded = settings.excluded_regex
         sdk_provider = resolve_tracer_provider(settings, tracer_provider)
         self.tracer_provider = sdk_provider
@@ -290,6 +293,25 @@ class Bridge:
         usage = _getrusage(_RUSAGE)
         builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
 
+    def begin_job(self, builder: RequestBuilder, name: str) -> None:
+        """Start recording a job (not an HTTP request): an INTERNAL span named `name`.
+
+        The job's record has interface "job", its name as route and path, status 0 (1 if it
+        raised), and no HTTP metrics. Pair with `finish()`.
+        """
+        builder.method = builder.method_original = ""
+        builder.route = builder.path = name
+        builder.start_time_ns = _time_ns()
+        builder.start_ns = _perf_ns()
+        builder.context_token = _current.set(builder)
+        span = self.tracer.start_span(
+            name, kind=SpanKind.INTERNAL, start_time=builder.start_time_ns
+        )
+        builder.span = span
+        builder.otel_token = otel_context.attach(trace.set_span_in_context(span))
+        usage = _getrusage(_RUSAGE)
+        builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
+
     def finish(self, builder: RequestBuilder) -> None:
         """Stamp the end of the request and queue it; never raises."""
         try:
@@ -302,8 +324,9 @@ class Bridge:
             builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
             otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
             _current.reset(builder.context_token)
-            with self._active_lock:
-                self._active[(builder.method, builder.scheme)] -= 1
+            if builder.interface != "job":
+                with self._active_lock:
+                    self._active[(builder.method, builder.scheme)] -= 1
             builder.closed = True
             if builder.open_spans:
                 self.processor.forget(builder)
@@ -325,6 +348,8 @@ class Bridge:
         if not records:
             return
         for record in records:
+            if record.interface == "job":
+                continue
             try:
                 self._record_metrics(record)
             except Exception as exc:  # noqa: BLE001
@@ -339,27 +364,32 @@ class Bridge:
         method = builder.method
         status = builder.status
         exception = builder.exception
+        job = builder.interface == "job"
         if exception is not None and status == 0:
-            status = 500
+            status = 1 if job else 500
         error_type: str | None = None
         if exception is not None:
             error_type = type(exception).__qualname__
-        elif status >= 500:
+        elif status >= 500 and not job:
             error_type = str(status)
         final: dict[str, AttributeValue] = {}
-        if builder.route is not None:
-            final["http.route"] = builder.route
-        if status:
-            final["http.response.status_code"] = status
-        if error_type is not None:
-            final["error.type"] = error_type
-        if builder.user_agent is not None:
-            final["user_agent.original"] = builder.user_agent
-        if builder.client is not None:
-            final["client.address"] = builder.client[0]
-            if builder.client[1] is not None:
-                final["client.port"] = builder.client[1]
-        final["network.protocol.version"] = builder.protocol_version
+        if job:
+            if error_type is not None:
+                final["error.type"] = error_type
+        else:
+            if builder.route is not None:
+                final["http.route"] = builder.route
+            if status:
+                final["http.response.status_code"] = status
+            if error_type is not None:
+                final["error.type"] = error_type
+            if builder.user_agent is not None:
+                final["user_agent.original"] = builder.user_agent
+            if builder.client is not None:
+                final["client.address"] = builder.client[0]
+                if builder.client[1] is not None:
+                    final["client.port"] = builder.client[1]
+            final["network.protocol.version"] = builder.protocol_version
         span = builder.span
         self._end_span(builder, span, final)
         # The SDK span holds the attributes as set (start + final); a non-recording span
@@ -403,6 +433,7 @@ class Bridge:
             max_rss_bytes=int(max_rss) * _MAXRSS_UNIT,
             timers=tuple(self._timers(builder)),
             timers_dropped=builder.timers_dropped,
+            tags=MappingProxyType(builder.tags) if builder.tags else EMPTY,
             exception=exception,
             error_type=error_type,
             trace_id=context.trace_id if context is not None else 0,
@@ -425,7 +456,7 @@ class Bridge:
         method = builder.method
         if final:
             span.set_attributes(final)
-        if builder.route is not None:
+        if builder.route is not None and builder.interface != "job":
             name = method if method != "_OTHER" else "HTTP"
             span.update_name(f"{name} {builder.route}")
         exception = builder.exception

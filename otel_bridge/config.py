@@ -23,7 +23,7 @@ __all__ = ["VARIABLES", "VIEW_NAMES", "Settings", "Variable"]
 # The four views, in the order the README lists them. A name here that is not yet
 # implemented is refused with a clear error rather than silently ignored.
 VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
-AVAILABLE_VIEWS: tuple[str, ...] = ()
+AVAILABLE_VIEWS: tuple[str, ...] = ("pinba",)
 DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
 
 T = TypeVar("T")
@@ -42,6 +42,8 @@ class Variable(Generic[T]):
     doc: str
     # A value the variable refuses, shown in the README with the error it gets.
     bad: str | None = None
+    # How the README spells the default, when str() of the parsed value would not do.
+    default_text: str | None = None
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -96,6 +98,38 @@ def _views(name: str, raw: str) -> tuple[str, ...]:
             f"views available in this version: {available} ({', '.join(missing)} not yet)",
         )
     return views
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, raw, " or ".join(choices))
+        return value
+
+    return parse
+
+
+MAX_PINBA_ENDPOINTS = 8
+
+
+def _endpoints(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    # As php-pinba's pinba.server: host:port or [v6]:port, comma or space separated, up to 8.
+    expected = "host:port or [ipv6]:port, comma-separated, at most 8"
+    items = [item for item in re.split(r"[,\s]+", raw.strip()) if item]
+    if not items or len(items) > MAX_PINBA_ENDPOINTS:
+        raise ConfigError(name, raw, expected)
+    endpoints: list[tuple[str, int]] = []
+    for item in items:
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", item)
+        if match is None:
+            raise ConfigError(name, raw, expected)
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4))
+        if not 1 <= port <= 65535:
+            raise ConfigError(name, raw, expected)
+        endpoints.append((host, port))
+    return tuple(endpoints)
 
 
 def _exporter_names(name: str, raw: str) -> tuple[str, ...]:
@@ -211,6 +245,78 @@ VARIABLES: tuple[Variable[Any], ...] = (
         bad="statsd",
     ),
     Variable(
+        "OTEL_EXPORTER_PINBA_ENDPOINT",
+        "pinba_endpoint",
+        _endpoints,
+        (("127.0.0.1", 30002),),
+        "host:port list",
+        "pinba.internal:30002",
+        "Pinba collectors to send every request's datagram to (up to 8, as php-pinba's "
+        "`pinba.server`).",
+        bad="pinba.internal",
+        default_text="127.0.0.1:30002",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_SCRIPT_NAME",
+        "pinba_script_name",
+        _choice("route", "path"),
+        "route",
+        "route or path",
+        "path",
+        "What `script_name` holds: the route template (bounded cardinality; requests no route "
+        "matched are `<unmatched>` when 404, else their path) or the raw path.",
+        bad="url",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_SERVER_NAME",
+        "pinba_server_name",
+        _str,
+        None,
+        "str",
+        "shop.example.com",
+        "`server_name` of every packet; by default the request's `Host`.",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_HOSTNAME",
+        "pinba_hostname",
+        _str,
+        None,
+        "str",
+        "web-1",
+        "`hostname` of every packet; by default the machine's host name.",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_TAGS",
+        "pinba_tags",
+        _resource_attributes,
+        (),
+        "key=value list",
+        "env=prod,dc=par1",
+        "Request tags added to every packet (besides those set with `otel_bridge.tag()`).",
+        bad="env",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_MAX_PACKET_SIZE",
+        "pinba_max_packet_size",
+        _int_range(512, 65507),
+        65507,
+        "int",
+        "1472",
+        "Largest datagram sent, in bytes; a larger packet loses its smallest timers "
+        "(counted in `bridge.dropped.pinba.timers_trimmed`) instead of being lost whole.",
+        bad="100000",
+    ),
+    Variable(
+        "OTEL_EXPORTER_PINBA_RESOLVE_INTERVAL",
+        "pinba_resolve_interval",
+        _int_range(1, 86400),
+        60,
+        "int (s)",
+        "300",
+        "How often collector host names are resolved again, on the exporter thread.",
+        bad="0",
+    ),
+    Variable(
         "OTEL_BRIDGE_BODY_SIZE_METRICS",
         "body_size_metrics",
         _bool,
@@ -263,6 +369,13 @@ class Settings:
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
     exporters: tuple[str, ...] = DEFAULT_VIEWS
+    pinba_endpoint: tuple[tuple[str, int], ...] = (("127.0.0.1", 30002),)
+    pinba_script_name: str = "route"
+    pinba_server_name: str | None = None
+    pinba_hostname: str | None = None
+    pinba_tags: tuple[tuple[str, str], ...] = ()
+    pinba_max_packet_size: int = 65507
+    pinba_resolve_interval: int = 60
     body_size_metrics: bool = False
     queue_size: int = 4096
     max_timers: int = 512
@@ -325,7 +438,7 @@ def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
             return variable.parse(attr, str(value))
         except ConfigError as exc:
             raise ConfigError(attr, value, exc.expected) from None
-    if isinstance(value, Mapping) and attr == "resource_attributes":
+    if isinstance(value, Mapping) and attr in ("resource_attributes", "pinba_tags"):
         return tuple((str(key), str(val)) for key, val in value.items())
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
         items = [str(item) for item in value]
@@ -349,7 +462,9 @@ def variables_table() -> str:
     ]
     for variable in VARIABLES:
         default = variable.default
-        if isinstance(default, bool):
+        if variable.default_text is not None:
+            shown = variable.default_text
+        elif isinstance(default, bool):
             shown = "false" if default is False else "true"
         elif isinstance(default, tuple):
             shown = ",".join(str(item) for item in default) or "(none)"

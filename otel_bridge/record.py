@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge._failsafe import Health
+
 __all__ = ["EMPTY", "RecordExporter", "RequestRecord", "Timer"]
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -75,6 +77,7 @@ class RequestRecord(NamedTuple):
     max_rss_bytes: int
     timers: tuple[Timer, ...]
     timers_dropped: int
+    tags: Mapping[str, str]  # request tags set with otel_bridge.tag() (Pinba request tags)
     exception: BaseException | None
     error_type: str | None
     trace_id: int
@@ -90,10 +93,16 @@ class RecordExporter:
     """Base class of the views: receives finished records on the bridge's background thread.
 
     Subclasses implement `export()`. They may raise: the bridge counts the failure under
-    `bridge.errors["exporter.<name>"]` and carries on with the next exporter.
+    `bridge.errors["exporter.<name>"]` and carries on with the next exporter. The bridge hands
+    each exporter its `Health` (`attach()`), where it counts its own failures and drops.
     """
 
     name: str = "exporter"
+    health: Health
+
+    def attach(self, health: Health) -> None:
+        """Called once by the bridge that will call `export()`."""
+        self.health = health
 
     def export(self, records: Sequence[RequestRecord]) -> None:
         """Handle a batch of finished records, oldest first."""

@@ -44,7 +44,8 @@ class Harness:
         return wrapped
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("settings", otel_bridge.Settings())
+        # No views unless a test asks: nothing is sent anywhere by default.
+        kwargs.setdefault("settings", otel_bridge.Settings(exporters=()))
         kwargs.setdefault("tracer_provider", self.tracer_provider)
         kwargs.setdefault("meter_provider", self.meter_provider)
         kwargs.setdefault("record_exporters", [self.collector])

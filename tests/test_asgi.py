@@ -451,7 +451,7 @@ async def test_body_size_metrics_are_opt_in(harness: Harness) -> None:
 
 
 async def test_metrics_follow_stable_semconv(harness: Harness) -> None:
-    settings = otel_bridge.Settings().replace(body_size_metrics=True)
+    settings = otel_bridge.Settings(exporters=()).replace(body_size_metrics=True)
     app = harness.asgi(starlette_app(), settings=settings)
     async with client(app) as c:
         await c.get("/users/1")
@@ -528,7 +528,7 @@ async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) ->
         def export(self, records: Any) -> None:
             gate.wait(10)
 
-    settings = otel_bridge.Settings().replace(queue_size=2)
+    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
     app = harness.asgi(starlette_app(), settings=settings, record_exporters=[Blocking()])
     async with client(app) as c:
         for index in range(10):

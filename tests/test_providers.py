@@ -35,6 +35,7 @@ def drive(wrapped, n=1):
 
 def run(script: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment["OTEL_BRIDGE_EXPORTERS"] = "none"
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-c", COMMON + textwrap.dedent(script)],

@@ -12,7 +12,7 @@ def test_readme_configuration_table_is_the_generated_one() -> None:
     text = README.read_text()
     match = re.search(r"<!-- variables:start -->\n(.*?)\n<!-- variables:end -->", text, re.S)
     assert match is not None
-    assert match.group(1) == variables_table()
+    assert match.group(1) == variables_table(), "run scripts/readme-table"
     for variable in VARIABLES:
         assert f"`{variable.env}`" in match.group(1)
 

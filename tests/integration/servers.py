@@ -28,6 +28,7 @@ def serve(
 ) -> Iterator[subprocess.Popen[str]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment["PYTHONPATH"] = str(ROOT)
+    environment["OTEL_BRIDGE_EXPORTERS"] = "none"  # tests that want a view say so
     environment.update(env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", *args],

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from otel_bridge.exporters.pinba._proto import PinbaRequest, encode
 
-__all__ = ["PacketTimer", "assemble", "php_string", "timer_tags"]
+__all__ = ["PacketFields", "PacketTimer", "assemble", "merge_timers", "php_string", "timer_tags"]
 
 TagScalar = str | int | float | bool | None
 
@@ -98,22 +98,25 @@ def merge_timers(timers: Iterable[PacketTimer]) -> list[PacketTimer]:
     return list(merged.values())
 
 
+class PacketFields(NamedTuple):
+    """The scalar fields of a Pinba.Request (times in seconds, sizes in bytes)."""
+
+    hostname: str
+    server_name: str
+    script_name: str
+    request_count: int
+    document_size: int
+    memory_peak: int
+    memory_footprint: int
+    request_time: float
+    ru_utime: float
+    ru_stime: float
+    status: int
+    schema: str
+
+
 def assemble(
-    *,
-    hostname: str,
-    server_name: str,
-    script_name: str,
-    request_count: int,
-    document_size: int,
-    memory_peak: int,
-    memory_footprint: int,
-    request_time: float,
-    ru_utime: float,
-    ru_stime: float,
-    status: int,
-    schema: str,
-    request_tags: Mapping[str, str],
-    timers: Sequence[PacketTimer],
+    fields: PacketFields, request_tags: Mapping[str, str], timers: Sequence[PacketTimer]
 ) -> bytes:
     """Encode one request, dictionary-encoding tags exactly as php-pinba orders them.
 
@@ -128,18 +131,18 @@ def assemble(
         return found
 
     message = PinbaRequest(
-        hostname=hostname,
-        server_name=server_name,
-        script_name=script_name,
-        request_count=request_count,
-        document_size=document_size,
-        memory_peak=memory_peak,
-        request_time=request_time,
-        ru_utime=ru_utime,
-        ru_stime=ru_stime,
-        status=status,
-        memory_footprint=memory_footprint,
-        schema=schema,
+        hostname=fields.hostname,
+        server_name=fields.server_name,
+        script_name=fields.script_name,
+        request_count=fields.request_count,
+        document_size=fields.document_size,
+        memory_peak=fields.memory_peak,
+        request_time=fields.request_time,
+        ru_utime=fields.ru_utime,
+        ru_stime=fields.ru_stime,
+        status=fields.status,
+        memory_footprint=fields.memory_footprint,
+        schema=fields.schema,
     )
     # Request tags sorted by name; each adds its value, then its name.
     for name in sorted(request_tags, key=lambda n: n.encode("utf-8", "replace")):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from otel_bridge.exporters.pinba._packet import (
+    PacketFields,
     PacketTimer,
     assemble,
     merge_timers,
@@ -32,7 +33,7 @@ def ours(spec: dict[str, Any]) -> bytes:
         )
         for timer in spec["timers"]
     )
-    return assemble(
+    fields = PacketFields(
         hostname=spec.get("hostname", ""),
         server_name=spec.get("server_name", "unknown"),
         script_name=spec.get("script_name", "unknown"),
@@ -45,9 +46,9 @@ def ours(spec: dict[str, Any]) -> bytes:
         ru_stime=spec.get("rusage", [0.0, 0.0])[1],
         status=spec.get("status", 0),
         schema=spec.get("schema", ""),
-        request_tags={name: php_string(value) for name, value in spec["tags"].items()},
-        timers=timers,
     )
+    tags = {name: php_string(value) for name, value in spec["tags"].items()}
+    return assemble(fields, tags, timers)
 
 
 def timer(

@@ -1,0 +1,191 @@
+"""`PinbaExporter`: RequestRecord → Pinba.Request datagram → UDP, on the bridge's thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+
+from otel_bridge._failsafe import Health
+from otel_bridge.config import Settings
+from otel_bridge.exporters.pinba._packet import (
+    PacketFields,
+    PacketTimer,
+    assemble,
+    merge_timers,
+    timer_tags,
+)
+from otel_bridge.exporters.pinba._sender import UDPSender
+from otel_bridge.record import RecordExporter, RequestRecord
+
+__all__ = ["PinbaExporter"]
+
+UNMATCHED = "<unmatched>"
+# php-pinba's own fallback when a request has no server or script name.
+UNKNOWN = "unknown"
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class _Footprint:
+    """Resident memory of the process, read at most once a second (a /proc read is ~20 µs)."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._read_at = -1.0
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._read_at >= 1.0:
+            self._read_at = now
+            try:
+                with open("/proc/self/statm", "rb") as statm:
+                    self._value = int(statm.read().split()[1]) * _PAGE_SIZE
+            except (OSError, ValueError, IndexError):
+                self._value = 0
+        return self._value
+
+
+class PinbaExporter(RecordExporter):
+    """Sends one Pinba datagram per finished request.
+
+    Args:
+        endpoints: collectors as (host, port).
+        hostname: `hostname` field; default the machine's name.
+        server_name: `server_name`; default the request's Host.
+        script_name: ``"route"`` (template, bounded) or ``"path"``.
+        tags: request tags added to every packet.
+        max_packet_size: bytes; larger packets lose their smallest timers first.
+        resolve_interval: seconds between DNS resolutions of the endpoints.
+
+    Never raises into the app: failures are counted under ``exporter.pinba.*``.
+    """
+
+    name = "pinba"
+
+    def __init__(
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        *,
+        hostname: str | None = None,
+        server_name: str | None = None,
+        script_name: str = "route",
+        tags: Mapping[str, str] | None = None,
+        max_packet_size: int = 65507,
+        resolve_interval: float = 60.0,
+    ) -> None:
+        self.health = Health()
+        self._endpoints = tuple(endpoints)
+        self._resolve_interval = resolve_interval
+        self._sender = UDPSender(self._endpoints, self.health, resolve_interval=resolve_interval)
+        self.hostname = hostname or socket.gethostname()
+        self.server_name = server_name
+        self.use_path = script_name == "path"
+        self.tags = dict(tags or {})
+        self.max_packet_size = max_packet_size
+        self.requests = 0
+        self._footprint = _Footprint()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PinbaExporter:
+        """Build from `OTEL_EXPORTER_PINBA_*` (already validated by `Settings`)."""
+        return cls(
+            settings.pinba_endpoint,
+            hostname=settings.pinba_hostname,
+            server_name=settings.pinba_server_name,
+            script_name=settings.pinba_script_name,
+            tags=dict(settings.pinba_tags),
+            max_packet_size=settings.pinba_max_packet_size,
+            resolve_interval=settings.pinba_resolve_interval,
+        )
+
+    def attach(self, health: Health) -> None:
+        self.health = health
+        self._sender.health = health
+
+    def script_name(self, record: RequestRecord) -> str:
+        if self.use_path or record.interface == "job":
+            return record.route or record.path or UNKNOWN
+        if record.route is not None:
+            return record.route
+        # No route: a framework-less app, or a request no route matched (scanners, typos).
+        # Their paths would make one Pinba row each, so a 404 becomes one bucket.
+        return UNMATCHED if record.status == 404 else (record.path or UNKNOWN)
+
+    def packet(self, record: RequestRecord) -> bytes | None:
+        """The datagram for `record`, trimmed to `max_packet_size`; None if it cannot fit."""
+        self.requests += 1
+        timers = merge_timers(
+            PacketTimer(
+                timer_tags(timer.tags),
+                timer.duration_ns / 1e9,
+                timer.hit_count,
+                timer.ru_utime_ns / 1e9,
+                timer.ru_stime_ns / 1e9,
+            )
+            # php-pinba orders timers by creation, so do we (records hold them by end).
+            for timer in sorted(record.timers, key=lambda t: t.start_ns)
+        )
+        tags = {**self.tags, **record.tags} if record.tags else self.tags
+        job = record.interface == "job"
+        fields = PacketFields(
+            hostname=self.hostname,
+            server_name=self.server_name or record.server_address or UNKNOWN,
+            script_name=self.script_name(record),
+            request_count=self.requests,
+            document_size=record.response_bytes,
+            memory_peak=record.max_rss_bytes,
+            memory_footprint=self._footprint(),
+            request_time=record.duration_ns / 1e9,
+            ru_utime=record.ru_utime_ns / 1e9,
+            ru_stime=record.ru_stime_ns / 1e9,
+            status=record.status,
+            schema="" if job else record.scheme,
+        )
+        data = assemble(fields, tags, timers)
+        if len(data) <= self.max_packet_size:
+            return data
+        return self._trimmed(fields, tags, timers)
+
+    def _trimmed(
+        self, fields: PacketFields, tags: Mapping[str, str], timers: list[PacketTimer]
+    ) -> bytes | None:
+        # Keep the longest timers that fit (binary search on how many), in their order.
+        ranked = sorted(range(len(timers)), key=lambda i: timers[i].value, reverse=True)
+
+        def with_top(count: int, request_tags: Mapping[str, str]) -> bytes:
+            keep = sorted(ranked[:count])
+            return assemble(fields, request_tags, [timers[i] for i in keep])
+
+        low, high = 0, len(timers)
+        best: bytes | None = None
+        while low <= high:
+            middle = (low + high) // 2
+            data = with_top(middle, tags)
+            if len(data) <= self.max_packet_size:
+                best, low = data, middle + 1
+            else:
+                high = middle - 1
+        if best is not None:
+            self.health.drop("pinba.timers_trimmed", len(timers) - high)
+            return best
+        data = with_top(0, {})
+        if len(data) <= self.max_packet_size:
+            self.health.drop("pinba.timers_trimmed", len(timers))
+            self.health.drop("pinba.tags_trimmed", len(tags))
+            return data
+        self.health.drop("pinba.packet_too_large")
+        return None
+
+    def export(self, records: Sequence[RequestRecord]) -> None:
+        for record in records:
+            try:
+                data = self.packet(record)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
+                self.health.error("exporter.pinba.encode", exc)
+                continue
+            if data is not None and self._sender.send(data):
+                self.health.count("pinba.packets_sent")
+
+    def shutdown(self) -> None:
+        self._sender.close()
