@@ -8,6 +8,7 @@ from otel_bridge._instrument import instrument, instrument_wsgi
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 from otel_bridge.record import RecordExporter, RequestRecord, Timer
+from otel_bridge.tags import tag
 from otel_bridge.timers import timer
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "Timer",
     "instrument",
     "instrument_wsgi",
+    "tag",
     "timer",
 ]

@@ -56,7 +56,7 @@ class Health:
             if last is None:
                 logger.warning(
                     "otel_bridge: %s failed (%s: %s); the app is unaffected, further failures "
-                    "are counted in /debug/vars under bridge.errors and summarised every %ds",
+                    "are counted (bridge health: errors) and summarised every %ds",
                     kind,
                     type(exc).__name__,
                     exc,

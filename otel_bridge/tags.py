@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from otel_bridge._context import current as _current
-from otel_bridge.exporters.pinba._packet import php_string
+from otel_bridge._strings import php_string
 
 __all__ = ["tag"]
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -57,6 +58,31 @@ async def stream(request: Request) -> Response:
     return StreamingResponse(body())
 
 
+_outgoing: Any = None
+
+
+async def nested(request: Request) -> Response:
+    # Nested timers, a request tag, and an httpx call instrumented by the contrib package.
+    global _outgoing
+    if _outgoing is None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        async def inventory(request: Request) -> Response:
+            return PlainTextResponse("42")
+
+        _outgoing = httpx.AsyncClient(
+            transport=httpx.ASGITransport(Starlette(routes=[Route("/stock", inventory)])),
+            base_url="http://inventory.internal",
+        )
+        HTTPXClientInstrumentor().instrument_client(_outgoing)
+    otel_bridge.tag(customer="acme")
+    with otel_bridge.timer(group="order", op="load"):
+        with otel_bridge.timer(group="db", op="select", table="orders"):
+            await asyncio.sleep(0.002)
+        stock = (await _outgoing.get("/stock")).text
+    return PlainTextResponse(f"stock {stock}")
+
+
 async def fail(request: Request) -> Response:
     raise RuntimeError("boom")
 
@@ -72,6 +98,7 @@ asgi_app: Any = otel_bridge.instrument(
             Route("/users/{uid}", user),
             Route("/stream", stream),
             Route("/fail", fail),
+            Route("/nested", nested),
             Route("/_records", records),
         ]
     ),

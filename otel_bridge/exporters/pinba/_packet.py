@@ -4,40 +4,15 @@ strings — so the same input gives the same bytes (see tests/exporters/pinba/te
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from otel_bridge._strings import php_string
 from otel_bridge.exporters.pinba._proto import PinbaRequest, encode
 
 __all__ = ["PacketFields", "PacketTimer", "assemble", "merge_timers", "php_string", "timer_tags"]
 
 TagScalar = str | int | float | bool | None
-
-
-def php_string(value: object) -> str:
-    """`(string)$value` as PHP 8 writes it (precision=14 for floats)."""
-    if value is None or value is False:
-        return ""
-    if value is True:
-        return "1"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NAN"
-        if math.isinf(value):
-            return "INF" if value > 0 else "-INF"
-        if value == 0:
-            return "-0" if math.copysign(1.0, value) < 0 else "0"
-        text = f"{value:.14G}"
-        if "E" in text:
-            mantissa, exponent = text.split("E")
-            if "." not in mantissa:
-                mantissa += ".0"
-            return f"{mantissa}E{int(exponent):+d}"
-        return text
-    return str(value)
 
 
 def timer_tags(tags: Iterable[tuple[str, object]]) -> tuple[tuple[str, str], ...]:

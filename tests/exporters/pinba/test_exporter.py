@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import otel_bridge
+from otel_bridge.exporters.pinba import PinbaExporter
+from otel_bridge.exporters.pinba._proto import PinbaRequest, decode
+from otel_bridge.record import RequestRecord
+
+from ...conftest import Harness
+
+pytestmark = pytest.mark.anyio
+
+
+class Collector:
+    """A UDP socket of the test's own on 127.0.0.1, standing in for a Pinba server."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+        self.port: int = self.sock.getsockname()[1]
+
+    def packets(self, count: int) -> list[PinbaRequest]:
+        return [decode(self.sock.recvfrom(65536)[0]) for _ in range(count)]
+
+    def raw(self) -> bytes:
+        return self.sock.recvfrom(65536)[0]
+
+    def nothing_more(self) -> bool:
+        self.sock.settimeout(0.2)
+        try:
+            self.sock.recvfrom(65536)
+        except TimeoutError:
+            return True
+        return False
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    yield c
+    c.sock.close()
+
+
+def exporter_for(collector: Collector, **kwargs: Any) -> PinbaExporter:
+    kwargs.setdefault("hostname", "web-1")
+    return PinbaExporter([("127.0.0.1", collector.port)], **kwargs)
+
+
+def tags_of(packet: PinbaRequest) -> list[dict[str, str]]:
+    words, out, offset = packet.dictionary, [], 0
+    for count in packet.timer_tag_count:
+        names = packet.timer_tag_name[offset : offset + count]
+        values = packet.timer_tag_value[offset : offset + count]
+        out.append({words[n]: words[v] for n, v in zip(names, values, strict=True)})
+        offset += count
+    return out
+
+
+def request_tags_of(packet: PinbaRequest) -> dict[str, str]:
+    words = packet.dictionary
+    return {words[n]: words[v] for n, v in zip(packet.tag_name, packet.tag_value, strict=True)}
+
+
+async def user(request: Any) -> Response:
+    otel_bridge.tag(country="fr", premium=True)
+    with otel_bridge.timer(group="db", op="select"):
+        with otel_bridge.timer(group="db", op="select", table="users"):
+            await asyncio.sleep(0.002)
+    for _ in range(2):
+        with otel_bridge.timer(group="cache", op="get"):
+            await asyncio.sleep(0)
+    return PlainTextResponse("hello " + request.path_params["uid"])
+
+
+def app() -> Starlette:
+    return Starlette(routes=[Route("/users/{uid}", user)])
+
+
+def client(wrapped: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(wrapped), base_url="http://shop.test")
+
+
+async def test_every_request_becomes_one_packet_with_its_timers_and_tags(
+    harness: Harness, collector: Collector
+) -> None:
+    exporter = exporter_for(collector, tags={"env": "test"})
+    wrapped = harness.asgi(app(), record_exporters=[exporter, harness.collector])
+    async with client(wrapped) as c:
+        assert (await c.get("/users/1")).text == "hello 1"
+        await c.get("/users/2")
+    [record, _] = harness.records()
+    first, second = collector.packets(2)
+    assert (first.hostname, first.server_name, first.script_name) == (
+        "web-1",
+        "shop.test",
+        "/users/{uid}",
+    )
+    assert (first.status, first.schema, first.document_size) == (200, "http", 7)
+    assert (first.request_count, second.request_count) == (1, 2)
+    assert first.request_time == pytest.approx(record.duration_ns / 1e9, rel=1e-3)
+    assert first.memory_peak == record.max_rss_bytes > 0
+    assert first.memory_footprint > 0
+    assert request_tags_of(first) == {"country": "fr", "premium": "1", "env": "test"}
+    # Creation order (outer select first), identical tag sets merged with their hits summed.
+    assert tags_of(first) == [
+        {"group": "db", "op": "select"},
+        {"group": "db", "op": "select", "table": "users"},
+        {"group": "cache", "op": "get"},
+    ]
+    assert first.timer_hit_count == [1, 1, 2]
+    assert first.timer_value[0] >= first.timer_value[1] >= 0.002
+    assert len(first.timer_ru_utime) == len(first.timer_ru_stime) == 3
+    assert wrapped.bridge.health.counts["pinba.packets_sent"] == 2
+
+
+async def test_child_spans_of_other_instrumentations_are_timers(
+    harness: Harness, collector: Collector
+) -> None:
+    async def backend(request: Any) -> Response:
+        return PlainTextResponse("b")
+
+    outgoing = httpx.AsyncClient(
+        transport=httpx.ASGITransport(Starlette(routes=[Route("/b", backend)])),
+        base_url="http://inventory.internal",
+    )
+    HTTPXClientInstrumentor().instrument_client(outgoing, tracer_provider=harness.tracer_provider)
+
+    async def front(request: Any) -> Response:
+        return PlainTextResponse((await outgoing.get("/b")).text)
+
+    wrapped = harness.asgi(
+        Starlette(routes=[Route("/front", front)]),
+        record_exporters=[exporter_for(collector)],
+    )
+    async with client(wrapped) as c:
+        await c.get("/front")
+    await outgoing.aclose()
+    wrapped.bridge.force_flush()
+    [packet] = collector.packets(1)
+    assert tags_of(packet) == [{"group": "http", "op": "GET", "server": "inventory.internal"}]
+
+
+async def test_script_name_is_bounded_by_default(harness: Harness, collector: Collector) -> None:
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        status = 404 if scope["path"].startswith("/missing") else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = harness.asgi(raw, record_exporters=[exporter_for(collector)])
+    path_mode = harness.asgi(raw, record_exporters=[exporter_for(collector, script_name="path")])
+    async with client(wrapped) as c:
+        await c.get("/missing/wp-admin.php")
+        await c.get("/plain")
+    async with client(path_mode) as c:
+        await c.get("/missing/x")
+    wrapped.bridge.force_flush()
+    path_mode.bridge.force_flush()
+    names = sorted(p.script_name for p in collector.packets(3))
+    assert names == ["/missing/x", "/plain", "<unmatched>"]
+
+
+async def test_oversized_packets_keep_their_longest_timers(
+    harness: Harness, collector: Collector
+) -> None:
+    async def many(request: Any) -> Response:
+        for index in range(200):
+            with otel_bridge.timer(group="loop", index=index, padding="x" * 20):
+                if index == 150:
+                    await asyncio.sleep(0.01)
+        return PlainTextResponse("ok")
+
+    exporter = exporter_for(collector, max_packet_size=1472)
+    wrapped = harness.asgi(Starlette(routes=[Route("/", many)]), record_exporters=[exporter])
+    async with client(wrapped) as c:
+        await c.get("/")
+    wrapped.bridge.force_flush()
+    data = collector.raw()
+    assert len(data) <= 1472
+    packet = decode(data)
+    kept = tags_of(packet)
+    assert 10 < len(kept) < 200
+    assert {"group": "loop", "index": "150", "padding": "x" * 20} in kept
+    assert wrapped.bridge.health.dropped["pinba.timers_trimmed"] == 200 - len(kept)
+
+
+async def test_unresolvable_collector_is_counted_and_logged_once(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = PinbaExporter([("pinba.invalid", 30002)])
+    wrapped = harness.asgi(app(), record_exporters=[exporter])
+    with caplog.at_level(logging.WARNING, logger="otel_bridge"):
+        async with client(wrapped) as c:
+            for index in range(20):
+                assert (await c.get(f"/users/{index}")).status_code == 200
+        wrapped.bridge.force_flush()
+    # Resolution is retried once per resolve interval, not per request.
+    assert wrapped.bridge.health.errors["exporter.pinba.resolve"] == 1
+    assert sum("pinba" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_bug_in_the_encoder_never_reaches_the_app(
+    harness: Harness, collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = exporter_for(collector)
+
+    def broken(record: RequestRecord) -> bytes:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(exporter, "packet", broken)
+    wrapped = harness.asgi(app(), record_exporters=[exporter, harness.collector])
+    async with client(wrapped) as c:
+        for index in range(5):
+            assert (await c.get(f"/users/{index}")).status_code == 200
+    assert len(harness.records()) == 5
+    assert wrapped.bridge.health.errors["exporter.pinba.encode"] == 5
+    assert collector.nothing_more()
+
+
+async def test_closed_collector_port_is_harmless(harness: Harness) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    exporter = PinbaExporter([("127.0.0.1", closed_port)])
+    wrapped = harness.asgi(app(), record_exporters=[exporter])
+    async with client(wrapped) as c:
+        for index in range(30):
+            assert (await c.get(f"/users/{index}")).status_code == 200
+    assert wrapped.bridge.force_flush()
+
+
+def test_settings_build_the_exporter() -> None:
+    settings = otel_bridge.Settings.from_env(
+        {
+            "OTEL_EXPORTER_PINBA_ENDPOINT": "127.0.0.1:4000, [::1]:4001",
+            "OTEL_EXPORTER_PINBA_HOSTNAME": "h1",
+            "OTEL_EXPORTER_PINBA_SERVER_NAME": "shop",
+            "OTEL_EXPORTER_PINBA_SCRIPT_NAME": "path",
+            "OTEL_EXPORTER_PINBA_TAGS": "env=prod",
+            "OTEL_EXPORTER_PINBA_MAX_PACKET_SIZE": "1472",
+        }
+    )
+    exporter = PinbaExporter.from_settings(settings)
+    assert exporter._endpoints == (("127.0.0.1", 4000), ("::1", 4001))
+    assert (exporter.hostname, exporter.server_name, exporter.use_path) == ("h1", "shop", True)
+    assert (exporter.tags, exporter.max_packet_size) == ({"env": "prod"}, 1472)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "host", "host:0", "host:70000", "[::1:80", " , ", ",".join(["h:1"] * 9)]
+)
+def test_bad_endpoints_are_refused_at_startup(raw: str) -> None:
+    if not raw.strip(" ,"):
+        with pytest.raises(otel_bridge.ConfigError, match="OTEL_EXPORTER_PINBA_ENDPOINT"):
+            otel_bridge.Settings.from_env({"OTEL_EXPORTER_PINBA_ENDPOINT": raw or ","})
+        return
+    with pytest.raises(otel_bridge.ConfigError, match=r"host:port or \[ipv6\]:port"):
+        otel_bridge.Settings.from_env({"OTEL_EXPORTER_PINBA_ENDPOINT": raw})
