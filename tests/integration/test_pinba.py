@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from otel_bridge.exporters.pinba._proto import decode
+from tests.exporters.pinba.test_exporter import request_tags_of, tags_of
 
-from ..exporters.pinba.test_exporter import request_tags_of, tags_of
 from .servers import free_port, serve
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,7 @@ import otel_bridge
 from otel_bridge.exporters.pinba import PinbaExporter
 from otel_bridge.exporters.pinba._proto import PinbaRequest, decode
 from otel_bridge.record import RequestRecord
-
-from ...conftest import Harness
+from tests.conftest import Harness
 
 pytestmark = pytest.mark.anyio
 

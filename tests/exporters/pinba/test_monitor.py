@@ -8,8 +8,8 @@ import pytest
 import otel_bridge
 from otel_bridge.bridge import Bridge
 from otel_bridge.exporters.pinba import ScriptMonitor
+from tests.conftest import Harness
 
-from ...conftest import Harness
 from .test_exporter import Collector, exporter_for, request_tags_of, tags_of
 
 
