@@ -75,9 +75,11 @@ def request_tags_of(packet: PinbaRequest) -> dict[str, str]:
 
 async def user(request: Any) -> Response:
     otel_bridge.tag(country="fr", premium=True)
-    with otel_bridge.timer(group="db", op="select"):
-        with otel_bridge.timer(group="db", op="select", table="users"):
-            await asyncio.sleep(0.002)
+    with (
+        otel_bridge.timer(group="db", op="select"),
+        otel_bridge.timer(group="db", op="select", table="users"),
+    ):
+        await asyncio.sleep(0.002)
     for _ in range(2):
         with otel_bridge.timer(group="cache", op="get"):
             await asyncio.sleep(0)
