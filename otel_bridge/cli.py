@@ -22,6 +22,16 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(host=args.host, port=args.port, traffic=not args.no_traffic)
 
 
+def _pinba_listen(args: argparse.Namespace) -> int:
+    from otel_bridge.exporters.pinba.collector import listen
+
+    try:
+        return listen(host=args.host, port=args.port, interval=args.interval)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `otel-bridge` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="otel-bridge", description=__doc__)
@@ -33,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-traffic", action="store_true", help="do not send demo requests")
     demo.set_defaults(handler=_demo)
+    pinba = commands.add_parser("pinba", help="Pinba tools").add_subparsers(
+        dest="pinba_command", required=True
+    )
+    listen = pinba.add_parser(
+        "listen", help="a local Pinba collector: decode packets, print reports"
+    )
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=30002)
+    listen.add_argument("--interval", type=float, default=10.0, help="report window, seconds")
+    listen.set_defaults(handler=_pinba_listen)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

@@ -30,6 +30,7 @@ from otel_bridge.record import RecordExporter, RequestRecord
 
 __all__ = ["build_app", "run"]
 
+PINBA_PORT = 30002
 PAGES = ("/", "/users/42", "/users/7", "/search?q=otel", "/stream", "/slow", "/error")
 
 
@@ -131,6 +132,23 @@ def _traffic(base: str, stop: threading.Event) -> None:
                 pass
 
 
+def _pinba_collector(stop: threading.Event) -> str:
+    """Run the development Pinba collector on its default port, if that port is free."""
+    from otel_bridge.exporters.pinba.collector import listen
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", PINBA_PORT))
+        except OSError:
+            return f"port {PINBA_PORT} is taken: packets go to whatever listens there"
+    threading.Thread(
+        target=listen,
+        kwargs={"port": PINBA_PORT, "interval": 10.0, "stop": stop.is_set},
+        daemon=True,
+    ).start()
+    return f"a collector on 127.0.0.1:{PINBA_PORT} prints a report every 10 s"
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
     """Serve the demo until Ctrl-C; returns the exit status."""
     with socket.socket() as probe:
@@ -141,7 +159,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
                 print(f"port {port} on {host} is taken: try --port 8001", file=sys.stderr)
                 return 1
             raise
-    settings = Settings.from_env().replace(exporters=list(AVAILABLE_VIEWS))
+    settings = Settings.from_env().replace(
+        exporters=list(AVAILABLE_VIEWS), pinba_endpoint=f"127.0.0.1:{PINBA_PORT}"
+    )
     app = otel_bridge.instrument(
         build_app(),
         settings=settings,
@@ -149,14 +169,16 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         record_exporters=[RequestLog()],
     )
     base = f"http://{host}:{port}"
+    stop = threading.Event()
+    pinba_note = _pinba_collector(stop)
     print(
         f"otel-bridge demo on {base}  (Ctrl-C stops it)\n"
-        f"  views on: {', '.join(AVAILABLE_VIEWS) or 'none yet (spans, metrics, records)'}\n"
+        f"  views on: {', '.join(AVAILABLE_VIEWS)}\n"
+        f"  pinba:    packets to 127.0.0.1:{PINBA_PORT}; {pinba_note}\n"
         f"  try:      {base}/users/42   {base}/slow   {base}/error\n"
         "  each request is printed below as the bridge records it\n",
         flush=True,
     )
-    stop = threading.Event()
     if traffic:
         threading.Thread(target=_traffic, args=(base, stop), daemon=True).start()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")

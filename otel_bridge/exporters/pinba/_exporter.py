@@ -6,22 +6,20 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from otel_bridge._failsafe import Health
 from otel_bridge.config import Settings
-from otel_bridge.exporters.pinba._packet import (
-    PacketFields,
-    PacketTimer,
-    assemble,
-    merge_timers,
-    timer_tags,
-)
+from otel_bridge.exporters.pinba._fast import PacketEncoder
+from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer, assemble, timer_tags
 from otel_bridge.exporters.pinba._sender import UDPSender
-from otel_bridge.record import RecordExporter, RequestRecord
+from otel_bridge.record import RecordExporter, RequestRecord, Timer
 
 __all__ = ["PinbaExporter"]
 
 UNMATCHED = "<unmatched>"
+TAG_CACHE_SIZE = 4096
+_START = attrgetter("start_ns")
 # php-pinba's own fallback when a request has no server or script name.
 UNKNOWN = "unknown"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -85,6 +83,8 @@ class PinbaExporter(RecordExporter):
         self.max_packet_size = max_packet_size
         self.requests = 0
         self._footprint = _Footprint()
+        self._encoder = PacketEncoder()
+        self._tag_cache: dict[tuple[tuple[str, object], ...], tuple[tuple[str, str], ...]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PinbaExporter:
@@ -115,17 +115,7 @@ class PinbaExporter(RecordExporter):
     def packet(self, record: RequestRecord) -> bytes | None:
         """The datagram for `record`, trimmed to `max_packet_size`; None if it cannot fit."""
         self.requests += 1
-        timers = merge_timers(
-            PacketTimer(
-                timer_tags(timer.tags),
-                timer.duration_ns / 1e9,
-                timer.hit_count,
-                timer.ru_utime_ns / 1e9,
-                timer.ru_stime_ns / 1e9,
-            )
-            # php-pinba orders timers by creation, so do we (records hold them by end).
-            for timer in sorted(record.timers, key=lambda t: t.start_ns)
-        )
+        timers = self._timers(record.timers) if record.timers else []
         tags = {**self.tags, **record.tags} if record.tags else self.tags
         job = record.interface == "job"
         fields = PacketFields(
@@ -142,10 +132,39 @@ class PinbaExporter(RecordExporter):
             status=record.status,
             schema="" if job else record.scheme,
         )
-        data = assemble(fields, tags, timers)
+        data = self._encoder.encode(fields, tags, timers)
         if len(data) <= self.max_packet_size:
             return data
         return self._trimmed(fields, tags, timers)
+
+    def _timers(self, timers: Sequence[Timer]) -> list[PacketTimer]:
+        # As php-pinba: creation order (records hold timers by end), identical tag sets merged,
+        # times kept in whole microseconds. Sorted tag tuples are cached per raw tag tuple.
+        cache = self._tag_cache
+        merged: dict[tuple[tuple[str, str], ...], list[int]] = {}
+        for timer in sorted(timers, key=_START) if len(timers) > 1 else timers:
+            tags = cache.get(timer.tags)
+            if tags is None:
+                if len(cache) >= TAG_CACHE_SIZE:
+                    cache.clear()
+                tags = cache[timer.tags] = timer_tags(timer.tags)
+            entry = merged.get(tags)
+            if entry is None:
+                merged[tags] = [
+                    timer.duration_ns // 1000,
+                    timer.hit_count,
+                    timer.ru_utime_ns // 1000,
+                    timer.ru_stime_ns // 1000,
+                ]
+            else:
+                entry[0] += timer.duration_ns // 1000
+                entry[1] += timer.hit_count
+                entry[2] += timer.ru_utime_ns // 1000
+                entry[3] += timer.ru_stime_ns // 1000
+        return [
+            PacketTimer(tags, value / 1e6, hits, utime / 1e6, stime / 1e6)
+            for tags, (value, hits, utime, stime) in merged.items()
+        ]
 
     def _trimmed(
         self, fields: PacketFields, tags: Mapping[str, str], timers: list[PacketTimer]

@@ -97,6 +97,13 @@ def assemble(
 
     `timers` must already be merged (`merge_timers`) with sorted tags (`timer_tags`).
     """
+    return encode(message(fields, request_tags, timers))
+
+
+def message(
+    fields: PacketFields, request_tags: Mapping[str, str], timers: Sequence[PacketTimer]
+) -> PinbaRequest:
+    """The `PinbaRequest` `assemble()` encodes (dictionary built in php-pinba's order)."""
     words: dict[str, int] = {}
 
     def index(word: str) -> int:
@@ -105,7 +112,7 @@ def assemble(
             found = words[word] = len(words)
         return found
 
-    message = PinbaRequest(
+    result = PinbaRequest(
         hostname=fields.hostname,
         server_name=fields.server_name,
         script_name=fields.script_name,
@@ -121,16 +128,16 @@ def assemble(
     )
     # Request tags sorted by name; each adds its value, then its name.
     for name in sorted(request_tags, key=lambda n: n.encode("utf-8", "replace")):
-        message.tag_value.append(index(request_tags[name]))
-        message.tag_name.append(index(name))
+        result.tag_value.append(index(request_tags[name]))
+        result.tag_name.append(index(name))
     for timer in timers:
-        message.timer_hit_count.append(timer.hit_count)
-        message.timer_value.append(timer.value)
-        message.timer_tag_count.append(len(timer.tags))
+        result.timer_hit_count.append(timer.hit_count)
+        result.timer_value.append(timer.value)
+        result.timer_tag_count.append(len(timer.tags))
         for name, value in timer.tags:
-            message.timer_tag_name.append(index(name))
-            message.timer_tag_value.append(index(value))
-        message.timer_ru_utime.append(timer.ru_utime)
-        message.timer_ru_stime.append(timer.ru_stime)
-    message.dictionary = list(words)
-    return encode(message)
+            result.timer_tag_name.append(index(name))
+            result.timer_tag_value.append(index(value))
+        result.timer_ru_utime.append(timer.ru_utime)
+        result.timer_ru_stime.append(timer.ru_stime)
+    result.dictionary = list(words)
+    return result

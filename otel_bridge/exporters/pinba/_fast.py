@@ -1,0 +1,176 @@
+"""The exporter's encoder: the same bytes as `assemble()`, with the per-route work cached.
+
+A route's packets have the same *shape* request after request — the same request tags and the
+same merged timer tag sets, so the same dictionary and the same tag indices (fields 12-15 and
+20-21). Those fragments are encoded once per shape and reused; per packet only the scalars,
+the hit counts, the times and the CPU of the timers are encoded. The caches are bounded (a
+cleared cache costs a re-encode, never memory).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+
+from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer
+from otel_bridge.exporters.pinba._proto import UINT32_MAX, seconds
+
+__all__ = ["PacketEncoder"]
+
+_SCALARS = struct.Struct("<BfBfBf")
+Shape = tuple[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        value = 0
+    elif value > UINT32_MAX:
+        value = UINT32_MAX
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field_text(key: bytes, text: str) -> bytes:
+    data = text.encode("utf-8", "replace")
+    return key + _varint(len(data)) + data
+
+
+class PacketEncoder:
+    """Encodes packets byte-identical to `assemble()`, caching fragments per shape.
+
+    Args:
+        max_entries: bound of each cache (shapes, strings); a full cache is cleared.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._max = max_entries
+        self._shapes: dict[Shape, tuple[bytes, bytes]] = {}
+        self._strings: dict[bytes, dict[str, bytes]] = {}
+        self._packers: dict[int, tuple[struct.Struct, struct.Struct]] = {}
+
+    def _text(self, key: bytes, text: str) -> bytes:
+        strings = self._strings.get(key)
+        if strings is None:
+            strings = self._strings[key] = {}
+        found = strings.get(text)
+        if found is None:
+            if len(strings) >= self._max:
+                strings.clear()
+            found = strings[text] = _field_text(key, text)
+        return found
+
+    def _shape(self, shape: Shape) -> tuple[bytes, bytes]:
+        found = self._shapes.get(shape)
+        if found is not None:
+            return found
+        request_tags, timer_tags = shape
+        words: dict[str, int] = {}
+
+        def index(word: str) -> int:
+            position = words.get(word)
+            if position is None:
+                position = words[word] = len(words)
+            return position
+
+        tag_names: list[int] = []
+        tag_values: list[int] = []
+        by_name = sorted(request_tags, key=lambda pair: pair[0].encode("utf-8", "replace"))
+        for name, value in by_name:
+            tag_values.append(index(value))
+            tag_names.append(index(name))
+        timers = bytearray()
+        names = bytearray()
+        values = bytearray()
+        for tags in timer_tags:
+            timers += b"\x60" + _varint(len(tags))
+            for name, value in tags:
+                names += b"\x68" + _varint(index(name))
+                values += b"\x70" + _varint(index(value))
+        dictionary = b"".join(_field_text(b"\x7a", word) for word in words)
+        middle = bytes(timers + names + values) + dictionary
+        tail = b"".join(b"\xa0\x01" + _varint(i) for i in tag_names) + b"".join(
+            b"\xa8\x01" + _varint(i) for i in tag_values
+        )
+        if len(self._shapes) >= self._max:
+            self._shapes.clear()
+        self._shapes[shape] = (middle, tail)
+        return middle, tail
+
+    def _structs(self, count: int) -> tuple[struct.Struct, struct.Struct]:
+        found = self._packers.get(count)
+        if found is None:
+            # Field 11 (key 0x5d) and fields 22/23 (two-byte keys) as key+float32 pairs.
+            found = (struct.Struct("<" + "Bf" * count), struct.Struct("<" + "Hf" * count))
+            if len(self._packers) < self._max:
+                self._packers[count] = found
+        return found
+
+    def encode(
+        self,
+        fields: PacketFields,
+        request_tags: Mapping[str, str],
+        timers: Sequence[PacketTimer],
+    ) -> bytes:
+        """Same output as `assemble()` for timers merged, tags sorted, times finite and ≥ 0."""
+        middle, tail = self._shape(
+            (tuple(request_tags.items()), tuple([timer.tags for timer in timers]))
+        )
+        head = b"".join(
+            (
+                self._text(b"\x0a", fields.hostname),
+                self._text(b"\x12", fields.server_name),
+                self._text(b"\x1a", fields.script_name),
+                b"\x20",
+                _varint(fields.request_count),
+                b"\x28",
+                _varint(fields.document_size),
+                b"\x30",
+                _varint(fields.memory_peak),
+                _SCALARS.pack(
+                    0x3D,
+                    seconds(fields.request_time),
+                    0x45,
+                    seconds(fields.ru_utime),
+                    0x4D,
+                    seconds(fields.ru_stime),
+                ),
+            )
+        )
+        status = b"\x80\x01" + _varint(fields.status) + b"\x88\x01"
+        status += _varint(fields.memory_footprint)
+        if fields.schema:
+            status += self._text(b"\x9a\x01", fields.schema)
+        if not timers:
+            return head + middle + status + tail
+        values, rusage = self._structs(len(timers))
+        hits = bytearray()
+        flat_values: list[float | int] = []
+        flat_utime: list[float | int] = []
+        flat_stime: list[float | int] = []
+        for timer in timers:
+            count = timer.hit_count
+            if 0 < count < 0x80:
+                hits += bytes((0x50, count))
+            else:
+                hits += b"\x50" + (_varint(count) if count > 0 else b"\x01")
+            flat_values += (0x5D, timer.value)
+            flat_utime += (0x01B5, timer.ru_utime)
+            flat_stime += (0x01BD, timer.ru_stime)
+        return b"".join(
+            (
+                head,
+                hits,
+                values.pack(*flat_values),
+                middle,
+                status,
+                tail,
+                rusage.pack(*flat_utime),
+                rusage.pack(*flat_stime),
+            )
+        )
