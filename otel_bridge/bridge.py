@@ -126,7 +126,12 @@ class RecordSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         builder = _current.get()
-        if builder is None or builder.span is None or builder.bridge is not self._bridge:
+        if (
+            builder is None
+            or builder.span is None
+            or builder.closed  # a task the request spawned, outliving it: not its timer
+            or builder.bridge is not self._bridge
+        ):
             return
         usage = _getrusage(_RUSAGE)
         span_id = span.context.span_id
@@ -244,7 +249,6 @@ class Bridge:
         )
         self._propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(self._propagator.fields)
-        self.requests = 0
         self._pid = os.getpid()
         self._worker: Worker[RequestBuilder] = Worker(
             self._export,
@@ -330,7 +334,6 @@ class Bridge:
             builder.closed = True
             if builder.open_spans:
                 self.processor.forget(builder)
-            self.requests += 1
             if not self._worker.submit(builder):
                 self._end_span(builder, builder.span, {})
         except Exception as exc:  # noqa: BLE001 - never raise into the app

@@ -556,3 +556,27 @@ async def test_instances_hold_no_per_request_state(harness: Harness) -> None:
         await c.get("/users/1")
         await c.get("/boom")
     assert vars(app) == before
+
+
+async def test_tasks_outliving_the_request_leave_it_and_leak_nothing(harness: Harness) -> None:
+    done = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        with otel_bridge.timer(group="late"):
+            pass
+        done.set()
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        tasks.append(asyncio.get_running_loop().create_task(later()))
+        return PlainTextResponse("ok")
+
+    app = harness.asgi(Starlette(routes=[Route("/", endpoint)]))
+    async with client(app) as c:
+        await c.get("/")
+    await done.wait()
+    [record] = harness.records()
+    assert record.timers == ()
+    assert app.bridge.processor._live == {}
+    assert "late" in [s.name for s in harness.finished_spans()], "still a span of its own"
