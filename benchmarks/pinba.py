@@ -24,32 +24,8 @@ from otel_bridge.exporters.pinba._packet import (
 )
 from otel_bridge.exporters.pinba._proto import decode
 from otel_bridge.record import EMPTY, RequestRecord, Timer
-
-FIELDS = [
-    (1, "hostname", "required", "string"),
-    (2, "server_name", "required", "string"),
-    (3, "script_name", "required", "string"),
-    (4, "request_count", "required", "uint32"),
-    (5, "document_size", "required", "uint32"),
-    (6, "memory_peak", "required", "uint32"),
-    (7, "request_time", "required", "float"),
-    (8, "ru_utime", "required", "float"),
-    (9, "ru_stime", "required", "float"),
-    (10, "timer_hit_count", "repeated", "uint32"),
-    (11, "timer_value", "repeated", "float"),
-    (12, "timer_tag_count", "repeated", "uint32"),
-    (13, "timer_tag_name", "repeated", "uint32"),
-    (14, "timer_tag_value", "repeated", "uint32"),
-    (15, "dictionary", "repeated", "string"),
-    (16, "status", "optional", "uint32"),
-    (17, "memory_footprint", "optional", "uint32"),
-    (19, "schema", "optional", "string"),
-    (20, "tag_name", "repeated", "uint32"),
-    (21, "tag_value", "repeated", "uint32"),
-    (22, "timer_ru_utime", "repeated", "float"),
-    (23, "timer_ru_stime", "repeated", "float"),
-]
-
+from tests.exporters.pinba.reference import FIELDS
+from tests.exporters.pinba.reference import request_class as reference_class
 
 SCALARS = (
     "hostname",
@@ -65,24 +41,6 @@ SCALARS = (
     "memory_footprint",
 )
 REPEATED = tuple(name for _, name, label, _ in FIELDS if label == "repeated")
-
-
-def protobuf_class() -> Any:
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    file = descriptor_pb2.FileDescriptorProto(name="pinba.proto", package="Pinba", syntax="proto2")
-    message = file.message_type.add(name="Request")
-    labels = descriptor_pb2.FieldDescriptorProto
-    for number, name, label, kind in FIELDS:
-        message.field.add(
-            name=name,
-            number=number,
-            label=getattr(labels, f"LABEL_{label.upper()}"),
-            type=getattr(labels, f"TYPE_{kind.upper()}"),
-        )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Pinba.Request"))
 
 
 def sample_record() -> RequestRecord:
@@ -153,7 +111,7 @@ def run(n: int = 20_000, repeats: int = 5) -> dict[str, float]:
     exporter = PinbaExporter([address], hostname="web-1")
     record = sample_record()
     reference = decode(exporter.packet(record) or b"")
-    request_class = protobuf_class()
+    request_class = reference_class()
 
     def drain() -> None:
         while True:

@@ -61,36 +61,22 @@ def sanitize_text(text: str) -> str:
     return text
 
 
-class ASGIHeaders(Mapping[str, str]):
-    """Request headers of an ASGI scope, decoded (latin-1, lower-case names) only when read.
+class _LazyHeaders(Mapping[str, str]):
+    """Headers decoded on first full read; `get()` of one name may look it up directly."""
 
-    Repeated headers are joined with ",". A single `get()` scans without decoding the rest, so
-    a view that reads one header pays for one header.
-    """
+    __slots__ = ("_decoded",)
 
-    __slots__ = ("_decoded", "_raw")
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        self._raw = raw
+    def __init__(self) -> None:
         self._decoded: dict[str, str] | None = None
+
+    def _decode(self) -> dict[str, str]:
+        raise NotImplementedError
 
     def _all(self) -> dict[str, str]:
         decoded = self._decoded
         if decoded is None:
-            decoded = {}
-            for name, value in self._raw:
-                key = name.decode("latin-1").lower()
-                text = value.decode("latin-1")
-                decoded[key] = f"{decoded[key]},{text}" if key in decoded else text
-            self._decoded = decoded
+            decoded = self._decoded = self._decode()
         return decoded
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if self._decoded is not None:
-            return self._decoded.get(key, default)
-        wanted = key.lower().encode("latin-1", "replace")
-        values = [value.decode("latin-1") for name, value in self._raw if name.lower() == wanted]
-        return ",".join(values) if values else default
 
     def __getitem__(self, key: str) -> str:
         return self._all()[key]
@@ -102,25 +88,51 @@ class ASGIHeaders(Mapping[str, str]):
         return len(self._all())
 
 
-class WSGIHeaders(Mapping[str, str]):
+class ASGIHeaders(_LazyHeaders):
+    """Request headers of an ASGI scope, decoded (latin-1, lower-case names) only when read.
+
+    Repeated headers are joined with ",". A single `get()` scans without decoding the rest, so
+    a view that reads one header pays for one header.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def _decode(self) -> dict[str, str]:
+        decoded: dict[str, str] = {}
+        for name, value in self._raw:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            decoded[key] = f"{decoded[key]},{text}" if key in decoded else text
+        return decoded
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._decoded is not None:
+            return self._decoded.get(key, default)
+        wanted = key.lower().encode("latin-1", "replace")
+        values = [value.decode("latin-1") for name, value in self._raw if name.lower() == wanted]
+        return ",".join(values) if values else default
+
+
+class WSGIHeaders(_LazyHeaders):
     """Request headers of a WSGI environ (``HTTP_*``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``)."""
 
-    __slots__ = ("_decoded", "_environ")
+    __slots__ = ("_environ",)
 
     def __init__(self, environ: Mapping[str, Any]) -> None:
+        super().__init__()
         self._environ = environ
-        self._decoded: dict[str, str] | None = None
 
-    def _all(self) -> dict[str, str]:
-        decoded = self._decoded
-        if decoded is None:
-            decoded = {}
-            for key, value in list(self._environ.items()):
-                if key.startswith("HTTP_"):
-                    decoded[key[5:].lower().replace("_", "-")] = str(value)
-                elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-                    decoded[key.lower().replace("_", "-")] = str(value)
-            self._decoded = decoded
+    def _decode(self) -> dict[str, str]:
+        decoded: dict[str, str] = {}
+        for key, value in list(self._environ.items()):
+            if key.startswith("HTTP_"):
+                decoded[key[5:].lower().replace("_", "-")] = str(value)
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                decoded[key.lower().replace("_", "-")] = str(value)
         return decoded
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -132,12 +144,3 @@ class WSGIHeaders(Mapping[str, str]):
             return str(value) if value else default
         value = self._environ.get("HTTP_" + name)
         return default if value is None else str(value)
-
-    def __getitem__(self, key: str) -> str:
-        return self._all()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())

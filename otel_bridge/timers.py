@@ -8,11 +8,9 @@ async functions).
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -21,6 +19,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import __version__
 from otel_bridge._context import current as _current
+from otel_bridge._decorate import decorate
 from otel_bridge.bridge import TIMER_SCOPE
 
 __all__ = ["timer"]
@@ -127,18 +126,4 @@ class timer:
             instance._span = instance._token = None
             return instance
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with fresh():
-                    return await func(*args, **kwargs)
-
-            return cast(F, async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with fresh():
-                return func(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return decorate(func, fresh)

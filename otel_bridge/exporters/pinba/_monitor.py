@@ -8,14 +8,13 @@ name, `status` 0 (1 if it raised) and no `schema`, as php-pinba sends CLI script
 from __future__ import annotations
 
 import atexit
-import functools
-import inspect
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
+from otel_bridge._decorate import decorate
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.config import Settings
 from otel_bridge.exporters.pinba._exporter import PinbaExporter
@@ -98,18 +97,4 @@ class ScriptMonitor:
         builder.bridge.finish(builder)
 
     def __call__(self, func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self:
-                    return await func(*args, **kwargs)
-
-            return cast(F, async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return decorate(func, lambda: self)
