@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 
@@ -15,7 +16,16 @@ from otel_bridge.record import RecordExporter
 from otel_bridge.types import ASGIApp, WSGIApp
 from otel_bridge.wsgi import OtelBridgeWSGIMiddleware
 
+if TYPE_CHECKING:
+    from otel_bridge.exporters.expvar import ExpvarView
+
 __all__ = ["instrument", "instrument_wsgi"]
+
+
+def _expvar_view(settings: Settings) -> ExpvarView:
+    from otel_bridge.exporters.expvar import ExpvarView
+
+    return ExpvarView.from_settings(settings)
 
 
 def _pinba(settings: Settings) -> RecordExporter:
@@ -25,6 +35,7 @@ def _pinba(settings: Settings) -> RecordExporter:
 
 
 # The views OTEL_BRIDGE_EXPORTERS can name, built from the settings when the app is wrapped.
+# (expvar is not a plain RecordExporter: it is also served by the wrappers, see _bridge.)
 VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {"pinba": _pinba}
 
 
@@ -44,13 +55,20 @@ def _bridge(
     meter_provider: metrics.MeterProvider | None,
     record_exporters: Sequence[RecordExporter],
 ) -> Bridge:
-    views = [VIEWS[name](settings) for name in settings.exporters]
+    views = [VIEWS[name](settings) for name in settings.exporters if name in VIEWS]
+    expvar = _expvar_view(settings) if "expvar" in settings.exporters else None
+    if expvar is not None:
+        views.append(expvar.stats)
     bridge = Bridge(
         settings,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         exporters=[*views, *record_exporters],
+        metric_readers=[expvar.reader] if expvar is not None else [],
     )
+    if expvar is not None:
+        expvar.attach(bridge)
+        bridge.expvar = expvar
     # Export what is still queued when the interpreter exits (WSGI servers have no lifespan).
     reference = weakref.ref(bridge)
 

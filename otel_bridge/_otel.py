@@ -158,18 +158,20 @@ def _wrap_sampler(provider: TracerProvider) -> None:
 
 def resolve_meter_provider(
     settings: Settings, given: metrics.MeterProvider | None, readers: Sequence[MetricReader]
-) -> metrics.MeterProvider:
-    """The meter provider the bridge records its metrics with.
+) -> tuple[metrics.MeterProvider, bool]:
+    """The meter provider the bridge records its metrics with, and whether `readers` are
+    attached to it (only a provider otel_bridge creates can take them: the SDK has no way to
+    add a reader to an existing provider).
 
     Raises:
         ConfigError: OTEL_METRICS_EXPORTER names an exporter that is not installed.
     """
     if given is not None:
-        return given
+        return given, False
     provider = metrics.get_meter_provider()
     if type(provider).__name__ != "_ProxyMeterProvider":
         # Already set by the app or by opentelemetry-instrument: record into it.
-        return provider
+        return provider, False
     all_readers = list(readers)
     for name in settings.metrics_exporters:
         exporter_class = _load("opentelemetry_metrics_exporter", name, "OTEL_METRICS_EXPORTER")
@@ -180,4 +182,4 @@ def resolve_meter_provider(
             all_readers.append(PeriodicExportingMetricReader(exporter))
     created = MeterProvider(resource=build_resource(settings), metric_readers=all_readers)
     metrics.set_meter_provider(created)
-    return created
+    return created, True

@@ -48,8 +48,14 @@ class OtelBridgeMiddleware:
             return
         bridge = self.bridge
         builder = None
+        path = scope.get("path") or ""
+        expvar = bridge.expvar
+        if expvar is not None and path == expvar.path:
+            from otel_bridge.exporters.expvar._serve import serve_asgi
+
+            await serve_asgi(expvar, scope, send)
+            return
         try:
-            path = scope.get("path") or ""
             excluded = bridge.excluded
             if excluded is None or not excluded.search(path):
                 builder = self._begin(scope, path)

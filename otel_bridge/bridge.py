@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -188,6 +189,7 @@ class Bridge:
             from the settings if the process has none).
         meter_provider: provider for the HTTP server metrics (same default).
         exporters: the views and any other `RecordExporter`s to fan records out to.
+        metric_readers: readers for the meter provider, if otel_bridge creates it.
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class Bridge:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         exporters: Sequence[RecordExporter] = (),
+        metric_readers: Sequence[MetricReader] = (),
     ) -> None:
         self.settings = settings
         self.health = Health()
@@ -217,7 +220,9 @@ class Bridge:
             )
         else:
             self.resource = MappingProxyType(dict(build_resource(settings).attributes))
-        self.meter_provider = resolve_meter_provider(settings, meter_provider, ())
+        self.meter_provider, self.readers_attached = resolve_meter_provider(
+            settings, meter_provider, metric_readers
+        )
         meter = self.meter_provider.get_meter("otel_bridge", __version__)
         self._duration = meter.create_histogram(
             "http.server.request.duration",
@@ -257,6 +262,8 @@ class Bridge:
             on_fork=self._after_fork,
         )
         self._shut_down = False
+        # The expvar view the wrappers serve, when it is on (set by instrument()).
+        self.expvar: Any = None
 
     def _after_fork(self) -> None:
         # Another thread may have held the lock at fork(): the child gets fresh ones.

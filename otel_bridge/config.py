@@ -9,6 +9,7 @@ expected form.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -23,7 +24,7 @@ __all__ = ["VARIABLES", "VIEW_NAMES", "Settings", "Variable"]
 # The four views, in the order the README lists them. A name here that is not yet
 # implemented is refused with a clear error rather than silently ignored.
 VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
-AVAILABLE_VIEWS: tuple[str, ...] = ("pinba",)
+AVAILABLE_VIEWS: tuple[str, ...] = ("expvar", "pinba")
 DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
 
 T = TypeVar("T")
@@ -130,6 +131,32 @@ def _endpoints(name: str, raw: str) -> tuple[tuple[str, int], ...]:
             raise ConfigError(name, raw, expected)
         endpoints.append((host, port))
     return tuple(endpoints)
+
+
+def _path(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith("/") or any(ch in value for ch in "?# \t"):
+        raise ConfigError(name, raw, "a URL path starting with /")
+    return value
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in re.split(r"[,\s]+", raw) if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                name, raw, "comma-separated IP networks (CIDR), e.g. 10.0.0.0/8,::1/128"
+            ) from None
+    return items
+
+
+def _token(name: str, raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16 or any(ch.isspace() for ch in value):
+        raise ConfigError(name, "<hidden>", "a token of at least 16 characters, no spaces")
+    return value
 
 
 def _exporter_names(name: str, raw: str) -> tuple[str, ...]:
@@ -243,6 +270,68 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "expvar,pinba",
         "Which views are on: any of `expvar`, `pinba`, `wide_events`, `cronitor`, or `none`.",
         bad="statsd",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_PATH",
+        "expvar_path",
+        _path,
+        "/debug/vars",
+        "path",
+        "/internal/vars",
+        "Where the expvar JSON is served (exact path, any method, query ignored, as Go).",
+        bad="debug/vars",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_ALLOW",
+        "expvar_allow",
+        _networks,
+        (),
+        "CIDR list",
+        "10.0.0.0/8,192.168.1.7",
+        "Networks whose clients may read it; by default loopback only (any client, when a "
+        "token is set and this is not).",
+        bad="10.0.0.0/33",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_TOKEN",
+        "expvar_token",
+        _token,
+        None,
+        "str",
+        "s3cret-s3cret-s3cret",
+        "Bearer token required in `Authorization: Bearer …` (compared in constant time).",
+        bad="short",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_TRUSTED_PROXIES",
+        "expvar_trusted_proxies",
+        _networks,
+        (),
+        "CIDR list",
+        "10.0.0.1/32",
+        "Peers whose `X-Forwarded-For` is believed when checking the client's address.",
+        bad="proxy.local",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_REDACT",
+        "expvar_redact",
+        _regex_list,
+        (),
+        "regex list",
+        "--dsn=\\S+",
+        "More patterns removed from `cmdline` (passwords, tokens, keys and URL credentials "
+        "are always removed).",
+        bad="(",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_PROCESS",
+        "expvar_process",
+        _choice("basic", "full"),
+        "basic",
+        "basic or full",
+        "full",
+        "`full` adds psutil's costlier figures (memory_full_info, network I/O) to `process`.",
+        bad="everything",
     ),
     Variable(
         "OTEL_EXPORTER_PINBA_ENDPOINT",
@@ -369,6 +458,12 @@ class Settings:
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
     exporters: tuple[str, ...] = DEFAULT_VIEWS
+    expvar_path: str = "/debug/vars"
+    expvar_allow: tuple[str, ...] = ()
+    expvar_token: str | None = field(default=None, repr=False)
+    expvar_trusted_proxies: tuple[str, ...] = ()
+    expvar_redact: tuple[str, ...] = ()
+    expvar_process: str = "basic"
     pinba_endpoint: tuple[tuple[str, int], ...] = (("127.0.0.1", 30002),)
     pinba_script_name: str = "route"
     pinba_server_name: str | None = None

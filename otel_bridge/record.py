@@ -15,7 +15,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._failsafe import Health
 
-__all__ = ["EMPTY", "RecordExporter", "RequestRecord", "Timer"]
+__all__ = ["EMPTY", "UNMATCHED", "RecordExporter", "RequestRecord", "Timer", "route_or_path"]
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -87,6 +87,20 @@ class RequestRecord(NamedTuple):
     resource: Mapping[str, AttributeValue]
     pid: int
     thread_id: int
+
+
+UNMATCHED = "<unmatched>"
+
+
+def route_or_path(record: RequestRecord) -> str:
+    """A bounded name for the request: its route template; without one, `<unmatched>` for a
+    404 (scanners, typos: one bucket, not one per path) and the path otherwise (apps with no
+    router, whose paths are their routes)."""
+    if record.route is not None:
+        return record.route
+    if record.status == 404:
+        return UNMATCHED
+    return record.path
 
 
 class RecordExporter:

@@ -49,6 +49,11 @@ class OtelBridgeWSGIMiddleware:
         context = contextvars.copy_context()
         try:
             path = _path(environ)
+            expvar = bridge.expvar
+            if expvar is not None and path == expvar.path:
+                from otel_bridge.exporters.expvar._serve import serve_wsgi
+
+                return serve_wsgi(expvar, environ, start_response)
             excluded = bridge.excluded
             if excluded is not None and excluded.search(path):
                 return self.app(environ, start_response)

@@ -13,11 +13,10 @@ from otel_bridge.config import Settings
 from otel_bridge.exporters.pinba._fast import PacketEncoder
 from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer, assemble, timer_tags
 from otel_bridge.exporters.pinba._sender import UDPSender
-from otel_bridge.record import RecordExporter, RequestRecord, Timer
+from otel_bridge.record import RecordExporter, RequestRecord, Timer, route_or_path
 
 __all__ = ["PinbaExporter"]
 
-UNMATCHED = "<unmatched>"
 TAG_CACHE_SIZE = 4096
 _START = attrgetter("start_ns")
 # php-pinba's own fallback when a request has no server or script name.
@@ -106,11 +105,7 @@ class PinbaExporter(RecordExporter):
     def script_name(self, record: RequestRecord) -> str:
         if self.use_path or record.interface == "job":
             return record.route or record.path or UNKNOWN
-        if record.route is not None:
-            return record.route
-        # No route: a framework-less app, or a request no route matched (scanners, typos).
-        # Their paths would make one Pinba row each, so a 404 becomes one bucket.
-        return UNMATCHED if record.status == 404 else (record.path or UNKNOWN)
+        return route_or_path(record) or UNKNOWN
 
     def packet(self, record: RequestRecord) -> bytes | None:
         """The datagram for `record`, trimmed to `max_packet_size`; None if it cannot fit."""

@@ -1,0 +1,27 @@
+"""The expvar view: Go-compatible `/debug/vars` for Python apps, and Go-style variables."""
+
+from __future__ import annotations
+
+from otel_bridge.exporters.expvar._vars import (
+    ExpVar,
+    Float,
+    Func,
+    Int,
+    Map,
+    Registry,
+    String,
+    default_registry,
+)
+from otel_bridge.exporters.expvar._view import ExpvarView
+
+__all__ = [
+    "ExpVar",
+    "ExpvarView",
+    "Float",
+    "Func",
+    "Int",
+    "Map",
+    "Registry",
+    "String",
+    "default_registry",
+]

@@ -1,0 +1,213 @@
+"""`/debug/vars`: the body Go's expvar handler serves, plus the bridge's own sections.
+
+Top-level keys, sorted as Go sorts them: `cmdline` (redacted), `memstats` (Go's 32 fields),
+`gc`, `otel` (the OTel SDK's metrics, collected on read), `otel_bridge` (the bridge's health:
+errors, drops, queue depth), `process`, `requests` (per route and status class), `resource`,
+and every user variable. A variable whose value raises renders as an error marker; the
+endpoint itself never fails.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import os
+import re
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from otel_bridge import __version__
+from otel_bridge._failsafe import Health
+from otel_bridge.exporters.expvar._access import Access, redact_argv
+from otel_bridge.exporters.expvar._format import go_quote, json_value
+from otel_bridge.exporters.expvar._memstats import GCMonitor, memstats
+from otel_bridge.exporters.expvar._stats import ExpvarMetricReader, RequestStats
+from otel_bridge.exporters.expvar._vars import Registry, default_registry
+
+if TYPE_CHECKING:
+    from otel_bridge.bridge import Bridge
+    from otel_bridge.config import Settings
+
+__all__ = ["ExpvarView"]
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+class ExpvarView:
+    """Renders `/debug/vars` and decides who may read it.
+
+    Args:
+        path: where it is served.
+        access: the access rule.
+        registry: user variables (default: the process's registry).
+        redact: extra patterns removed from `cmdline`.
+        full_process: add psutil's costlier figures (memory_full_info, network I/O).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/debug/vars",
+        access: Access | None = None,
+        registry: Registry | None = None,
+        redact: tuple[re.Pattern[str], ...] = (),
+        full_process: bool = False,
+    ) -> None:
+        self.path = path
+        self.access = access or Access()
+        self.registry = registry if registry is not None else default_registry()
+        self.monitor = GCMonitor()
+        self.stats = RequestStats()
+        self.reader = ExpvarMetricReader()
+        self.reader_attached = False
+        self.full_process = full_process
+        self.health = Health()
+        self.queue_depth: Callable[[], int] = lambda: 0
+        self.exporter_names: tuple[str, ...] = ()
+        self._argv = redact_argv(
+            getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv], redact
+        )
+        self._cmdline = json_value(self._argv)
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExpvarView:
+        """Build from `OTEL_EXPORTER_EXPVAR_*` (already validated by `Settings`)."""
+        access = Access(
+            allow=[ipaddress.ip_network(n, strict=False) for n in settings.expvar_allow],
+            token=settings.expvar_token,
+            trusted_proxies=[
+                ipaddress.ip_network(n, strict=False) for n in settings.expvar_trusted_proxies
+            ],
+        )
+        return cls(
+            path=settings.expvar_path,
+            access=access,
+            redact=tuple(re.compile(pattern) for pattern in settings.expvar_redact),
+            full_process=settings.expvar_process == "full",
+        )
+
+    def attach(self, bridge: Bridge) -> None:
+        """Show `bridge`'s health and metrics; start measuring GC pauses (not at import)."""
+        self.health = bridge.health
+        self.queue_depth = lambda: bridge.queue_depth
+        self.exporter_names = tuple(exporter.name for exporter in bridge.exporters)
+        self.reader_attached = bridge.readers_attached
+        self.monitor.install()
+
+    def render(self) -> bytes:
+        """The whole body; never raises."""
+        sections: dict[str, Callable[[], str]] = {
+            "cmdline": lambda: self._cmdline,
+            "memstats": lambda: memstats(self.monitor),
+            "gc": self._gc,
+            "otel": self.reader.render if self.reader_attached else lambda: "{}",
+            "otel_bridge": self._bridge_health,
+            "process": self._process,
+            "requests": self.stats.render,
+            "resource": self._resource,
+        }
+        rendered: dict[str, str] = {}
+        for name, render in sections.items():
+            rendered[name] = self._safely(name, render)
+        for name, var in self.registry.items():
+            if name not in rendered:
+                rendered[name] = self._safely(name, var.render)
+        # Go sorts with sort.Strings: byte order, which for UTF-8 is code point order.
+        body = ",\n".join(f"{go_quote(name)}: {rendered[name]}" for name in sorted(rendered))
+        return ("{\n" + body + "\n}\n").encode("utf-8", "replace")
+
+    def _safely(self, name: str, render: Callable[[], str]) -> str:
+        try:
+            return render()
+        except Exception as exc:  # noqa: BLE001 - one bad variable must not fail the endpoint
+            self.health.error(f"expvar.var.{name}", exc)
+            return json_value({"error": f"{type(exc).__name__}: {exc}"})
+
+    def _gc(self) -> str:
+        return json_value(
+            {
+                "counts": list(gc.get_count()),
+                "thresholds": list(gc.get_threshold()),
+                "generations": gc.get_stats(),
+                "enabled": gc.isenabled(),
+            }
+        )
+
+    def _bridge_health(self) -> str:
+        health = self.health.snapshot()
+        return json_value(
+            {
+                **health,
+                "queue_depth": self.queue_depth(),
+                "exporters": list(self.exporter_names),
+                "version": __version__,
+            }
+        )
+
+    def _process(self) -> str:
+        try:
+            fds: int | None = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            fds = None
+        values: dict[str, Any] = {
+            "pid": os.getpid(),
+            "threads": threading.active_count(),
+            "fds": fds,
+            "uptime_seconds": round(time.monotonic() - self._started, 3),
+            "python": sys.version.split()[0],
+        }
+        if self.full_process:
+            values["psutil"] = _psutil_figures()
+        return json_value(values)
+
+    def _resource(self) -> str:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        fields = (
+            "ru_utime",
+            "ru_stime",
+            "ru_maxrss",
+            "ru_minflt",
+            "ru_majflt",
+            "ru_inblock",
+            "ru_oublock",
+            "ru_nvcsw",
+            "ru_nivcsw",
+            "ru_nsignals",
+        )
+        return json_value({name[3:]: getattr(usage, name) for name in fields})
+
+    def respond(self, method: str, peer: str | None, headers: Mapping[str, str]) -> Response:
+        """Status, headers and body for one request to the endpoint; never raises."""
+        allowed = self.access.allowed(
+            peer, headers.get("x-forwarded-for"), headers.get("authorization")
+        )
+        if not allowed:
+            self.health.count("expvar.refused")
+            body = b"403 Forbidden: /debug/vars answers configured clients only\n"
+            return 403, [("content-type", "text/plain; charset=utf-8")], body
+        self.health.count("expvar.served")
+        body = self.render()
+        return 200, [("content-type", CONTENT_TYPE), ("cache-control", "no-store")], body
+
+
+def _psutil_figures() -> dict[str, Any]:
+    try:
+        import psutil
+    except ImportError:
+        return {"error": "psutil is not installed (pip install 'otel-bridge[psutil]')"}
+    process = psutil.Process()
+    memory = process.memory_full_info()._asdict()
+    network = psutil.net_io_counters()._asdict()
+    return {
+        "memory_full_info": memory,
+        "cpu_times": process.cpu_times()._asdict(),
+        "net_io": network,
+        "num_threads": process.num_threads(),
+    }
