@@ -230,10 +230,9 @@ def memstats(monitor: GCMonitor) -> str:
     heap_sys = status.get("RssAnon", 0)
     heap_idle = min(_malloc_free_bytes(), heap_sys)
     heap_inuse = heap_sys - heap_idle
-    if tracemalloc.is_tracing():
-        heap_alloc = tracemalloc.get_traced_memory()[0]
-    else:
-        heap_alloc = heap_inuse
+    # Live bytes are known only when the app traces allocations; otherwise the in-use heap.
+    traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+    heap_alloc = heap_inuse if traced is None else traced
     heap_objects = sys.getallocatedblocks()
     stack = status.get("VmStk", 0)
     total = max(status.get("VmRSS", 0), heap_sys + stack)
