@@ -533,6 +533,8 @@ class Bridge:
         if self._shut_down:
             return
         self._shut_down = True
+        if self.expvar is not None:
+            self.expvar.monitor.uninstall()
         deadline = time.monotonic() + timeout_millis / 1000
         self._worker.stop(timeout_millis / 1000)
         # The spans ended by the worker sit in the provider's batch processors. Servers such as

@@ -105,6 +105,25 @@ def test_without_providers_otel_env_exporters_are_honoured() -> None:
     assert '"http.server.request.duration"' in result.stdout
 
 
+def test_expvar_shows_the_otel_metrics_of_the_provider_it_creates() -> None:
+    result = run(
+        """
+        wrapped = otel_bridge.instrument(app, exporters="expvar")
+        drive(wrapped, 3)
+        async def read():
+            transport = httpx.ASGITransport(wrapped, client=("127.0.0.1", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return (await c.get("/debug/vars")).json()
+        document = asyncio.run(read())
+        print(json.dumps(document["otel"]["http.server.request.duration"]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    [point] = json.loads(result.stdout).values()
+    assert point["count"] == 3
+    assert 0 < point["p50"] <= point["max"]
+
+
 def test_unknown_env_exporter_fails_at_startup_naming_the_variable() -> None:
     result = run("otel_bridge.instrument(app)", OTEL_TRACES_EXPORTER="nosuch")
     assert result.returncode == 1
