@@ -32,6 +32,15 @@ def _pinba_listen(args: argparse.Namespace) -> int:
         return 1
 
 
+def _vars(args: argparse.Namespace) -> int:
+    from otel_bridge.exporters.expvar.top import watch
+
+    url = args.url if "://" in args.url else f"http://{args.url}"
+    if url.rstrip("/").count("/") == 2:  # no path given: Go's default
+        url = url.rstrip("/") + "/debug/vars"
+    return watch(url, token=args.token, interval=args.interval, once=args.once)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `otel-bridge` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="otel-bridge", description=__doc__)
@@ -53,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     listen.add_argument("--port", type=int, default=30002)
     listen.add_argument("--interval", type=float, default=10.0, help="report window, seconds")
     listen.set_defaults(handler=_pinba_listen)
+    variables = commands.add_parser(
+        "vars", help="a terminal view of a running app's /debug/vars (a small expvarmon)"
+    )
+    variables.add_argument("url", help="http://host:port[/path]; the path defaults to /debug/vars")
+    variables.add_argument("--interval", type=float, default=2.0)
+    variables.add_argument("--token", help="bearer token, if the endpoint requires one")
+    variables.add_argument("--once", action="store_true", help="print one screen and exit")
+    variables.set_defaults(handler=_vars)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
