@@ -25,7 +25,7 @@ check: $(STAMP)
 	scripts/check
 
 bench: $(STAMP)
-	scripts/system-deps wrk
+	scripts/system-deps wrk golang-go
 	$(BIN)/python -m benchmarks --write
 
 clean:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 __all__ = ["go_float", "go_quote", "json_float", "json_value"]
@@ -24,12 +23,17 @@ _encode_string = json.encoder.encode_basestring
 def _shortest(value: float) -> tuple[str, int]:
     """Shortest round-trip digits of |value| (no trailing zeros), and the decimal exponent of
     the first digit (scientific notation's exponent)."""
-    _, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
-    digits = "".join(map(str, digit_tuple)).lstrip("0")
-    assert isinstance(exponent, int)
-    stripped = digits.rstrip("0")
-    exponent += len(digits) - len(stripped)
-    return stripped, exponent + len(stripped) - 1
+    # repr() gives the shortest round-trip digits (as Go's shortest formatting does), either
+    # as "ddd.ddd" or as "d.ddde±x"; read the digits and the exponent off it.
+    text = repr(abs(value))
+    mantissa, _, exponent_text = text.partition("e")
+    integer, _, fraction = mantissa.partition(".")
+    if exponent_text:
+        return (integer + fraction).rstrip("0") or "0", int(exponent_text)
+    if integer != "0":
+        return (integer + fraction).rstrip("0"), len(integer) - 1
+    significant = fraction.lstrip("0")
+    return significant.rstrip("0"), len(significant) - len(fraction) - 1
 
 
 def go_float(value: float) -> str:

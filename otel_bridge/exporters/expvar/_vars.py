@@ -66,6 +66,7 @@ class Float:
 
     def __init__(self, name: str | None = None, *, registry: Registry | None = None) -> None:
         self._value = 0.0
+        self._text: str | None = None  # the rendering of _value, until it changes
         self._lock = threading.Lock()
         if name is not None:
             (registry if registry is not None else default_registry()).publish(name, self)
@@ -73,16 +74,21 @@ class Float:
     def add(self, delta: float) -> None:
         with self._lock:
             self._value += float(delta)
+            self._text = None
 
     def set(self, value: float) -> None:
         with self._lock:
             self._value = float(value)
+            self._text = None
 
     def value(self) -> float:
         return self._value
 
     def render(self) -> str:
-        return go_float(self._value)
+        text = self._text
+        if text is None:
+            text = self._text = go_float(self._value)
+        return text
 
 
 class String:
@@ -229,6 +235,9 @@ class Registry:
     def __init__(self) -> None:
         self._vars: dict[str, Var] = {}
         self._lock = threading.Lock()
+        # (name, "quoted name: ", var) sorted by name, rebuilt when the set of names changes:
+        # rendering 1,000 vars must not sort and quote 1,000 names on every read.
+        self._sorted: list[tuple[str, str, Var]] | None = None
 
     def publish(self, name: str, var: Var) -> None:
         """Publish `var` as `name`.
@@ -242,6 +251,7 @@ class Registry:
             if name in self._vars or name in RESERVED:
                 raise ValueError(f"Reuse of exported var name: {name}")
             self._vars[name] = var
+            self._sorted = None
 
     def publish_class(self, var: ExpVar) -> None:
         """Publish a django-expvar style instance; same names merge (dict values)."""
@@ -252,6 +262,7 @@ class Registry:
             existing = self._vars.get(name)
             if existing is None:
                 existing = self._vars[name] = _Merged()
+                self._sorted = None
             if not isinstance(existing, _Merged):
                 raise ValueError(f"Reuse of exported var name: {name}")
             existing.members.append(var)
@@ -263,6 +274,18 @@ class Registry:
         """Remove `name` (Go cannot; tests and reloading apps need it)."""
         with self._lock:
             self._vars.pop(name, None)
+            self._sorted = None
+
+    def sorted_entries(self) -> list[tuple[str, str, Var]]:
+        """(name, `"name": ` as Go quotes it, var), sorted by name."""
+        entries = self._sorted
+        if entries is None:
+            with self._lock:
+                entries = [
+                    (name, go_quote(name) + ": ", var) for name, var in sorted(self._vars.items())
+                ]
+                self._sorted = entries
+        return entries
 
     def items(self) -> list[tuple[str, Var]]:
         with self._lock:

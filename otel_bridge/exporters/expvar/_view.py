@@ -10,6 +10,7 @@ endpoint itself never fails.
 from __future__ import annotations
 
 import gc
+import heapq
 import ipaddress
 import os
 import re
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["ExpvarView"]
 
 CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def _first(entry: tuple[str, str, object]) -> str:
+    return entry[0]
+
+
 Response = tuple[int, list[tuple[str, str]], bytes]
 
 
@@ -113,22 +120,21 @@ class ExpvarView:
             "requests": self.stats.render,
             "resource": self._resource,
         }
-        rendered: dict[str, str] = {}
-        for name, render in sections.items():
-            rendered[name] = self._safely(name, render)
-        for name, var in self.registry.items():
-            if name not in rendered:
-                rendered[name] = self._safely(name, var.render)
-        # Go sorts with sort.Strings: byte order, which for UTF-8 is code point order.
-        body = ",\n".join(f"{go_quote(name)}: {rendered[name]}" for name in sorted(rendered))
-        return ("{\n" + body + "\n}\n").encode("utf-8", "replace")
-
-    def _safely(self, name: str, render: Callable[[], str]) -> str:
-        try:
-            return render()
-        except Exception as exc:  # noqa: BLE001 - one bad variable must not fail the endpoint
-            self.health.error(f"expvar.var.{name}", exc)
-            return json_value({"error": f"{type(exc).__name__}: {exc}"})
+        # Go sorts with sort.Strings: byte order, which for UTF-8 is code point order. The
+        # built-in names are reserved, so the two sorted lists merge without duplicates.
+        builtin = sorted((name, go_quote(name) + ": ", render) for name, render in sections.items())
+        user = self.registry.sorted_entries()
+        parts: list[str] = []
+        append = parts.append
+        for name, prefix, var in heapq.merge(
+            builtin, ((n, p, v.render) for n, p, v in user), key=_first
+        ):
+            try:
+                append(prefix + var())
+            except Exception as exc:  # noqa: BLE001 - one bad variable must not fail it all
+                self.health.error(f"expvar.var.{name}", exc)
+                append(prefix + json_value({"error": f"{type(exc).__name__}: {exc}"}))
+        return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8", "replace")
 
     def _gc(self) -> str:
         return json_value(

@@ -18,6 +18,7 @@ type Spec struct {
 	Strings []string
 	Ints    []int64
 	MapKeys []string
+	Maps    int
 }
 
 func main() {
@@ -49,6 +50,11 @@ func main() {
 	inner := new(expvar.Map).Init()
 	inner.Add("a", 1)
 	m.Set("nested", inner)
+	for i := 0; i < spec.Maps; i++ {
+		metric := expvar.NewMap(fmt.Sprintf("metric_%03d", i))
+		metric.Add("count", int64(i))
+		metric.AddFloat("sum", float64(i)*1.5)
+	}
 	expvar.Publish("func_floats", expvar.Func(func() any { return spec.Floats }))
 	expvar.Publish("func_map", expvar.Func(func() any {
 		return map[string]any{"b": 2, "a": []string{"x<y&z"}, "c": nil}
