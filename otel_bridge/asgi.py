@@ -50,7 +50,7 @@ class OtelBridgeMiddleware:
         builder = None
         path = scope.get("path") or ""
         expvar = bridge.expvar
-        if expvar is not None and path == expvar.path:
+        if expvar is not None and (path == expvar.path or path == expvar.ui_path):
             from otel_bridge.exporters.expvar._serve import serve_asgi
 
             await serve_asgi(expvar, scope, send)

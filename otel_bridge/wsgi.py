@@ -50,7 +50,7 @@ class OtelBridgeWSGIMiddleware:
         try:
             path = _path(environ)
             expvar = bridge.expvar
-            if expvar is not None and path == expvar.path:
+            if expvar is not None and (path == expvar.path or path == expvar.ui_path):
                 from otel_bridge.exporters.expvar._serve import serve_wsgi
 
                 return serve_wsgi(expvar, environ, start_response)

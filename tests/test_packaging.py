@@ -43,3 +43,18 @@ def test_wheel_ships_the_package_typed_and_nothing_else(tmp_path: Path) -> None:
         .decode()
     )
     assert "otel-bridge = otel_bridge.cli:main" in entry_points
+
+
+@pytest.mark.integration
+def test_wheel_ships_the_dashboard(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("otel_bridge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "otel_bridge/exporters/expvar/dashboard.html" in names
+    assert not [n for n in names if n.endswith((".go", ".pyc"))]

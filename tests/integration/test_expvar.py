@@ -14,8 +14,16 @@ pytestmark = pytest.mark.integration
 
 def test_real_server_serves_vars_and_the_terminal_view_reads_them() -> None:
     port = free_port()
-    args = ["uvicorn", "tests.integration.apps:asgi_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
+    args = [
+        "uvicorn",
+        "tests.integration.apps:asgi_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     env = {"OTEL_BRIDGE_EXPORTERS": "expvar"}
     with serve(args, port, env):
         base = f"http://127.0.0.1:{port}"
@@ -26,7 +34,10 @@ def test_real_server_serves_vars_and_the_terminal_view_reads_them() -> None:
         document = httpx.get(base + "/debug/vars").json()
         view = subprocess.run(
             [sys.executable, "-m", "otel_bridge.cli", "vars", f"127.0.0.1:{port}", "--once"],
-            capture_output=True, text=True, timeout=60, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
         )
     assert document["cmdline"][1:3] == ["-m", "uvicorn"]
     assert document["memstats"]["Sys"] > 0
@@ -41,7 +52,10 @@ def test_terminal_view_reports_an_unreachable_endpoint() -> None:
     port = free_port()
     result = subprocess.run(
         [sys.executable, "-m", "otel_bridge.cli", "vars", f"127.0.0.1:{port}", "--once"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 1
     assert f"cannot read http://127.0.0.1:{port}/debug/vars" in result.stderr

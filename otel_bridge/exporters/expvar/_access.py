@@ -87,6 +87,10 @@ class Access:
             presented = (authorization or "").encode("utf-8", "replace")
             if not hmac.compare_digest(presented, self._token):
                 return False
+        return self.network_allowed(peer, forwarded_for)
+
+    def network_allowed(self, peer: str | None, forwarded_for: str | None) -> bool:
+        """Whether the client's address is allowed (the token aside)."""
         if peer is None:
             # A Unix socket (uvicorn --uds): local by construction.
             return True

@@ -17,6 +17,7 @@ async def serve_asgi(view: ExpvarView, scope: Scope, send: Send) -> None:
         scope.get("method") or "GET",
         str(client[0]) if client else None,
         ASGIHeaders(scope.get("headers") or ()),
+        scope.get("path"),
     )
     raw_headers = [(k.encode(), v.encode()) for k, v in headers]
     raw_headers.append((b"content-length", str(len(body)).encode()))
@@ -27,7 +28,10 @@ async def serve_asgi(view: ExpvarView, scope: Scope, send: Send) -> None:
 
 def serve_wsgi(view: ExpvarView, environ: Environ, start_response: StartResponse) -> list[bytes]:
     status, headers, body = view.respond(
-        environ.get("REQUEST_METHOD") or "GET", environ.get("REMOTE_ADDR"), WSGIHeaders(environ)
+        environ.get("REQUEST_METHOD") or "GET",
+        environ.get("REMOTE_ADDR"),
+        WSGIHeaders(environ),
+        (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or ""),
     )
     start_response(
         f"{status} {_REASONS.get(status, '')}",

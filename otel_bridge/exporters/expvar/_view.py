@@ -9,7 +9,9 @@ endpoint itself never fails.
 
 from __future__ import annotations
 
+import base64
 import gc
+import hashlib
 import heapq
 import ipaddress
 import os
@@ -19,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from otel_bridge import __version__
@@ -66,6 +69,7 @@ class ExpvarView:
         full_process: bool = False,
     ) -> None:
         self.path = path
+        self.ui_path = path.rstrip("/") + "/ui"
         self.access = access or Access()
         self.registry = registry if registry is not None else default_registry()
         self.monitor = GCMonitor()
@@ -189,8 +193,13 @@ class ExpvarView:
         )
         return json_value({name[3:]: getattr(usage, name) for name in fields})
 
-    def respond(self, method: str, peer: str | None, headers: Mapping[str, str]) -> Response:
+    def respond(
+        self, method: str, peer: str | None, headers: Mapping[str, str], path: str | None = None
+    ) -> Response:
         """Status, headers and body for one request to the endpoint; never raises."""
+        accept = headers.get("accept") or ""
+        if path == self.ui_path or (path in (None, self.path) and "text/html" in accept):
+            return self._dashboard(peer, headers)
         allowed = self.access.allowed(
             peer, headers.get("x-forwarded-for"), headers.get("authorization")
         )
@@ -201,6 +210,49 @@ class ExpvarView:
         self.health.count("expvar.served")
         body = self.render()
         return 200, [("content-type", CONTENT_TYPE), ("cache-control", "no-store")], body
+
+    def _dashboard(self, peer: str | None, headers: Mapping[str, str]) -> Response:
+        # The page holds no data (it fetches the JSON, sending a token from the URL's
+        # #token=… fragment), so the network rule alone decides who gets it.
+        if not self.access.network_allowed(peer, headers.get("x-forwarded-for")):
+            self.health.count("expvar.refused")
+            return 403, [("content-type", "text/plain; charset=utf-8")], b"403 Forbidden\n"
+        page, policy = _dashboard_page()
+        return (
+            200,
+            [
+                ("content-type", "text/html; charset=utf-8"),
+                ("content-security-policy", policy),
+                ("x-content-type-options", "nosniff"),
+                ("referrer-policy", "no-referrer"),
+                ("cache-control", "no-store"),
+            ],
+            page,
+        )
+
+
+_PAGE: tuple[bytes, str] | None = None
+
+
+def _dashboard_page() -> tuple[bytes, str]:
+    """The dashboard and its Content-Security-Policy: nothing but its own inline script and
+    style (by hash) and fetches to this origin; no CDN, so it works offline."""
+    global _PAGE
+    if _PAGE is None:
+        page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+        hashes = {}
+        for tag in ("script", "style"):
+            match = re.search(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), page, re.S)
+            assert match is not None
+            digest = base64.b64encode(hashlib.sha256(match.group(1)).digest()).decode()
+            hashes[tag] = f"'sha256-{digest}'"
+        policy = (
+            f"default-src 'none'; script-src {hashes['script']}; style-src {hashes['style']}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        )
+        _PAGE = (page, policy)
+    return _PAGE
 
 
 def _psutil_figures() -> dict[str, Any]:
