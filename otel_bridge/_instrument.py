@@ -58,7 +58,9 @@ def _bridge(
     views = [VIEWS[name](settings) for name in settings.exporters if name in VIEWS]
     expvar = _expvar_view(settings) if "expvar" in settings.exporters else None
     if expvar is not None:
-        views.append(expvar.stats)
+        from otel_bridge.exporters.expvar._stats import ScoreboardWriter
+
+        views.extend((expvar.stats, ScoreboardWriter()))
     bridge = Bridge(
         settings,
         tracer_provider=tracer_provider,

@@ -7,6 +7,7 @@ traffic.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -22,10 +23,11 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
+from otel_bridge._scoreboard import COUNTERS, current
 from otel_bridge.exporters.expvar._format import go_quote, json_float, json_value
 from otel_bridge.record import RecordExporter, RequestRecord, route_or_path
 
-__all__ = ["ExpvarMetricReader", "RequestStats"]
+__all__ = ["ExpvarMetricReader", "RequestStats", "ScoreboardWriter"]
 
 MAX_ROUTES = 1000
 OTHER = "<other>"
@@ -225,3 +227,37 @@ class ExpvarMetricReader(MetricReader):
             value = _quantile(point.explicit_bounds, point.bucket_counts, low, high, fraction)
             fields.append((name, json_float(value)))
         return "{" + ", ".join(f'"{k}": {v}' for k, v in fields) + "}"
+
+
+class ScoreboardWriter(RecordExporter):
+    """Writes this worker's counters into its scoreboard slot after every batch."""
+
+    name = "scoreboard"
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._started = 0
+        self._counters = [0] * len(COUNTERS)
+
+    def export(self, records: Sequence[RequestRecord]) -> None:
+        claim = current()
+        if claim is None:
+            return
+        board, slot = claim
+        pid = os.getpid()
+        if pid != self._pid:
+            # A new worker (or a preloaded app's bridge after fork): count from zero.
+            self._pid, self._started = pid, time.time_ns()
+            self._counters = [0] * len(COUNTERS)
+        counters = self._counters
+        for record in records:
+            if record.interface == "job":
+                continue
+            counters[0] += 1
+            if record.error_type is not None:
+                counters[1] += 1
+            status_class = record.status // 100
+            if 1 <= status_class <= 5:
+                counters[1 + status_class] += 1
+            counters[7] += record.duration_ns
+        board.write(slot, pid, self._started, counters)

@@ -225,7 +225,17 @@ class _Merged:
 
 # Names `/debug/vars` fills itself (Go reserves cmdline and memstats the same way).
 RESERVED = frozenset(
-    ("cmdline", "gc", "memstats", "otel", "otel_bridge", "process", "requests", "resource")
+    (
+        "cmdline",
+        "gc",
+        "memstats",
+        "otel",
+        "otel_bridge",
+        "process",
+        "requests",
+        "resource",
+        "server",
+    )
 )
 
 

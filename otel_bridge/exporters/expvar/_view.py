@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_bridge import __version__
 from otel_bridge._failsafe import Health
+from otel_bridge._scoreboard import current
 from otel_bridge.exporters.expvar._access import Access, redact_argv
 from otel_bridge.exporters.expvar._format import go_quote, json_value
 from otel_bridge.exporters.expvar._memstats import GCMonitor, memstats
@@ -123,6 +124,7 @@ class ExpvarView:
             "process": self._process,
             "requests": self.stats.render,
             "resource": self._resource,
+            "server": self._server,
         }
         # Go sorts with sort.Strings: byte order, which for UTF-8 is code point order. The
         # built-in names are reserved, so the two sorted lists merge without duplicates.
@@ -160,6 +162,15 @@ class ExpvarView:
                 "version": __version__,
             }
         )
+
+    def _server(self) -> str:
+        # All workers of a multi-process server, from the shared scoreboard (gunicorn with
+        # otel_bridge.gunicorn's hooks); this process alone otherwise.
+        claim = current()
+        if claim is None:
+            return json_value({"workers": None, "note": "single process (no scoreboard)"})
+        board, slot = claim
+        return json_value({**board.read(), "this_worker_slot": slot, "segment": board.name})
 
     def _process(self) -> str:
         try:

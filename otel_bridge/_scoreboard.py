@@ -1,0 +1,143 @@
+"""A shared-memory scoreboard of a multi-process server's workers (gunicorn).
+
+The master creates one segment before it forks (`otel_bridge.gunicorn.on_starting`) and
+removes it when it exits; each worker gets a fixed slot (`pre_fork`), writes only its own slot
+(from the exporter thread, once per batch) and reads everyone's without opening anything per
+request: the mapping is inherited through fork(). When a worker exits, the master folds its
+counters into the header's `retired` totals, so server totals never go backwards.
+
+The segment is created by Python's SharedMemory: mode 0600, owned by the server's user.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from multiprocessing import shared_memory
+from typing import Any
+
+__all__ = ["COUNTERS", "Scoreboard", "current", "set_current"]
+
+MAGIC = b"OTBRIDGE"
+VERSION = 1
+# Per slot: the worker's pid and start time (ns since the epoch), then its counters.
+COUNTERS = (
+    "requests",
+    "errors",
+    "status_1xx",
+    "status_2xx",
+    "status_3xx",
+    "status_4xx",
+    "status_5xx",
+    "duration_ns",
+)
+_HEADER = struct.Struct("<8sII")  # magic, version, slots
+_RETIRED = struct.Struct("<" + "q" * len(COUNTERS))
+_SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
+SLOT_SIZE = 128  # room to grow without changing the offsets
+HEADER_SIZE = 128
+
+
+class Scoreboard:
+    """The segment: a header, retired totals, and `slots` fixed-size worker slots."""
+
+    def __init__(self, memory: shared_memory.SharedMemory, slots: int, owner: bool) -> None:
+        self.memory = memory
+        self.slots = slots
+        self.owner = owner
+        self._buffer: Any = memory.buf
+        self._free = list(range(slots))  # the master's view of which slots are free
+
+    @classmethod
+    def create(cls, slots: int) -> Scoreboard:
+        size = HEADER_SIZE + slots * SLOT_SIZE
+        memory = shared_memory.SharedMemory(create=True, size=size)
+        board = cls(memory, slots, owner=True)
+        _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, slots)
+        _RETIRED.pack_into(board._buffer, _HEADER.size, *([0] * len(COUNTERS)))
+        for slot in range(slots):
+            board.clear(slot)
+        return board
+
+    @property
+    def name(self) -> str:
+        return self.memory.name
+
+    # -- master --------------------------------------------------------------------------
+
+    def assign(self) -> int | None:
+        """A free slot for a worker about to be forked (None when all are taken)."""
+        return self._free.pop(0) if self._free else None
+
+    def release(self, slot: int) -> None:
+        """A worker exited: keep its counters in the retired totals, free its slot."""
+        retired = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
+        counters = _SLOT.unpack_from(self._buffer, self._offset(slot))[2:]
+        _RETIRED.pack_into(
+            self._buffer, _HEADER.size, *(a + b for a, b in zip(retired, counters, strict=True))
+        )
+        self.clear(slot)
+        if slot not in self._free:
+            self._free.append(slot)
+            self._free.sort()
+
+    def close(self) -> None:
+        """Unmap; the owner also removes the segment from /dev/shm."""
+        self._buffer = None
+        try:
+            self.memory.close()
+        except BufferError:
+            pass
+        if self.owner:
+            try:
+                self.memory.unlink()
+            except FileNotFoundError:
+                pass
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _offset(self, slot: int) -> int:
+        return HEADER_SIZE + slot * SLOT_SIZE
+
+    def clear(self, slot: int) -> None:
+        _SLOT.pack_into(self._buffer, self._offset(slot), 0, 0, *([0] * len(COUNTERS)))
+
+    def write(self, slot: int, pid: int, started_ns: int, counters: Sequence[int]) -> None:
+        _SLOT.pack_into(self._buffer, self._offset(slot), pid, started_ns, *counters)
+
+    def read(self) -> dict[str, Any]:
+        """Every live worker's counters, the retired ones, and the server totals."""
+        workers = []
+        totals = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
+        retired = dict(zip(COUNTERS, totals, strict=True))
+        for slot in range(self.slots):
+            pid, started, *counters = _SLOT.unpack_from(self._buffer, self._offset(slot))
+            if pid == 0:
+                continue
+            workers.append(
+                {
+                    "slot": slot,
+                    "pid": pid,
+                    "started_ns": started,
+                    **dict(zip(COUNTERS, counters, strict=True)),
+                }
+            )
+            totals = [a + b for a, b in zip(totals, counters, strict=True)]
+        return {
+            "workers": workers,
+            "retired": retired,
+            "total": dict(zip(COUNTERS, totals, strict=True)),
+        }
+
+
+_current: tuple[Scoreboard, int] | None = None
+
+
+def set_current(board: Scoreboard | None, slot: int | None) -> None:
+    """This process writes to `slot` of `board` (set in the worker after fork)."""
+    global _current
+    _current = (board, slot) if board is not None and slot is not None else None
+
+
+def current() -> tuple[Scoreboard, int] | None:
+    return _current

@@ -1,0 +1,76 @@
+"""Server-wide totals in /debug/vars through gunicorn's hooks and shared memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .servers import free_port, serve
+
+pytestmark = pytest.mark.integration
+
+
+def gunicorn(port: int, *extra: str) -> list[str]:
+    return [
+        "gunicorn",
+        "tests.integration.apps:wsgi_app",
+        "-c",
+        "python:otel_bridge.gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+        "--graceful-timeout",
+        "5",
+        *extra,
+    ]
+
+
+def server_section(base: str) -> dict[str, object]:
+    section: dict[str, object] = httpx.get(base + "/debug/vars", timeout=10).json()["server"]
+    return section
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    extra = ["--preload"] if preload else []
+    with serve(gunicorn(port, *extra), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+        pids = set()
+        for _ in range(40):
+            response = httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
+            pids.add(int(response.text.split()[0]))
+        time.sleep(0.4)  # the exporter threads write their slots every 0.1 s
+        server = server_section(base)
+        workers = server["workers"]
+        assert isinstance(workers, list) and len(workers) == 2
+        assert {w["pid"] for w in workers} == pids, "both workers served and wrote their slot"
+        assert server["total"]["requests"] == 40  # type: ignore[index]
+        assert server["total"]["status_2xx"] == 40  # type: ignore[index]
+        segment = Path("/dev/shm") / str(server["segment"])
+        assert segment.exists()
+        assert segment.stat().st_mode & 0o077 == 0, "readable by the server's user only"
+        # A worker killed outright: the master keeps its counts as retired.
+        os.kill(min(pids), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                server = server_section(base)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            live = {w["pid"] for w in server["workers"]}  # type: ignore[union-attr]
+            if min(pids) not in live and len(live) == 2:
+                break
+            time.sleep(0.2)
+        assert server["total"]["requests"] == 40  # type: ignore[index]
+        assert server["retired"]["requests"] > 0  # type: ignore[index]
+    assert not segment.exists(), "the master removed its segment"
