@@ -175,7 +175,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         f"otel-bridge demo on {base}  (Ctrl-C stops it)\n"
         f"  views on: {', '.join(AVAILABLE_VIEWS)}\n"
         f"  pinba:    packets to 127.0.0.1:{PINBA_PORT}; {pinba_note}\n"
-        f"  expvar:   {base}/debug/vars  (terminal view: otel-bridge vars {base})\n"
+        f"  expvar:   {base}/debug/vars   dashboard: {base}/debug/vars/ui\n"
+        f"            terminal view: otel-bridge vars {base}\n"
         f"  try:      {base}/users/42   {base}/slow   {base}/error\n"
         "  each request is printed below as the bridge records it\n",
         flush=True,

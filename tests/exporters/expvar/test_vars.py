@@ -138,3 +138,13 @@ def test_a_failing_variable_shows_an_error_marker_and_the_endpoint_still_answers
 def test_non_finite_and_odd_values_never_break_the_json() -> None:
     assert json_value([float("nan"), float("inf"), b"x", {1: 2}]) == '[null,null,"b\'x\'",{"1":2}]'
     assert go_float(float("nan")) == json_float(float("-inf")) == "null"
+
+
+def test_process_figures_cheap_by_default_costly_when_asked() -> None:
+    basic = json.loads(ExpvarView(registry=Registry()).render())["process"]
+    full = json.loads(ExpvarView(registry=Registry(), full_process=True).render())["process"]
+    assert basic["threads"] >= 1 and basic["fds"] > 0
+    assert set(basic["psutil"]) == {"cpu_times", "memory_info", "num_threads", "num_fds"}
+    assert basic["psutil"]["memory_info"]["rss"] > 0
+    assert {"memory_full_info", "net_io"} <= set(full["psutil"])
+    assert full["psutil"]["memory_full_info"]["uss"] > 0
