@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from otel_bridge.config import VARIABLES, Settings
@@ -122,3 +124,43 @@ def test_instrument_raises_config_errors_at_startup() -> None:
         otel_bridge.instrument(app, settings=Settings.from_env({"OTEL_BRIDGE_MAX_TIMERS": "x"}))
     with pytest.raises(ConfigError, match=r"^exporters="):
         otel_bridge.instrument(app, exporters="bogus")
+
+
+def test_expvar_and_pinba_variables_parse() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_EXPORTER_EXPVAR_PATH": "/internal/vars",
+            "OTEL_EXPORTER_EXPVAR_ALLOW": "10.0.0.0/8, 192.168.1.7 ::1",
+            "OTEL_EXPORTER_EXPVAR_TRUSTED_PROXIES": "10.0.0.1/32",
+            "OTEL_EXPORTER_EXPVAR_TOKEN": "0123456789abcdef",
+            "OTEL_EXPORTER_EXPVAR_PROCESS": "FULL",
+            "OTEL_EXPORTER_PINBA_SCRIPT_NAME": "path",
+        }
+    )
+    assert settings.expvar_path == "/internal/vars"
+    assert settings.expvar_allow == ("10.0.0.0/8", "192.168.1.7", "::1")
+    assert settings.expvar_trusted_proxies == ("10.0.0.1/32",)
+    assert settings.expvar_token == "0123456789abcdef"
+    assert "0123456789abcdef" not in repr(settings), "the token stays out of reprs and logs"
+    assert (settings.expvar_process, settings.pinba_script_name) == ("full", "path")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("OTEL_EXPORTER_EXPVAR_PATH", "debug/vars", "a URL path starting with /"),
+        ("OTEL_EXPORTER_EXPVAR_ALLOW", "10.0.0.0/33", "comma-separated IP networks"),
+        ("OTEL_EXPORTER_EXPVAR_PROCESS", "all", "basic or full"),
+        ("OTEL_EXPORTER_PINBA_MAX_PACKET_SIZE", "70000", "an integer from 512 to 65507"),
+    ],
+)
+def test_view_variables_refuse_bad_values(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        Settings.from_env({variable: value})
+
+
+def test_a_bad_token_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"OTEL_EXPORTER_EXPVAR_TOKEN": "short secret"})
+    assert "short secret" not in str(caught.value)
+    assert str(caught.value).startswith("OTEL_EXPORTER_EXPVAR_TOKEN='<hidden>': expected")

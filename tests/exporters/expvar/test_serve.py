@@ -46,7 +46,7 @@ async def test_asgi_serves_vars_without_recording_them(harness: Harness) -> None
     assert document["requests"]["by_route"]["/hi"]["count"] == 3
     assert document["requests"]["by_route"]["<unmatched>"]["4xx"] == 1
     assert document["requests"]["total"]["count"] == 4, "reads of /debug/vars are not requests"
-    assert document["otel_bridge"]["exporters"] == ["expvar", "collector"]
+    assert document["otel_bridge"]["exporters"] == ["expvar", "scoreboard", "collector"]
     assert (head.status_code, head.content) == (200, b"")
     assert int(head.headers["content-length"]) > 1000
     assert post.status_code == 200, "Go's handler answers any method"
