@@ -74,3 +74,35 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
         assert server["total"]["requests"] == 40
         assert server["retired"]["requests"] > 0
     assert not segment.exists(), "the master removed its segment"
+
+
+def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
+    # uvicorn's own `--workers` supervisor runs no code of ours in the parent, so the totals
+    # need a master that does: gunicorn with uvicorn's worker class.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [
+        "gunicorn",
+        "tests.integration.apps:asgi_app",
+        "-c",
+        "python:otel_bridge.gunicorn",
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+        "--graceful-timeout",
+        "5",
+    ]
+    with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+        pids = set()
+        for uid in range(30):
+            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
+            pids.add(int(response.text.split()[-1]))
+        time.sleep(0.4)
+        server = server_section(base)
+    assert {w["pid"] for w in server["workers"]} == pids
+    assert server["total"]["requests"] == 30

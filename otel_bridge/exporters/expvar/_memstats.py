@@ -114,6 +114,22 @@ class GCMonitor:
         # between reads, so it never decreases and never falls below Alloc.
         self._alloc_seen = 0
         self._alloc_total = 0
+        self._rings: tuple[int, str] | None = None
+
+    def rings(self, num_gc: int, pause_ns: list[int], pause_end: list[int]) -> str:
+        """`"PauseNs":[…],"PauseEnd":[…]`, rendered again only after a collection."""
+        cached = self._rings
+        if cached is not None and cached[0] == num_gc:
+            return cached[1]
+        text = (
+            '"PauseNs":['
+            + ",".join(map(str, pause_ns))
+            + '],"PauseEnd":['
+            + ",".join(map(str, pause_end))
+            + "]"
+        )
+        self._rings = (num_gc, text)
+        return text
 
     def total_alloc(self, heap_alloc: int) -> int:
         if heap_alloc > self._alloc_seen:
@@ -170,18 +186,23 @@ class GCMonitor:
         return copy  # a storm of collections: good enough, never block
 
 
+_STATUS_KEYS = (b"VmRSS", b"RssAnon", b"VmStk")
+
+
 def _proc_status() -> dict[str, int]:
     values: dict[str, int] = {}
     try:
         with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith((b"Vm", b"Rss")):
-                    key, _, rest = line.partition(b":")
-                    parts = rest.split()
-                    if parts:
-                        values[key.decode()] = int(parts[0]) * 1024
+            text = status.read()
     except OSError:
-        pass
+        return values
+    for key in _STATUS_KEYS:
+        start = text.find(b"\n" + key + b":")
+        if start != -1:
+            end = text.find(b"\n", start + 1)
+            parts = text[start + len(key) + 2 : end].split()
+            if parts:
+                values[key.decode()] = int(parts[0]) * 1024
     return values
 
 
@@ -265,8 +286,7 @@ def memstats(monitor: GCMonitor) -> str:
     )
     parts = [f'"{name}":{value}' for name, value in fields]
     parts.append(f'"PauseTotalNs":{pause_total}')
-    parts.append('"PauseNs":[' + ",".join(map(str, pause_ns)) + "]")
-    parts.append('"PauseEnd":[' + ",".join(map(str, pause_end)) + "]")
+    parts.append(monitor.rings(num_gc, pause_ns, pause_end))
     parts.append(f'"NumGC":{num_gc}')
     parts.append('"NumForcedGC":0')
     parts.append(f'"GCCPUFraction":{json_float(min(1.0, pause_total / uptime))}')

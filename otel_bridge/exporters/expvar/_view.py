@@ -184,9 +184,8 @@ class ExpvarView:
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "python": sys.version.split()[0],
         }
-        figures = _psutil_figures(self.full_process)
-        if figures is not None:
-            values["psutil"] = figures
+        if self.full_process:
+            values["psutil"] = _psutil_figures()
         return json_value(values)
 
     def _resource(self) -> str:
@@ -267,22 +266,19 @@ def _dashboard_page() -> tuple[bytes, str]:
     return _PAGE
 
 
-def _psutil_figures(full: bool) -> dict[str, Any] | None:
-    """What django-expvar-psutil gave, for this process: CPU times, memory, threads, fds;
-    with `full`, also memory_full_info (parses smaps, ~250 µs) and network I/O."""
+def _psutil_figures() -> dict[str, Any]:
+    """`OTEL_EXPORTER_EXPVAR_PROCESS=full`: what django-expvar-psutil gave (system-wide CPU
+    times, virtual memory, swap, network I/O) and this process's memory_full_info (it parses
+    smaps: ~250 µs). The cheap figures — CPU times, RSS, threads, fds — are always in
+    `resource`, `memstats` and `process`, without psutil."""
     try:
         import psutil
     except ImportError:
-        return None
-    process = psutil.Process()
-    with process.oneshot():
-        figures: dict[str, Any] = {
-            "cpu_times": process.cpu_times()._asdict(),
-            "memory_info": process.memory_info()._asdict(),
-            "num_threads": process.num_threads(),
-            "num_fds": process.num_fds() if hasattr(process, "num_fds") else None,
-        }
-        if full:
-            figures["memory_full_info"] = process.memory_full_info()._asdict()
-            figures["net_io"] = psutil.net_io_counters()._asdict()
-    return figures
+        return {"error": "psutil is not installed: pip install 'otel-bridge[psutil]'"}
+    return {
+        "cpu": psutil.cpu_times()._asdict(),
+        "vmem": psutil.virtual_memory()._asdict(),
+        "swap": psutil.swap_memory()._asdict(),
+        "netio": psutil.net_io_counters()._asdict(),
+        "memory_full_info": psutil.Process().memory_full_info()._asdict(),
+    }
