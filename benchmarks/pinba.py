@@ -87,6 +87,7 @@ def sample_record() -> RequestRecord:
         max_rss_bytes=50_000_000,
         timers=timers,
         timers_dropped=0,
+        fields=EMPTY,
         tags=MappingProxyType({"country": "fr", "plan": "pro", "ab": "b"}),
         exception=None,
         error_type=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from otel_bridge import wide_event as wide_event  # a module: otel_bridge.wide_event.set()
 from otel_bridge._instrument import instrument, instrument_wsgi
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError

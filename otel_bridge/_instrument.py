@@ -35,8 +35,17 @@ def _pinba(settings: Settings) -> RecordExporter:
 
 
 # The views OTEL_BRIDGE_EXPORTERS can name, built from the settings when the app is wrapped.
+def _wide_events(settings: Settings) -> RecordExporter:
+    from otel_bridge.exporters.wide_events import WideEventsExporter
+
+    return WideEventsExporter.from_settings(settings)
+
+
 # (expvar is not a plain RecordExporter: it is also served by the wrappers, see _bridge.)
-VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {"pinba": _pinba}
+VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {
+    "pinba": _pinba,
+    "wide_events": _wide_events,
+}
 
 
 def _settings(

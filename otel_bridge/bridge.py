@@ -101,6 +101,7 @@ class RequestBuilder:
     open_spans: dict[int, Span] | None = None
     timers_dropped = 0
     tags: dict[str, str] | None = None
+    fields: dict[str, object] | None = None
     closed = False
     user_agent: str | None = None
     client: tuple[str, int | None] | None = None
@@ -444,6 +445,7 @@ class Bridge:
             timers=tuple(self._timers(builder)),
             timers_dropped=builder.timers_dropped,
             tags=MappingProxyType(builder.tags) if builder.tags else EMPTY,
+            fields=MappingProxyType(builder.fields) if builder.fields else EMPTY,
             exception=exception,
             error_type=error_type,
             trace_id=context.trace_id if context is not None else 0,

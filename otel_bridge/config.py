@@ -24,10 +24,29 @@ __all__ = ["VARIABLES", "VIEW_NAMES", "Settings", "Variable"]
 # The four views, in the order the README lists them. A name here that is not yet
 # implemented is refused with a clear error rather than silently ignored.
 VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
-AVAILABLE_VIEWS: tuple[str, ...] = ("expvar", "pinba")
+AVAILABLE_VIEWS: tuple[str, ...] = ("expvar", "pinba", "wide_events")
 DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
 
 T = TypeVar("T")
+
+# Query parameters whose values wide events never show (OTEL_EXPORTER_WIDE_EVENTS_REDACT_PARAMS).
+DEFAULT_SECRET_PARAMS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "key",
+    "signature",
+    "sig",
+    "auth",
+    "code",
+    "session",
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,45 @@ def _token(name: str, raw: str) -> str:
     value = raw.strip()
     if len(value) < 16 or any(ch.isspace() for ch in value):
         raise ConfigError(name, "<hidden>", "a token of at least 16 characters, no spaces")
+    return value
+
+
+def _sink(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value in ("stdout", "stderr", "otlp", "logging"):
+        return value
+    if value.startswith("file:") and len(value) > 5:
+        return value
+    if value.startswith("logging:") and re.fullmatch(r"[\w.]+", value[8:]):
+        return value
+    raise ConfigError(name, raw, "stdout, stderr, file:PATH, logging[:LOGGER] or otlp")
+
+
+def _float_range(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, raw, f"a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ConfigError(name, raw, f"a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _words(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        if not re.fullmatch(r"[\w.\-\[\]]+", item):
+            raise ConfigError(name, raw, "comma-separated parameter names")
+    return items
+
+
+def _choice_any_header(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", value):
+        raise ConfigError(name, raw, "an HTTP header name")
     return value
 
 
@@ -335,6 +393,80 @@ VARIABLES: tuple[Variable[Any], ...] = (
         bad="everything",
     ),
     Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK",
+        "wide_events_sink",
+        _sink,
+        "stdout",
+        "sink",
+        "file:/var/log/app/events.jsonl",
+        "Where wide events go: `stdout`, `stderr`, `file:PATH`, `logging[:LOGGER]` (a log "
+        "record per event, the event in `extra['wide_event']`) or `otlp` (OTel log records).",
+        bad="kafka",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_FORMAT",
+        "wide_events_format",
+        _choice("json", "logfmt"),
+        "json",
+        "json or logfmt",
+        "logfmt",
+        "JSON Lines or logfmt.",
+        bad="xml",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_SAMPLE_RATE",
+        "wide_events_sample_rate",
+        _int_range(1, 1_000_000),
+        1,
+        "int",
+        "20",
+        "Keep 1 in N ordinary requests, chosen by request id; errors, 5xx and slow requests "
+        "are always kept. Sampled events carry `sample_rate`.",
+        bad="0",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_SLOW_MS",
+        "wide_events_slow_ms",
+        _float_range(0, 3_600_000),
+        1000.0,
+        "float (ms)",
+        "500",
+        "Requests at least this slow are always kept.",
+        bad="-1",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_REQUEST_ID_HEADER",
+        "wide_events_request_id_header",
+        _choice_any_header,
+        "x-request-id",
+        "header name",
+        "x-amzn-trace-id",
+        "Request header whose value is `request.id` (else the trace id).",
+        bad="x request id",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_REDACT_PARAMS",
+        "wide_events_redact_params",
+        _words,
+        DEFAULT_SECRET_PARAMS,
+        "name list",
+        "password,token,otp",
+        "Query parameters whose values are replaced by REDACTED in `url.query` (this list "
+        "replaces the default one).",
+        bad="a b",
+        default_text="password,token,api_key,signature,… (15 names)",
+    ),
+    Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_TRUST_FORWARDED_FOR",
+        "wide_events_trust_forwarded_for",
+        _bool,
+        False,
+        "bool",
+        "true",
+        "Take `client.address` from `X-Forwarded-For` (only behind a proxy that sets it).",
+        bad="perhaps",
+    ),
+    Variable(
         "OTEL_EXPORTER_PINBA_ENDPOINT",
         "pinba_endpoint",
         _endpoints,
@@ -459,6 +591,13 @@ class Settings:
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
     exporters: tuple[str, ...] = DEFAULT_VIEWS
+    wide_events_sink: str = "stdout"
+    wide_events_format: str = "json"
+    wide_events_sample_rate: int = 1
+    wide_events_slow_ms: float = 1000.0
+    wide_events_request_id_header: str = "x-request-id"
+    wide_events_redact_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
+    wide_events_trust_forwarded_for: bool = False
     expvar_path: str = "/debug/vars"
     expvar_allow: tuple[str, ...] = ()
     expvar_token: str | None = field(default=None, repr=False)

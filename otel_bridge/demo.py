@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -26,7 +25,6 @@ from starlette.routing import Route
 
 import otel_bridge
 from otel_bridge.config import AVAILABLE_VIEWS, Settings
-from otel_bridge.record import RecordExporter, RequestRecord
 
 __all__ = ["build_app", "run"]
 
@@ -41,6 +39,8 @@ async def index(request: Request) -> Response:
 
 async def user(request: Request) -> Response:
     uid = request.path_params["uid"]
+    otel_bridge.wide_event.set(user_id=uid)
+    otel_bridge.tag(plan="pro" if uid % 2 else "free")
     with otel_bridge.timer(group="db", op="select", table="users"):
         await asyncio.sleep(random.uniform(0.001, 0.004))
     with otel_bridge.timer(group="cache", op="set"):
@@ -85,28 +85,6 @@ def build_app() -> Starlette:
             Route("/error", error),
         ]
     )
-
-
-class RequestLog(RecordExporter):
-    """Prints one line per finished request (the demo's window onto the records)."""
-
-    name = "demo_log"
-
-    def export(self, records: Sequence[RequestRecord]) -> None:
-        for record in records:
-            groups: dict[str, int] = {}
-            for timer in record.timers:
-                tags = dict(timer.tags)
-                key = str(tags.get("group", timer.kind))
-                groups[key] = groups.get(key, 0) + 1
-            timers = " ".join(f"{k} x{v}" for k, v in sorted(groups.items())) or "-"
-            error = f" error={record.error_type}" if record.error_type else ""
-            print(
-                f"[request] {record.method:4} {record.route or record.path:18} "
-                f"{record.status} {record.duration_ns / 1e6:7.2f} ms "
-                f"{record.response_bytes:5} B  timers: {timers}{error}",
-                flush=True,
-            )
 
 
 def _traffic(base: str, stop: threading.Event) -> None:
@@ -160,14 +138,12 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
                 return 1
             raise
     settings = Settings.from_env().replace(
-        exporters=list(AVAILABLE_VIEWS), pinba_endpoint=f"127.0.0.1:{PINBA_PORT}"
+        exporters=list(AVAILABLE_VIEWS),
+        pinba_endpoint=f"127.0.0.1:{PINBA_PORT}",
+        wide_events_sink="stdout",
+        wide_events_format="logfmt",
     )
-    app = otel_bridge.instrument(
-        build_app(),
-        settings=settings,
-        service_name="otel-bridge-demo",
-        record_exporters=[RequestLog()],
-    )
+    app = otel_bridge.instrument(build_app(), settings=settings, service_name="otel-bridge-demo")
     base = f"http://{host}:{port}"
     stop = threading.Event()
     pinba_note = _pinba_collector(stop)
@@ -178,7 +154,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         f"  expvar:   {base}/debug/vars   dashboard: {base}/debug/vars/ui\n"
         f"            terminal view: otel-bridge vars {base}\n"
         f"  try:      {base}/users/42   {base}/slow   {base}/error\n"
-        "  each request is printed below as the bridge records it\n",
+        "  wide events: one line per request below (logfmt; JSON Lines by default)\n",
         flush=True,
     )
     if traffic:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,9 +40,12 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert f"otel-bridge demo on http://127.0.0.1:{port}" in out
-    lines = [line for line in out.splitlines() if line.startswith("[request]")]
-    routes = {line.split()[2] for line in lines}
+    lines = [line for line in out.splitlines() if line.startswith("timestamp=")]
+    routes = {m.group(1) for line in lines if (m := re.search(r"http.route=(\S+)", line))}
     assert {"/users/{uid}", "/search", "/stream", "/slow", "/error"} <= routes
-    assert any("timers: cache x1 db x1" in line for line in lines)
-    assert any("500" in line and "error=RuntimeError" in line for line in lines)
+    assert any("timers.custom.count=2" in line and "app.user_id=" in line for line in lines)
+    assert any(
+        "http.response.status_code=500" in line and "error.type=RuntimeError" in line
+        for line in lines
+    )
     assert out.rstrip().endswith("otel-bridge demo stopped")

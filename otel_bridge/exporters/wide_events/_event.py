@@ -1,0 +1,156 @@
+"""RequestRecord → one flat wide event, with OpenTelemetry semantic-convention names.
+
+Answers "what did this request do": identity, HTTP, time (to response complete, to app
+return, CPU, queue time from `X-Request-Start`), a summary of its timers by kind, the error
+(type, truncated message, location), the request's tags and the fields the app set. Secrets
+never reach an event: no Authorization or Cookie header is copied, and configured query
+parameters are redacted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from otel_bridge.config import DEFAULT_SECRET_PARAMS
+from otel_bridge.record import RequestRecord
+
+__all__ = ["EventBuilder", "queue_time_ms"]
+
+MESSAGE_LIMIT = 500
+REDACTED = "REDACTED"
+
+
+def queue_time_ms(header: str | None, start_time_ns: int) -> float | None:
+    """Time between the front proxy and the app, from `X-Request-Start` (`t=<epoch>` in s, ms
+    or µs, as nginx and Heroku write it); None if absent or implausible."""
+    if not header:
+        return None
+    match = re.search(r"(\d+(?:\.\d+)?)", header)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    # Decide the unit by magnitude: seconds ~1.7e9, ms ~1.7e12, µs ~1.7e15.
+    for scale in (1e9, 1e6, 1e3):
+        candidate = value * scale
+        if 1e18 <= candidate < 1e20:
+            queued = (start_time_ns - candidate) / 1e6
+            return round(queued, 3) if 0 <= queued < 3_600_000 else None
+    return None
+
+
+def _location(exception: BaseException) -> str | None:
+    frames = traceback.extract_tb(exception.__traceback__) if exception.__traceback__ else []
+    if not frames:
+        return None
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
+class EventBuilder:
+    """Builds events from records.
+
+    Args:
+        request_id_header: header whose value becomes `request.id` (else the trace id).
+        secret_params: query parameters whose values are redacted.
+        trusted_proxies: whether `X-Forwarded-For`'s first address is the client's.
+    """
+
+    def __init__(
+        self,
+        *,
+        request_id_header: str = "x-request-id",
+        secret_params: Sequence[str] = DEFAULT_SECRET_PARAMS,
+        trust_forwarded_for: bool = False,
+    ) -> None:
+        self.request_id_header = request_id_header.lower()
+        self.secret_params = frozenset(name.lower() for name in secret_params)
+        self.trust_forwarded_for = trust_forwarded_for
+
+    def request_id(self, record: RequestRecord) -> str:
+        given = record.headers.get(self.request_id_header)
+        if given and len(given) <= 200 and given.isprintable():
+            return given
+        return (
+            f"{record.trace_id:032x}"
+            if record.trace_id
+            else hashlib.sha1(
+                f"{record.pid}-{record.start_time_ns}-{record.path}".encode()
+            ).hexdigest()[:32]
+        )
+
+    def _query(self, query: str) -> str:
+        if not query or not self.secret_params:
+            return query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if not any(name.lower() in self.secret_params for name, _ in pairs):
+            return query
+        return urlencode(
+            [(n, REDACTED if n.lower() in self.secret_params else v) for n, v in pairs]
+        )
+
+    def build(self, record: RequestRecord, kind: str = "request") -> dict[str, Any]:
+        """The event for `record` (`kind` is "request", or "timeout" for a partial record)."""
+        resource: Mapping[str, Any] = record.resource
+        timestamp = datetime.datetime.fromtimestamp(record.start_time_ns / 1e9, datetime.UTC)
+        event: dict[str, Any] = {
+            "timestamp": timestamp.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "event": kind,
+            "service.name": resource.get("service.name"),
+            "host.name": resource.get("host.name"),
+            "process.pid": record.pid,
+            "request.id": self.request_id(record),
+            "trace_id": f"{record.trace_id:032x}" if record.trace_id else None,
+            "span_id": f"{record.span_id:016x}" if record.span_id else None,
+            "http.request.method": record.method,
+            "http.route": record.route,
+            "url.path": record.path,
+            "url.query": self._query(record.query) or None,
+            "http.response.status_code": record.status or None,
+            "http.response.body.size": record.response_bytes,
+            "http.response.completed": record.completed,
+            "user_agent.original": record.user_agent,
+            "client.address": self._client(record),
+            "server.address": record.server_address,
+            "duration_ms": round(record.duration_ns / 1e6, 3),
+            "app_duration_ms": round(record.app_duration_ns / 1e6, 3),
+            "cpu_ms": round((record.ru_utime_ns + record.ru_stime_ns) / 1e6, 3),
+            "queue_ms": queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns),
+        }
+        if record.timers or record.timers_dropped:
+            event["timers.count"] = sum(timer.hit_count for timer in record.timers)
+            by_kind: dict[str, list[float]] = {}
+            for timer in record.timers:
+                totals = by_kind.setdefault(timer.kind, [0, 0.0])
+                totals[0] += timer.hit_count
+                totals[1] += timer.duration_ns / 1e6
+            for timer_kind, (count, milliseconds) in sorted(by_kind.items()):
+                event[f"timers.{timer_kind}.count"] = count
+                event[f"timers.{timer_kind}.ms"] = round(milliseconds, 3)
+            if record.timers_dropped:
+                event["timers.dropped"] = record.timers_dropped
+        if record.error_type is not None:
+            event["error.type"] = record.error_type
+        if record.exception is not None:
+            message = str(record.exception)
+            if len(message) > MESSAGE_LIMIT:
+                message = message[:MESSAGE_LIMIT] + "…"
+            event["exception.message"] = message
+            event["exception.location"] = _location(record.exception)
+        for name, tag in record.tags.items():
+            event[f"tag.{name}"] = tag
+        for name, field in record.fields.items():
+            event[f"app.{name}"] = field
+        return {key: value for key, value in event.items() if value is not None}
+
+    def _client(self, record: RequestRecord) -> str | None:
+        if self.trust_forwarded_for:
+            forwarded = record.headers.get("x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return record.client_address

@@ -1,0 +1,116 @@
+"""`WideEventsExporter`: one event per RequestRecord, sampled, scrubbed, formatted, written —
+all on the bridge's exporter thread; the request path pays nothing for it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from otel_bridge._failsafe import Health
+from otel_bridge.config import Settings
+from otel_bridge.exporters.wide_events._event import EventBuilder
+from otel_bridge.exporters.wide_events._sinks import Sink, make_sink
+from otel_bridge.record import RecordExporter, RequestRecord
+
+__all__ = ["WideEventsExporter"]
+
+Event = dict[str, Any]
+Scrub = Callable[[Event], Event | None]
+
+
+class WideEventsExporter(RecordExporter):
+    """Writes one wide event per request.
+
+    Args:
+        sink: where events go (`make_sink`).
+        builder: record → event.
+        sample_rate: keep 1 in N ordinary requests (deterministically by request id); errors,
+            5xx and requests slower than `slow_ms` are always kept. Kept sampled events carry
+            `sample_rate`.
+        slow_ms: the "slow request" threshold.
+        scrub: called with each event before it is written; return it (changed or not), or
+            None to drop it. A scrub that raises drops the event (counted), never the request.
+    """
+
+    name = "wide_events"
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        builder: EventBuilder | None = None,
+        sample_rate: int = 1,
+        slow_ms: float = 1000.0,
+        scrub: Scrub | None = None,
+    ) -> None:
+        self.sink = sink
+        self.builder = builder or EventBuilder()
+        self.sample_rate = max(1, sample_rate)
+        self.slow_ms = slow_ms
+        self.scrub = scrub
+        self.health = Health()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, scrub: Scrub | None = None) -> WideEventsExporter:
+        """Build from `OTEL_EXPORTER_WIDE_EVENTS_*` (already validated by `Settings`)."""
+        return cls(
+            make_sink(settings.wide_events_sink, settings.wide_events_format),
+            builder=EventBuilder(
+                request_id_header=settings.wide_events_request_id_header,
+                secret_params=settings.wide_events_redact_params,
+                trust_forwarded_for=settings.wide_events_trust_forwarded_for,
+            ),
+            sample_rate=settings.wide_events_sample_rate,
+            slow_ms=settings.wide_events_slow_ms,
+            scrub=scrub,
+        )
+
+    def keep(self, record: RequestRecord, event: Mapping[str, Any]) -> bool:
+        if self.sample_rate == 1:
+            return True
+        if record.error_type is not None or record.status >= 500:
+            return True
+        if event.get("duration_ms", 0) >= self.slow_ms:
+            return True
+        digest = hashlib.blake2b(str(event["request.id"]).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.sample_rate == 0
+
+    def export(self, records: Sequence[RequestRecord]) -> None:
+        events: list[Event] = []
+        for record in records:
+            if record.interface == "job":
+                continue
+            try:
+                event = self.builder.build(record)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
+                self.health.error("exporter.wide_events.build", exc)
+                continue
+            if not self.keep(record, event):
+                self.health.count("wide_events.sampled_out")
+                continue
+            if self.sample_rate > 1 and not (record.error_type or record.status >= 500):
+                event["sample_rate"] = self.sample_rate
+            if self.scrub is not None:
+                try:
+                    scrubbed = self.scrub(event)
+                except Exception as exc:  # noqa: BLE001
+                    self.health.error("exporter.wide_events.scrub", exc)
+                    continue
+                if scrubbed is None:
+                    self.health.count("wide_events.scrubbed_out")
+                    continue
+                event = scrubbed
+            events.append(event)
+        if not events:
+            return
+        try:
+            self.sink.write(events)
+        except Exception as exc:  # noqa: BLE001 - EPIPE, ENOSPC, a logging handler's bug…
+            self.health.error("exporter.wide_events.sink", exc)
+            self.health.drop("wide_events.sink_failed", len(events))
+            return
+        self.health.count("wide_events.written", len(events))
+
+    def shutdown(self) -> None:
+        self.sink.close()

@@ -1,0 +1,151 @@
+"""Where wide events go, and in what format. All of it runs on the bridge's exporter thread.
+
+`OTEL_EXPORTER_WIDE_EVENTS_SINK`: `stdout` (default), `stderr`, `file:PATH` (appended, one
+event per line), `logging[:LOGGER]` (a `logging` record per event, the event in `extra` as
+`wide_event`, so structlog and any handler plug in), `otlp` (an OpenTelemetry log record per
+event, through the process's LoggerProvider). Formats: JSON Lines (default) or logfmt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+__all__ = ["Sink", "format_json", "format_logfmt", "make_sink"]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def format_json(event: Mapping[str, Any]) -> str:
+    return json.dumps(
+        {key: _clean(value) for key, value in event.items()},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+_BOOLEANS = {True: "true", False: "false"}
+# logfmt quotes a value only when it must: spaces, quotes, '=', backslashes, non-ASCII.
+_BARE = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('"=\\')
+
+
+def format_logfmt(event: Mapping[str, Any]) -> str:
+    parts = []
+    for key, raw in event.items():
+        value = _clean(raw)
+        if value is None:
+            continue
+        text = _BOOLEANS.get(value) if isinstance(value, bool) else str(value)
+        assert text is not None
+        if not text or not set(text) <= _BARE:
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "json": format_json,
+    "logfmt": format_logfmt,
+}
+
+
+class Sink:
+    """Writes formatted events; raises on failure (the exporter counts it)."""
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class StreamSink(Sink):
+    def __init__(self, stream: Callable[[], TextIO], formatter: Callable[..., str]) -> None:
+        self._stream = stream  # looked up per batch: tests and apps may swap sys.stdout
+        self._format = formatter
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        stream = self._stream()
+        stream.write("".join(self._format(event) + "\n" for event in events))
+        stream.flush()
+
+
+class FileSink(Sink):
+    def __init__(self, path: str, formatter: Callable[..., str]) -> None:
+        self.path = path
+        self._format = formatter
+        self._file: TextIO | None = None
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        try:
+            self._file.write("".join(self._format(event) + "\n" for event in events))
+            self._file.flush()
+        except OSError:
+            # A full disk or a rotated file: reopen on the next batch, report this one.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+class LoggingSink(Sink):
+    def __init__(self, logger: str, formatter: Callable[..., str]) -> None:
+        self._logger = logging.getLogger(logger)
+        self._format = formatter
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        for event in events:
+            self._logger.info(self._format(event), extra={"wide_event": dict(event)})
+
+
+class OTLPSink(Sink):
+    """An OpenTelemetry log record per event (event name `http.request` / `http.timeout`)."""
+
+    def __init__(self) -> None:
+        from opentelemetry import _logs
+
+        self._logger = _logs.get_logger("otel_bridge.wide_events")
+
+    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        for event in events:
+            attributes = {k: _clean(v) for k, v in event.items() if _clean(v) is not None}
+            self._logger.emit(
+                event_name=f"http.{event.get('event', 'request')}",
+                body=None,
+                attributes=attributes,
+            )
+
+
+def make_sink(spec: str, format_name: str) -> Sink:
+    """A sink from its setting (already validated by `Settings`)."""
+    formatter = FORMATS[format_name]
+    if spec == "stdout":
+        return StreamSink(lambda: sys.stdout, formatter)
+    if spec == "stderr":
+        return StreamSink(lambda: sys.stderr, formatter)
+    if spec.startswith("file:"):
+        return FileSink(spec[5:], formatter)
+    if spec == "logging" or spec.startswith("logging:"):
+        return LoggingSink(spec.partition(":")[2] or "otel_bridge.wide_events", formatter)
+    if spec == "otlp":
+        return OTLPSink()
+    raise ValueError(spec)
