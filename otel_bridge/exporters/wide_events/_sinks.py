@@ -120,10 +120,10 @@ class LoggingSink(Sink):
 class OTLPSink(Sink):
     """An OpenTelemetry log record per event (event name `http.request` / `http.timeout`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger_provider: Any = None) -> None:
         from opentelemetry import _logs
 
-        self._logger = _logs.get_logger("otel_bridge.wide_events")
+        self._logger = _logs.get_logger("otel_bridge.wide_events", logger_provider=logger_provider)
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> None:
         for event in events:

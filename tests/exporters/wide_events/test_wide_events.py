@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import otel_bridge
+from otel_bridge.exporters.wide_events import WideEventsExporter
+from otel_bridge.exporters.wide_events._event import EventBuilder, queue_time_ms
+from otel_bridge.exporters.wide_events._sinks import (
+    FileSink,
+    LoggingSink,
+    OTLPSink,
+    Sink,
+    format_json,
+    format_logfmt,
+)
+from tests.conftest import Harness
+
+pytestmark = pytest.mark.anyio
+
+
+class ListSink(Sink):
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.fail: BaseException | None = None
+
+    def write(self, events: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.events.extend(events)
+
+
+async def order(request: Any) -> Response:
+    otel_bridge.wide_event.set(customer=request.path_params["n"], plan="pro")
+    otel_bridge.wide_event.incr("items", 2)
+    otel_bridge.wide_event.incr("items")
+    otel_bridge.tag(region="eu")
+    with otel_bridge.timer(group="db", op="select"):
+        await asyncio.sleep(0.001 * (int(request.path_params["n"]) % 3))
+    return PlainTextResponse("ok")
+
+
+async def fail(request: Any) -> Response:
+    raise ValueError("x" * 800)
+
+
+def app() -> Starlette:
+    return Starlette(routes=[Route("/orders/{n}", order), Route("/fail", fail)])
+
+
+def client(wrapped: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(wrapped, raise_app_exceptions=False, client=("10.0.0.9", 4000))
+    return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
+
+
+async def test_one_event_per_request_with_fields_and_no_cross_talk(harness: Harness) -> None:
+    sink = ListSink()
+    wrapped = harness.asgi(app(), record_exporters=[WideEventsExporter(sink)])
+    async with client(wrapped) as c:
+        await asyncio.gather(*(c.get(f"/orders/{n}") for n in range(100)))
+    wrapped.bridge.force_flush()
+    assert len(sink.events) == 100
+    for event in sink.events:
+        n = event["url.path"].rsplit("/", 1)[1]
+        assert event["app.customer"] == n, "each request sees only its own fields"
+        assert (event["app.items"], event["app.plan"], event["tag.region"]) == (3, "pro", "eu")
+        assert event["event"] == "request" and event["http.route"] == "/orders/{n}"
+        assert event["timers.custom.count"] == 1
+    assert len({event["request.id"] for event in sink.events}) == 100
+
+
+async def test_event_contents_and_secrets(harness: Harness) -> None:
+    sink = ListSink()
+    wrapped = harness.asgi(app(), record_exporters=[WideEventsExporter(sink)])
+    started = time.time()
+    headers = {
+        "authorization": "Bearer SECRET-TOKEN",
+        "cookie": "session=SECRET-COOKIE",
+        "x-request-id": "req-123",
+        "x-request-start": f"t={started - 0.25:.3f}",
+        "user-agent": "probe/1",
+    }
+    async with client(wrapped) as c:
+        await c.get("/orders/1?page=2&token=SECRET-QUERY&api_key=k", headers=headers)
+        await c.get("/fail")
+    wrapped.bridge.force_flush()
+    ok, failed = sink.events
+    text = json.dumps(sink.events)
+    assert "SECRET" not in text, "no header or configured query parameter leaks"
+    assert ok["url.query"] == "page=2&token=REDACTED&api_key=REDACTED"
+    assert ok["request.id"] == "req-123"
+    assert 240 <= ok["queue_ms"] <= 400
+    assert (ok["client.address"], ok["user_agent.original"]) == ("10.0.0.9", "probe/1")
+    assert ok["trace_id"] and ok["span_id"] and ok["duration_ms"] > 0
+    assert ok["service.name"] and ok["process.pid"] > 0
+    assert (failed["http.response.status_code"], failed["error.type"]) == (500, "ValueError")
+    assert len(failed["exception.message"]) == 501
+    assert failed["exception.location"].endswith("in fail")
+    assert "test_wide_events.py" in failed["exception.location"]
+
+
+def test_queue_time_reads_seconds_milliseconds_and_microseconds() -> None:
+    start = 1_700_000_000_500_000_000
+    assert queue_time_ms("t=1700000000.400", start) == pytest.approx(100.0)
+    assert queue_time_ms("t=1700000000400", start) == pytest.approx(100.0)
+    assert queue_time_ms("1700000000400000", start) == pytest.approx(100.0)
+    assert queue_time_ms("t=1700000001.000", start) is None, "in the future: ignored"
+    assert queue_time_ms("garbage", start) is None
+    assert queue_time_ms(None, start) is None
+
+
+async def test_sampling_keeps_errors_and_slow_requests(harness: Harness) -> None:
+    sink = ListSink()
+    exporter = WideEventsExporter(sink, sample_rate=10, slow_ms=1.5)
+    wrapped = harness.asgi(app(), record_exporters=[exporter])
+    async with client(wrapped) as c:
+        for n in range(0, 300, 3):  # n % 3 == 0: no sleep, fast
+            await c.get(f"/orders/{n}", headers={"x-request-id": f"fast-{n}"})
+        for _ in range(5):
+            await c.get("/fail")
+        await c.get("/orders/2", headers={"x-request-id": "slow"})
+    wrapped.bridge.force_flush()
+    fast = [e for e in sink.events if e["request.id"].startswith("fast-")]
+    assert 1 <= len(fast) <= 30, "about 1 in 10 of 100 ordinary requests"
+    assert all(e["sample_rate"] == 10 for e in fast)
+    assert len([e for e in sink.events if e.get("error.type")]) == 5
+    assert any(e["request.id"] == "slow" for e in sink.events)
+    kept = {e["request.id"] for e in fast}
+    # Deterministic by request id: the same ids give the same choice.
+    sink.events.clear()
+    async with client(wrapped) as c:
+        for n in range(0, 300, 3):
+            await c.get(f"/orders/{n}", headers={"x-request-id": f"fast-{n}"})
+    wrapped.bridge.force_flush()
+    assert {e["request.id"] for e in sink.events} == kept
+
+
+async def test_scrub_hook_edits_or_drops_and_a_failing_one_is_counted(harness: Harness) -> None:
+    sink = ListSink()
+
+    def scrub(event: dict[str, Any]) -> dict[str, Any] | None:
+        if event["url.path"] == "/orders/0":
+            return None
+        if event["url.path"] == "/orders/1":
+            raise RuntimeError("scrubber bug")
+        event.pop("user_agent.original", None)
+        return event
+
+    wrapped = harness.asgi(app(), record_exporters=[WideEventsExporter(sink, scrub=scrub)])
+    async with client(wrapped) as c:
+        for n in range(3):
+            assert (await c.get(f"/orders/{n}")).status_code == 200
+    wrapped.bridge.force_flush()
+    assert [e["url.path"] for e in sink.events] == ["/orders/2"]
+    assert "user_agent.original" not in sink.events[0]
+    assert wrapped.bridge.health.errors["exporter.wide_events.scrub"] == 1
+
+
+async def test_a_failing_sink_never_reaches_the_app_and_recovers(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = ListSink()
+    sink.fail = OSError(28, "No space left on device")
+    wrapped = harness.asgi(app(), record_exporters=[WideEventsExporter(sink)])
+    with caplog.at_level(logging.WARNING, logger="otel_bridge"):
+        async with client(wrapped) as c:
+            for n in range(10):
+                assert (await c.get(f"/orders/{n}")).status_code == 200
+            wrapped.bridge.force_flush()
+            sink.fail = None
+            await c.get("/orders/99")
+        wrapped.bridge.force_flush()
+    health = wrapped.bridge.health
+    assert health.dropped["wide_events.sink_failed"] == 10
+    assert sum("wide_events.sink" in r.getMessage() for r in caplog.records) == 1
+    assert [e["url.path"] for e in sink.events] == ["/orders/99"], "it recovered"
+
+
+def test_file_sink_appends_lines_and_reopens_after_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = FileSink(str(path), format_json)
+    sink.write([{"a": 1}])
+    sink.close()
+    sink.write([{"b": "é"}, {"c": float("nan")}])
+    sink.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"a": 1},
+        {"b": "é"},
+        {"c": None},
+    ]
+
+
+def test_logfmt_quotes_only_when_needed() -> None:
+    line = format_logfmt(
+        {
+            "a": "plain/{x}",
+            "b": "two words",
+            "c": True,
+            "d": 1.5,
+            "e": None,
+            "f": 'q"uote',
+            "g": "é",
+        }
+    )
+    assert line == 'a=plain/{x} b="two words" c=true d=1.5 f="q\\"uote" g="é"'
+
+
+def test_logging_sink_hands_the_event_to_handlers(caplog: pytest.LogCaptureFixture) -> None:
+    sink = LoggingSink("shop.events", format_logfmt)
+    with caplog.at_level(logging.INFO, logger="shop.events"):
+        sink.write([{"event": "request", "http.route": "/x"}])
+    [record] = caplog.records
+    assert record.name == "shop.events"
+    assert record.getMessage() == "event=request http.route=/x"
+    assert record.wide_event == {"event": "request", "http.route": "/x"}  # type: ignore[attr-defined]
+
+
+def test_otlp_sink_emits_log_records() -> None:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    OTLPSink(provider).write([{"event": "request", "http.route": "/x", "duration_ms": 1.5}])
+    [log] = exporter.get_finished_logs()
+    assert log.log_record.event_name == "http.request"
+    assert dict(log.log_record.attributes or {}) == {
+        "event": "request",
+        "http.route": "/x",
+        "duration_ms": 1.5,
+    }
+
+
+def test_event_builder_trusts_forwarded_for_only_when_told() -> None:
+    assert EventBuilder().trust_forwarded_for is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_WIDE_EVENTS_SINK", "kafka"),
+        ("OTEL_EXPORTER_WIDE_EVENTS_FORMAT", "xml"),
+        ("OTEL_EXPORTER_WIDE_EVENTS_SAMPLE_RATE", "0"),
+        ("OTEL_EXPORTER_WIDE_EVENTS_SLOW_MS", "x"),
+        ("OTEL_EXPORTER_WIDE_EVENTS_SINK", "file:"),
+    ],
+)
+def test_bad_settings_fail_at_startup(variable: str, value: str) -> None:
+    with pytest.raises(otel_bridge.ConfigError, match=variable):
+        otel_bridge.Settings.from_env({variable: value})
+
+
+def test_settings_build_the_exporter(tmp_path: Path) -> None:
+    settings = otel_bridge.Settings.from_env(
+        {
+            "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{tmp_path}/e.log",
+            "OTEL_EXPORTER_WIDE_EVENTS_FORMAT": "logfmt",
+            "OTEL_EXPORTER_WIDE_EVENTS_SAMPLE_RATE": "5",
+            "OTEL_EXPORTER_WIDE_EVENTS_REDACT_PARAMS": "otp",
+            "OTEL_EXPORTER_WIDE_EVENTS_TRUST_FORWARDED_FOR": "true",
+        }
+    )
+    exporter = WideEventsExporter.from_settings(settings)
+    assert isinstance(exporter.sink, FileSink) and exporter.sample_rate == 5
+    assert exporter.builder.secret_params == frozenset({"otp"})
+    assert exporter.builder.trust_forwarded_for is True
