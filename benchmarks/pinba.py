@@ -88,6 +88,7 @@ def sample_record() -> RequestRecord:
         timers=timers,
         timers_dropped=0,
         fields=EMPTY,
+        timed_out=False,
         tags=MappingProxyType({"country": "fr", "plan": "pro", "ab": "b"}),
         exception=None,
         error_type=None,

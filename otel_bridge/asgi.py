@@ -8,6 +8,7 @@ wrapper instance.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from opentelemetry.util.types import AttributeValue
@@ -106,6 +107,12 @@ class OtelBridgeMiddleware:
         bridge = self.bridge
         builder = RequestBuilder(bridge, "asgi")
         builder.path = path
+        if bridge.wants_task:
+            try:
+                builder.task = asyncio.current_task()
+            except RuntimeError:
+                pass
+            builder.route_source = lambda: _route(scope, builder.root_path)
         builder.root_path = scope.get("root_path", "")
         raw_query = scope.get("query_string", b"")
         if raw_query:

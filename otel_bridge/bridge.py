@@ -16,7 +16,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from otel_bridge._context import current as _current
 from otel_bridge._failsafe import Health
 from otel_bridge._http import normalize_method, sanitize_text
 from otel_bridge._otel import build_resource, resolve_meter_provider, resolve_tracer_provider
+from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
 from otel_bridge.record import EMPTY, RecordExporter, RequestRecord, TagValue, Timer
@@ -103,6 +104,10 @@ class RequestBuilder:
     tags: dict[str, str] | None = None
     fields: dict[str, object] | None = None
     closed = False
+    timed_out = False
+    task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack
+    # How to learn the route before the request ends (ASGI: from the scope), for timeouts.
+    route_source: Callable[[], str | None] | None = None
     user_agent: str | None = None
     client: tuple[str, int | None] | None = None
     server: tuple[str, int | None] | None = None
@@ -263,6 +268,11 @@ class Bridge:
             on_fork=self._after_fork,
         )
         self._shut_down = False
+        # Requests past a deadline get a `timeout` event from the exporters that write them.
+        self._timeout_exporters = [e for e in self.exporters if hasattr(e, "timeout_event")]
+        self._watchdog: Watchdog | None = None
+        self._watchdog_resolved = False
+        self.wants_task = bool(self._timeout_exporters)
         # The expvar view the wrappers serve, when it is on (set by instrument()).
         self.expvar: Any = None
 
@@ -304,6 +314,80 @@ class Bridge:
         builder.otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
         usage = _getrusage(_RUSAGE)
         builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
+        if self._timeout_exporters:
+            self._watch(builder)
+
+    def _watch(self, builder: RequestBuilder) -> None:
+        if not self._watchdog_resolved:
+            # Resolved at the first request, not at construction: under gunicorn the
+            # arbiter's timeout is known only after fork (post_fork), also with --preload.
+            self._watchdog_resolved = True
+            configured = self.settings.wide_events_timeout
+            deadline = configured if configured is not None else gunicorn_deadline()
+            if deadline and self._timeout_exporters:
+                self._watchdog = Watchdog(deadline, self._timed_out)
+        if self._watchdog is not None:
+            self._watchdog.add(builder)
+
+    def _timed_out(self, builder: RequestBuilder) -> None:
+        record = self._partial(builder)
+        open_spans = [
+            {"name": span.name, "running_ms": round((_time_ns() - (span.start_time or 0)) / 1e6, 3)}
+            for span in list((builder.open_spans or {}).values())
+        ]
+        stack = stack_of(builder)
+        for exporter in self._timeout_exporters:
+            try:
+                exporter.timeout_event(record, open_spans, stack)
+            except Exception as exc:  # noqa: BLE001
+                self.health.error(f"exporter.{exporter.name}.timeout", exc)
+
+    def _partial(self, builder: RequestBuilder) -> RequestRecord:
+        """What is known of a request still running: times so far, ended timers, fields."""
+        now = _perf_ns()
+        context = builder.span.get_span_context() if builder.span is not None else None
+        route = builder.route
+        if route is None and builder.route_source is not None:
+            route = builder.route_source()
+        return RequestRecord(
+            interface=builder.interface,
+            method=builder.method,
+            method_original=builder.method_original,
+            route=route,
+            path=sanitize_text(builder.path),
+            query=sanitize_text(builder.query),
+            scheme=builder.scheme,
+            protocol_version=builder.protocol_version,
+            server_address=builder.server[0] if builder.server else None,
+            server_port=builder.server[1] if builder.server else None,
+            client_address=builder.client[0] if builder.client else None,
+            client_port=builder.client[1] if builder.client else None,
+            user_agent=builder.user_agent,
+            headers=builder.headers,
+            status=builder.status,
+            response_bytes=builder.response_bytes,
+            completed=False,
+            start_time_ns=builder.start_time_ns,
+            duration_ns=now - builder.start_ns,
+            app_duration_ns=now - builder.start_ns,
+            ru_utime_ns=0,
+            ru_stime_ns=0,
+            max_rss_bytes=0,
+            timers=tuple(self._timers(builder)),
+            timers_dropped=builder.timers_dropped,
+            tags=MappingProxyType(dict(builder.tags)) if builder.tags else EMPTY,
+            fields=MappingProxyType(dict(builder.fields)) if builder.fields else EMPTY,
+            timed_out=True,
+            exception=None,
+            error_type="timeout",
+            trace_id=context.trace_id if context is not None else 0,
+            span_id=context.span_id if context is not None else 0,
+            sampled=bool(context is not None and context.trace_flags.sampled),
+            attributes=MappingProxyType(dict(builder.start_attributes)),
+            resource=self.resource,
+            pid=self._pid,
+            thread_id=builder.thread_id,
+        )
 
     def begin_job(self, builder: RequestBuilder, name: str) -> None:
         """Start recording a job (not an HTTP request): an INTERNAL span named `name`.
@@ -340,6 +424,8 @@ class Bridge:
                 with self._active_lock:
                     self._active[(builder.method, builder.scheme)] -= 1
             builder.closed = True
+            if self._watchdog is not None:
+                self._watchdog.remove(builder)
             if builder.open_spans:
                 self.processor.forget(builder)
             if not self._worker.submit(builder):
@@ -446,6 +532,7 @@ class Bridge:
             timers_dropped=builder.timers_dropped,
             tags=MappingProxyType(builder.tags) if builder.tags else EMPTY,
             fields=MappingProxyType(builder.fields) if builder.fields else EMPTY,
+            timed_out=builder.timed_out,
             exception=exception,
             error_type=error_type,
             trace_id=context.trace_id if context is not None else 0,
@@ -535,6 +622,8 @@ class Bridge:
         if self._shut_down:
             return
         self._shut_down = True
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self.expvar is not None:
             self.expvar.monitor.uninstall()
         deadline = time.monotonic() + timeout_millis / 1000

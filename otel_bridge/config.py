@@ -404,6 +404,18 @@ VARIABLES: tuple[Variable[Any], ...] = (
         bad="kafka",
     ),
     Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_TIMEOUT",
+        "wide_events_timeout",
+        _float_range(0, 86_400),
+        None,
+        "float (s)",
+        "25",
+        "A request still running after this many seconds gets a `timeout` event (written by "
+        "a watchdog thread, with its stack and open spans); 0 turns it off. Under gunicorn "
+        "with otel_bridge's hooks, the default is gunicorn's `--timeout` minus a margin.",
+        bad="soon",
+    ),
+    Variable(
         "OTEL_EXPORTER_WIDE_EVENTS_FORMAT",
         "wide_events_format",
         _choice("json", "logfmt"),
@@ -593,6 +605,7 @@ class Settings:
     exporters: tuple[str, ...] = DEFAULT_VIEWS
     wide_events_sink: str = "stdout"
     wide_events_format: str = "json"
+    wide_events_timeout: float | None = None
     wide_events_sample_rate: int = 1
     wide_events_slow_ms: float = 1000.0
     wide_events_request_id_header: str = "x-request-id"
@@ -666,7 +679,12 @@ def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(attr, value, "True or False")
         return value
-    if isinstance(variable.default, int):
+    if isinstance(value, float) and not isinstance(variable.default, int):
+        try:
+            return variable.parse(attr, repr(value))
+        except ConfigError as exc:
+            raise ConfigError(attr, value, exc.expected) from None
+    if isinstance(variable.default, int) and not isinstance(variable.default, float):
         if not isinstance(value, int):
             raise ConfigError(attr, value, "an integer")
         try:

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from otel_bridge._scoreboard import COUNTERS, Scoreboard, set_current
+from otel_bridge._watchdog import set_gunicorn_timeout
 
 __all__ = ["child_exit", "on_exit", "on_starting", "post_fork", "pre_fork"]
 
@@ -47,6 +48,8 @@ def post_fork(server: Any, worker: Any) -> None:
     """Worker, right after fork: claim the slot inherited from the master."""
     slot = getattr(worker, "otel_bridge_slot", None)
     set_current(_board, slot)
+    timeout = getattr(server.cfg, "timeout", None)
+    set_gunicorn_timeout(float(timeout) if timeout else None)
     if _board is not None and slot is not None:
         _board.write(slot, worker.pid, time.time_ns(), [0] * len(COUNTERS))
 

@@ -79,6 +79,7 @@ class RequestRecord(NamedTuple):
     timers_dropped: int
     tags: Mapping[str, str]  # request tags set with otel_bridge.tag() (Pinba request tags)
     fields: Mapping[str, object]  # wide-event fields set with otel_bridge.wide_event.set()
+    timed_out: bool  # a `timeout` event was already written for this request
     exception: BaseException | None
     error_type: str | None
     trace_id: int

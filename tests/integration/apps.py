@@ -83,6 +83,13 @@ async def nested(request: Request) -> Response:
     return PlainTextResponse(f"stock {stock}")
 
 
+async def sleepy(request: Request) -> Response:
+    otel_bridge.wide_event.set(step="waiting on the mainframe")
+    with otel_bridge.timer(group="mainframe", op="call"):
+        await asyncio.sleep(float(request.path_params["seconds"]))
+    return PlainTextResponse("woke up")
+
+
 async def fail(request: Request) -> Response:
     raise RuntimeError("boom")
 
@@ -99,6 +106,7 @@ asgi_app: Any = otel_bridge.instrument(
             Route("/stream", stream),
             Route("/fail", fail),
             Route("/nested", nested),
+            Route("/sleep/{seconds}", sleepy),
             Route("/_records", records),
         ]
     ),
@@ -117,11 +125,22 @@ def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         return
     if path == "/fail":
         raise RuntimeError("boom")
+    if path.startswith("/sleep/"):
+        yield _sleepy_wsgi(float(path.rsplit("/", 1)[1]), start_response)
+        return
     start_response("200 OK", [("Content-Type", "text/plain")])
     for index in range(2):
         with otel_bridge.timer(chunk=str(index)):
             time.sleep(0.005)
         yield f"{os.getpid()}\n".encode()
+
+
+def _sleepy_wsgi(seconds: float, start_response: Any) -> bytes:
+    otel_bridge.wide_event.set(step="waiting on the mainframe")
+    with otel_bridge.timer(group="mainframe", op="call"):
+        time.sleep(seconds)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return b"woke up"
 
 
 wsgi_app: Any = otel_bridge.instrument_wsgi(

@@ -16,15 +16,33 @@ def test_a_burst_gives_exactly_one_event_per_request(server: str, tmp_path: Path
     port = free_port()
     events_file = tmp_path / "events.jsonl"
     if server == "uvicorn":
-        args = ["uvicorn", "tests.integration.apps:asgi_app", "--host", "127.0.0.1",
-                "--port", str(port), "--log-level", "warning"]
+        args = [
+            "uvicorn",
+            "tests.integration.apps:asgi_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         path = "/users/{n}"
     else:
-        args = ["gunicorn", "tests.integration.apps:wsgi_app", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2", "--log-level", "warning"]
+        args = [
+            "gunicorn",
+            "tests.integration.apps:wsgi_app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ]
         path = "/items/{n}"
-    env = {"OTEL_BRIDGE_EXPORTERS": "wide_events",
-           "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}"}
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+    }
     with serve(args, port, env), httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
         for n in range(150):
             assert c.get(path.format(n=n), headers={"x-request-id": f"r{n}"}).status_code == 200

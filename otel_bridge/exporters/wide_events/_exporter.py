@@ -4,6 +4,8 @@ all on the bridge's exporter thread; the request path pays nothing for it."""
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +52,7 @@ class WideEventsExporter(RecordExporter):
         self.slow_ms = slow_ms
         self.scrub = scrub
         self.health = Health()
+        self._lock = threading.Lock()  # the exporter thread and the watchdog both write
 
     @classmethod
     def from_settings(cls, settings: Settings, scrub: Scrub | None = None) -> WideEventsExporter:
@@ -66,6 +69,22 @@ class WideEventsExporter(RecordExporter):
             scrub=scrub,
         )
 
+    def timeout_event(
+        self, record: RequestRecord, open_spans: list[dict[str, Any]], stack: str
+    ) -> None:
+        """Write a `timeout` event now, from the watchdog thread (never sampled out)."""
+        event = self.builder.build(record, kind="timeout")
+        event["open_spans"] = json.dumps(open_spans, ensure_ascii=False)
+        event["stack"] = stack
+        if self.scrub is not None:
+            scrubbed = self.scrub(event)
+            if scrubbed is None:
+                return
+            event = scrubbed
+        with self._lock:
+            self.sink.write([event])
+        self.health.count("wide_events.timeouts")
+
     def keep(self, record: RequestRecord, event: Mapping[str, Any]) -> bool:
         if self.sample_rate == 1:
             return True
@@ -80,6 +99,10 @@ class WideEventsExporter(RecordExporter):
         events: list[Event] = []
         for record in records:
             if record.interface == "job":
+                continue
+            if record.timed_out:
+                # Its `timeout` event is written: exactly one event per request.
+                self.health.count("wide_events.completed_after_timeout")
                 continue
             try:
                 event = self.builder.build(record)
@@ -105,7 +128,8 @@ class WideEventsExporter(RecordExporter):
         if not events:
             return
         try:
-            self.sink.write(events)
+            with self._lock:
+                self.sink.write(events)
         except Exception as exc:  # noqa: BLE001 - EPIPE, ENOSPC, a logging handler's bug…
             self.health.error("exporter.wide_events.sink", exc)
             self.health.drop("wide_events.sink_failed", len(events))

@@ -275,3 +275,37 @@ def test_settings_build_the_exporter(tmp_path: Path) -> None:
     assert isinstance(exporter.sink, FileSink) and exporter.sample_rate == 5
     assert exporter.builder.secret_params == frozenset({"otp"})
     assert exporter.builder.trust_forwarded_for is True
+
+
+async def slow_checkout(request: Any) -> Response:
+    otel_bridge.wide_event.set(cart="c-1")
+    with otel_bridge.timer(group="payment", op="charge"):
+        await asyncio.sleep(0.8)
+    return PlainTextResponse("paid")
+
+
+async def test_a_request_past_its_deadline_gets_one_timeout_event_and_no_other(
+    harness: Harness,
+) -> None:
+    sink = ListSink()
+    settings = otel_bridge.Settings(exporters=()).replace(wide_events_timeout=0.3)
+    wrapped = harness.asgi(
+        Starlette(routes=[Route("/checkout", slow_checkout)]),
+        settings=settings,
+        record_exporters=[WideEventsExporter(sink)],
+    )
+    async with client(wrapped) as c:
+        task = asyncio.create_task(c.get("/checkout"))
+        await asyncio.sleep(0.6)
+        [timeout] = sink.events  # written while the request still runs
+        assert (await task).text == "paid"
+    wrapped.bridge.force_flush()
+    assert sink.events == [timeout], "exactly one event for the request"
+    assert timeout["event"] == "timeout" and timeout["error.type"] == "timeout"
+    assert timeout["http.route"] == "/checkout" and timeout["app.cart"] == "c-1"
+    assert 300 <= timeout["duration_ms"] < 800
+    assert "slow_checkout" in timeout["stack"], "the stack says what it was doing"
+    [open_span] = json.loads(timeout["open_spans"])
+    assert open_span["name"] == "payment charge" and open_span["running_ms"] >= 250
+    counts = wrapped.bridge.health.counts
+    assert counts["wide_events.timeouts"] == counts["wide_events.completed_after_timeout"] == 1

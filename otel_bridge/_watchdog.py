@@ -1,0 +1,129 @@
+"""One watchdog thread per process: a `timeout` event for any request past its deadline.
+
+It is written by the watchdog itself, synchronously, while the request is still running —
+before gunicorn's arbiter kills a stuck sync worker, and for gthread and async workers whose
+slow requests gunicorn never kills. It says what the request was doing: its Python stack (the
+thread's, or the asyncio task's), the spans still open and for how long, the timers so far and
+the app's fields. The request path pays a dict insert and a delete; the thread wakes four
+times per deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otel_bridge.bridge import RequestBuilder
+
+__all__ = ["Watchdog", "gunicorn_deadline", "set_gunicorn_timeout"]
+
+STACK_LIMIT = 40
+_gunicorn_timeout: float | None = None
+
+
+def set_gunicorn_timeout(seconds: float | None) -> None:
+    """Called by otel_bridge.gunicorn's post_fork: the arbiter's worker timeout."""
+    global _gunicorn_timeout
+    _gunicorn_timeout = seconds
+
+
+def gunicorn_deadline() -> float | None:
+    """Our deadline under gunicorn: its timeout minus a margin to write the event in time."""
+    if not _gunicorn_timeout:
+        return None
+    margin = min(max(1.0, 0.1 * _gunicorn_timeout), _gunicorn_timeout / 2)
+    return _gunicorn_timeout - margin
+
+
+def stack_of(builder: RequestBuilder) -> str:
+    """The request's stack: its asyncio task's if it has one, else its thread's."""
+    task = builder.task
+    if task is not None:
+        try:
+            return _await_chain(task.get_coro())
+        except Exception:  # noqa: BLE001 - fall back to the thread's stack
+            pass
+    frame = sys._current_frames().get(builder.thread_id)
+    if frame is None:
+        return ""
+    return "".join(traceback.format_stack(frame, limit=STACK_LIMIT))
+
+
+def _await_chain(coroutine: Any) -> str:
+    # A suspended task has no thread stack: follow what each coroutine awaits, outermost
+    # first, down to the one actually waiting (the innermost frames are the useful ones).
+    summaries: list[traceback.FrameSummary] = []
+    while coroutine is not None and len(summaries) < 1000:
+        frame = (
+            getattr(coroutine, "cr_frame", None)
+            or getattr(coroutine, "gi_frame", None)
+            or getattr(coroutine, "ag_frame", None)
+        )
+        if frame is not None:
+            code = frame.f_code
+            summaries.append(traceback.FrameSummary(code.co_filename, frame.f_lineno, code.co_name))
+        coroutine = (
+            getattr(coroutine, "cr_await", None)
+            or getattr(coroutine, "gi_yieldfrom", None)
+            or getattr(coroutine, "ag_await", None)
+        )
+    return "".join(traceback.format_list(summaries[-STACK_LIMIT:]))
+
+
+class Watchdog:
+    """Watches in-flight requests; calls `on_timeout(builder)` once for each one past `deadline`.
+
+    Args:
+        deadline: seconds a request may run.
+        on_timeout: called on the watchdog thread; must not raise (it is wrapped anyway).
+    """
+
+    def __init__(self, deadline: float, on_timeout: Callable[[RequestBuilder], None]) -> None:
+        self.deadline_ns = int(deadline * 1e9)
+        self._interval = max(0.01, min(0.25, deadline / 4))
+        self._on_timeout = on_timeout
+        self._inflight: dict[int, RequestBuilder] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop = threading.Event()
+
+    def add(self, builder: RequestBuilder) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+        self._inflight[id(builder)] = builder
+
+    def remove(self, builder: RequestBuilder) -> None:
+        self._inflight.pop(id(builder), None)
+
+    def _start(self) -> None:
+        # (Re)started lazily, so a bridge built before fork() watches in every worker.
+        self._pid = os.getpid()
+        self._inflight = {}
+        self._stop = threading.Event()
+        thread = threading.Thread(target=self._run, name="otel-bridge-watchdog", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            now = time.perf_counter_ns()
+            for builder in list(self._inflight.values()):
+                if builder.timed_out or now - builder.start_ns < self.deadline_ns:
+                    continue
+                builder.timed_out = True
+                try:
+                    self._on_timeout(builder)
+                except Exception:  # noqa: BLE001 - the watchdog must keep watching
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def inflight(self) -> list[Any]:
+        return list(self._inflight.values())
