@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["COUNTERS", "Scoreboard", "current", "set_current"]
 
 MAGIC = b"OTBRIDGE"
-VERSION = 1
+VERSION = 2
 # Per slot: the worker's pid and start time (ns since the epoch), then its counters.
 COUNTERS = (
     "requests",
@@ -33,8 +33,16 @@ COUNTERS = (
 )
 _HEADER = struct.Struct("<8sII")  # magic, version, slots
 _RETIRED = struct.Struct("<" + "q" * len(COUNTERS))
+# After the retired totals: the listen backlog and when the master's monitor last sampled.
+_SERVER = struct.Struct("<qq")
+_SERVER_OFFSET = _HEADER.size + _RETIRED.size
 _SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
-SLOT_SIZE = 128  # room to grow without changing the offsets
+# After the counters: the request in progress (start, ns since the epoch, 0 when idle), the
+# worker's RSS (written by the master's monitor), whether a timeout event was written for the
+# request in progress, then its path and request id (truncated UTF-8, NUL-padded).
+_BUSY = struct.Struct("<qqq64s48s")
+_BUSY_OFFSET = _SLOT.size
+SLOT_SIZE = 256  # room to grow without changing the offsets
 HEADER_SIZE = 128
 
 
@@ -55,6 +63,7 @@ class Scoreboard:
         board = cls(memory, slots, owner=True)
         _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, slots)
         _RETIRED.pack_into(board._buffer, _HEADER.size, *([0] * len(COUNTERS)))
+        _SERVER.pack_into(board._buffer, _SERVER_OFFSET, 0, 0)
         for slot in range(slots):
             board.clear(slot)
         return board
@@ -101,32 +110,91 @@ class Scoreboard:
 
     def clear(self, slot: int) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), 0, 0, *([0] * len(COUNTERS)))
+        _BUSY.pack_into(self._buffer, self._offset(slot) + _BUSY_OFFSET, 0, 0, 0, b"", b"")
 
     def write(self, slot: int, pid: int, started_ns: int, counters: Sequence[int]) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), pid, started_ns, *counters)
 
+    def begin_request(self, slot: int, start_ns: int, path: str, request_id: str) -> None:
+        """The worker took a request (what `child_exit` reports if the worker dies in it)."""
+        _BUSY.pack_into(
+            self._buffer,
+            self._offset(slot) + _BUSY_OFFSET,
+            start_ns,
+            self._rss(slot),
+            0,
+            path.encode("utf-8", "replace")[:64],
+            request_id.encode("utf-8", "replace")[:48],
+        )
+
+    def end_request(self, slot: int) -> None:
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, 0)
+
+    def mark_timeout_written(self, slot: int) -> None:
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 16, 1)
+
+    def _rss(self, slot: int) -> int:
+        offset = self._offset(slot) + _BUSY_OFFSET + 8
+        value: int = struct.unpack_from("<q", self._buffer, offset)[0]
+        return value
+
+    def set_rss(self, slot: int, rss: int) -> None:
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 8, rss)
+
+    def set_server(self, backlog: int, sampled_ns: int) -> None:
+        _SERVER.pack_into(self._buffer, _SERVER_OFFSET, backlog, sampled_ns)
+
+    def pids(self) -> dict[int, int]:
+        """slot → pid of the live workers."""
+        found = {}
+        for slot in range(self.slots):
+            pid = struct.unpack_from("<q", self._buffer, self._offset(slot))[0]
+            if pid:
+                found[slot] = pid
+        return found
+
+    def in_progress(self, slot: int) -> dict[str, Any] | None:
+        """The request `slot`'s worker was serving, unless idle or already reported."""
+        busy, _, written, path, request_id = _BUSY.unpack_from(
+            self._buffer, self._offset(slot) + _BUSY_OFFSET
+        )
+        if not busy or written:
+            return None
+        return {
+            "start_ns": busy,
+            "path": path.rstrip(b"\0").decode("utf-8", "replace"),
+            "request_id": request_id.rstrip(b"\0").decode("utf-8", "replace"),
+        }
+
     def read(self) -> dict[str, Any]:
-        """Every live worker's counters, the retired ones, and the server totals."""
+        """Every live worker's counters and state, the retired ones, and the server totals."""
         workers = []
         totals = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
         retired = dict(zip(COUNTERS, totals, strict=True))
         for slot in range(self.slots):
-            pid, started, *counters = _SLOT.unpack_from(self._buffer, self._offset(slot))
+            offset = self._offset(slot)
+            pid, started, *counters = _SLOT.unpack_from(self._buffer, offset)
             if pid == 0:
                 continue
+            busy, rss, _, _, _ = _BUSY.unpack_from(self._buffer, offset + _BUSY_OFFSET)
             workers.append(
                 {
                     "slot": slot,
                     "pid": pid,
                     "started_ns": started,
+                    "busy": bool(busy),
+                    "rss_bytes": rss,
                     **dict(zip(COUNTERS, counters, strict=True)),
                 }
             )
             totals = [a + b for a, b in zip(totals, counters, strict=True)]
+        backlog, sampled = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)
         return {
             "workers": workers,
             "retired": retired,
             "total": dict(zip(COUNTERS, totals, strict=True)),
+            "listen_backlog": backlog,
+            "monitor_sampled_ns": sampled,
         }
 
 

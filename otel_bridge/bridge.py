@@ -34,6 +34,7 @@ from otel_bridge._context import current as _current
 from otel_bridge._failsafe import Health
 from otel_bridge._http import normalize_method, sanitize_text
 from otel_bridge._otel import build_resource, resolve_meter_provider, resolve_tracer_provider
+from otel_bridge._scoreboard import current as _scoreboard_current
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
@@ -316,6 +317,12 @@ class Bridge:
         builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
         if self._timeout_exporters:
             self._watch(builder)
+        claim = _scoreboard_current()
+        if claim is not None:
+            # What the master reports if this worker dies in the request (child_exit).
+            context = span.get_span_context()
+            request_id = builder.headers.get("x-request-id") or f"{context.trace_id:032x}"
+            claim[0].begin_request(claim[1], builder.start_time_ns, builder.path, request_id)
 
     def _watch(self, builder: RequestBuilder) -> None:
         if not self._watchdog_resolved:
@@ -330,6 +337,9 @@ class Bridge:
             self._watchdog.add(builder)
 
     def _timed_out(self, builder: RequestBuilder) -> None:
+        claim = _scoreboard_current()
+        if claim is not None:
+            claim[0].mark_timeout_written(claim[1])  # the master must not report it again
         record = self._partial(builder)
         open_spans = [
             {"name": span.name, "running_ms": round((_time_ns() - (span.start_time or 0)) / 1e6, 3)}
@@ -426,6 +436,9 @@ class Bridge:
             builder.closed = True
             if self._watchdog is not None:
                 self._watchdog.remove(builder)
+            claim = _scoreboard_current()
+            if claim is not None and builder.interface != "job":
+                claim[0].end_request(claim[1])
             if builder.open_spans:
                 self.processor.forget(builder)
             if not self._worker.submit(builder):

@@ -13,17 +13,23 @@ a failure leaves the workers without server totals (counted, logged once).
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
+import socket
+import struct
+import threading
 import time
 from typing import Any
 
 from otel_bridge._scoreboard import COUNTERS, Scoreboard, set_current
 from otel_bridge._watchdog import set_gunicorn_timeout
 
-__all__ = ["child_exit", "on_exit", "on_starting", "post_fork", "pre_fork"]
+__all__ = ["child_exit", "on_exit", "on_starting", "post_fork", "pre_fork", "when_ready"]
 
 logger = logging.getLogger("otel_bridge")
 _board: Scoreboard | None = None
+_monitor: _Monitor | None = None
 
 
 def on_starting(server: Any) -> None:
@@ -54,16 +60,104 @@ def post_fork(server: Any, worker: Any) -> None:
         _board.write(slot, worker.pid, time.time_ns(), [0] * len(COUNTERS))
 
 
+def when_ready(server: Any) -> None:
+    """Master, listeners bound: start the monitor (worker RSS, listen backlog, once a second)."""
+    global _monitor
+    if _board is None or _monitor is not None:
+        return
+    _monitor = _Monitor(_board, list(getattr(server, "LISTENERS", []) or []))
+    _monitor.start()
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """Master, when a worker exited (even SIGKILLed): keep its counts, free its slot."""
+    """Master, when a worker exited (even SIGKILLed): report the request it died in (if it
+    wrote no timeout event for it), keep its counts, free its slot."""
     slot = getattr(worker, "otel_bridge_slot", None)
-    if _board is not None and slot is not None:
-        _board.release(slot)
+    if _board is None or slot is None:
+        return
+    try:
+        lost = _board.in_progress(slot)
+        if lost is not None:
+            _report_killed(worker.pid, slot, lost)
+    except Exception as exc:  # noqa: BLE001 - never break the arbiter
+        logger.warning(
+            "otel_bridge: could not report worker %s's lost request: %s",
+            getattr(worker, "pid", "?"),
+            exc,
+        )
+    _board.release(slot)
+
+
+def _report_killed(pid: int, slot: int, lost: dict[str, Any]) -> None:
+    from otel_bridge.config import Settings
+    from otel_bridge.exporters.wide_events._sinks import make_sink
+
+    settings = Settings.from_env()
+    if "wide_events" not in settings.exporters:
+        return
+    now = time.time_ns()
+    started = lost["start_ns"]
+    event = {
+        "timestamp": datetime.datetime.fromtimestamp(started / 1e9, datetime.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z"),
+        "event": "worker_killed",
+        "service.name": settings.service_name,
+        "process.pid": pid,
+        "worker.slot": slot,
+        "request.id": lost["request_id"],
+        "url.path": lost["path"],
+        "duration_ms": round((now - started) / 1e6, 3),
+        "error.type": "worker_killed",
+    }
+    sink = make_sink(settings.wide_events_sink, settings.wide_events_format)
+    try:
+        sink.write([{k: v for k, v in event.items() if v is not None}])
+    finally:
+        sink.close()
+
+
+class _Monitor(threading.Thread):
+    def __init__(self, board: Scoreboard, listeners: list[Any]) -> None:
+        super().__init__(name="otel-bridge-monitor", daemon=True)
+        self.board = board
+        self.listeners = listeners
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self.stopping.wait(1.0):
+            try:
+                for slot, pid in self.board.pids().items():
+                    try:
+                        with open(f"/proc/{pid}/statm", "rb") as statm:
+                            self.board.set_rss(slot, int(statm.read().split()[1]) * page)
+                    except (OSError, ValueError, IndexError):
+                        continue
+                self.board.set_server(_backlog(self.listeners), time.time_ns())
+            except Exception:  # noqa: BLE001 - a monitoring hiccup must not end the thread
+                continue
+
+
+def _backlog(listeners: list[Any]) -> int:
+    # Linux TCP_INFO on a listening socket: tcpi_unacked is the accept queue's length.
+    total = 0
+    for listener in listeners:
+        sock = getattr(listener, "sock", listener)
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            total += struct.unpack_from("<I", info, 24)[0]
+        except (OSError, AttributeError, struct.error):
+            continue
+    return total
 
 
 def on_exit(server: Any) -> None:
     """Master, on shutdown: remove the segment (nothing is left in /dev/shm)."""
-    global _board
+    global _board, _monitor
+    if _monitor is not None:
+        _monitor.stopping.set()
+        _monitor = None
     if _board is not None:
         _board.close()
         _board = None

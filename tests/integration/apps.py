@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -125,6 +126,9 @@ def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         return
     if path == "/fail":
         raise RuntimeError("boom")
+    if path == "/die":
+        # A worker dying outright mid-request (a segfaulting extension, the OOM killer).
+        os.kill(os.getpid(), signal.SIGKILL)
     if path.startswith("/sleep/"):
         yield _sleepy_wsgi(float(path.rsplit("/", 1)[1]), start_response)
         return

@@ -116,3 +116,41 @@ def test_uvicorn_with_an_explicit_deadline(tmp_path: Path) -> None:
     assert ids == ["fast-0", "fast-1", "fast-2", "fast-3", "fast-4", "slow"]
     [slow] = [e for e in events_of(events) if e["request.id"] == "slow"]
     assert slow["event"] == "timeout" and "sleepy" in str(slow["stack"])
+
+
+def test_events_carry_sibling_data_and_a_killed_worker_is_reported(tmp_path: Path) -> None:
+    port = free_port()
+    events = tmp_path / "events.jsonl"
+    args = [
+        "gunicorn",
+        "tests.integration.apps:wsgi_app",
+        "-c",
+        "python:otel_bridge.gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+    ]
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events,expvar",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+    }
+    with serve(args, port, env):
+        base = f"http://127.0.0.1:{port}"
+        for n in range(20):
+            httpx.get(f"{base}/items/{n}", headers={"connection": "close"}, timeout=10)
+        time.sleep(1.5)  # the master's monitor samples once a second
+        workers = httpx.get(base + "/debug/vars", timeout=10).json()["server"]["workers"]
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/die", headers={"x-request-id": "doomed"}, timeout=10)
+        found = wait_for(events, 21, 10)
+    ordinary = [e for e in found if e["event"] == "request"]
+    assert len(ordinary) == 20
+    assert {e["server.workers"] for e in ordinary} == {2}
+    assert {e["worker.slot"] for e in ordinary} <= {0, 1, 2, 3}
+    assert all("server.listen_backlog" in e for e in ordinary)
+    assert all(w["rss_bytes"] > 0 for w in workers), "the master's monitor sampled RSS"
+    [killed] = [e for e in found if e["event"] == "worker_killed"]
+    assert (killed["request.id"], killed["url.path"]) == ("doomed", "/die")

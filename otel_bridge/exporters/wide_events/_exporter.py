@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from otel_bridge._failsafe import Health
+from otel_bridge._scoreboard import current
 from otel_bridge.config import Settings
 from otel_bridge.exporters.wide_events._event import EventBuilder
 from otel_bridge.exporters.wide_events._sinks import Sink, make_sink
@@ -19,6 +20,22 @@ __all__ = ["WideEventsExporter"]
 
 Event = dict[str, Any]
 Scrub = Callable[[Event], Event | None]
+
+
+def _server_fields() -> dict[str, Any]:
+    """Sibling data from the gunicorn scoreboard: this worker's slot and the server's load."""
+    claim = current()
+    if claim is None:
+        return {}
+    board, slot = claim
+    state = board.read()
+    workers = state["workers"]
+    return {
+        "worker.slot": slot,
+        "server.workers": len(workers),
+        "server.workers_busy": sum(1 for worker in workers if worker["busy"]),
+        "server.listen_backlog": state["listen_backlog"],
+    }
 
 
 class WideEventsExporter(RecordExporter):
@@ -74,6 +91,7 @@ class WideEventsExporter(RecordExporter):
     ) -> None:
         """Write a `timeout` event now, from the watchdog thread (never sampled out)."""
         event = self.builder.build(record, kind="timeout")
+        event.update(_server_fields())
         event["open_spans"] = json.dumps(open_spans, ensure_ascii=False)
         event["stack"] = stack
         if self.scrub is not None:
@@ -127,6 +145,10 @@ class WideEventsExporter(RecordExporter):
             events.append(event)
         if not events:
             return
+        server = _server_fields()
+        if server:
+            for event in events:
+                event.update(server)
         try:
             with self._lock:
                 self.sink.write(events)
