@@ -84,10 +84,24 @@ class Watchdog:
         on_timeout: called on the watchdog thread; must not raise (it is wrapped anyway).
     """
 
-    def __init__(self, deadline: float, on_timeout: Callable[[RequestBuilder], None]) -> None:
-        self.deadline_ns = int(deadline * 1e9)
-        self._interval = max(0.01, min(0.25, deadline / 4))
+    def __init__(
+        self,
+        deadline: float | None,
+        on_timeout: Callable[[RequestBuilder], None],
+        on_loop_blocked: Callable[[dict[str, Any]], None] | None = None,
+        stall: float = 1.0,
+    ) -> None:
+        # No deadline: only the event loop is watched.
+        self.deadline_ns = int(deadline * 1e9) if deadline else None
+        self.stall_ns = int(stall * 1e9)
+        self._interval = max(0.01, min(0.25, (deadline or stall) / 4, stall / 4))
         self._on_timeout = on_timeout
+        self._on_loop_blocked = on_loop_blocked
+        self._loop: Any = None
+        self._loop_thread = 0
+        self._ping_sent: int | None = None
+        self._pong_at = 0
+        self._stall_reported = False
         self._inflight: dict[int, RequestBuilder] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -96,7 +110,8 @@ class Watchdog:
     def add(self, builder: RequestBuilder) -> None:
         if self._thread is None or self._pid != os.getpid():
             self._start()
-        self._inflight[id(builder)] = builder
+        if self.deadline_ns is not None or self._loop is not None:
+            self._inflight[id(builder)] = builder
 
     def remove(self, builder: RequestBuilder) -> None:
         self._inflight.pop(id(builder), None)
@@ -106,13 +121,53 @@ class Watchdog:
         self._pid = os.getpid()
         self._inflight = {}
         self._stop = threading.Event()
+        self._loop = None
+        self._ping_sent = None
         thread = threading.Thread(target=self._run, name="otel-bridge-watchdog", daemon=True)
         self._thread = thread
         thread.start()
 
+    def watch_loop(self, loop: Any, thread_id: int) -> None:
+        """Also watch an asyncio loop: a loop that runs no callback for `stall` seconds (a
+        blocking call in async code) gets one `loop_blocked` report per stall."""
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+        self._loop, self._loop_thread = loop, thread_id
+
+    def _pong(self) -> None:
+        self._pong_at = time.perf_counter_ns()
+        self._stall_reported = False
+
+    def _check_loop(self, now: int) -> None:
+        loop = self._loop
+        if loop is None or self._on_loop_blocked is None:
+            return
+        if loop.is_closed():
+            self._loop = None
+            return
+        if self._ping_sent is None or self._pong_at >= self._ping_sent:
+            self._ping_sent = now
+            loop.call_soon_threadsafe(self._pong)
+            return
+        blocked = now - self._ping_sent
+        if blocked < self.stall_ns or self._stall_reported:
+            return
+        self._stall_reported = True
+        frame = sys._current_frames().get(self._loop_thread)
+        stack = "".join(traceback.format_stack(frame, limit=STACK_LIMIT)) if frame else ""
+        self._on_loop_blocked(
+            {"blocked_ms": round(blocked / 1e6, 3), "stack": stack, "inflight": self.inflight()}
+        )
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             now = time.perf_counter_ns()
+            try:
+                self._check_loop(now)
+            except Exception:  # noqa: BLE001 - the watchdog must keep watching
+                pass
+            if self.deadline_ns is None:
+                continue
             for builder in list(self._inflight.values()):
                 if builder.timed_out or now - builder.start_ns < self.deadline_ns:
                     continue

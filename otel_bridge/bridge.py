@@ -38,7 +38,14 @@ from otel_bridge._scoreboard import current as _scoreboard_current
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
-from otel_bridge.record import EMPTY, RecordExporter, RequestRecord, TagValue, Timer
+from otel_bridge.record import (
+    EMPTY,
+    RecordExporter,
+    RequestRecord,
+    TagValue,
+    TimeoutAware,
+    Timer,
+)
 
 __all__ = ["Bridge", "RecordSpanProcessor", "RequestBuilder", "current_builder"]
 
@@ -270,7 +277,7 @@ class Bridge:
         )
         self._shut_down = False
         # Requests past a deadline get a `timeout` event from the exporters that write them.
-        self._timeout_exporters = [e for e in self.exporters if hasattr(e, "timeout_event")]
+        self._timeout_exporters = [e for e in self.exporters if isinstance(e, TimeoutAware)]
         self._watchdog: Watchdog | None = None
         self._watchdog_resolved = False
         self.wants_task = bool(self._timeout_exporters)
@@ -331,10 +338,28 @@ class Bridge:
             self._watchdog_resolved = True
             configured = self.settings.wide_events_timeout
             deadline = configured if configured is not None else gunicorn_deadline()
-            if deadline and self._timeout_exporters:
-                self._watchdog = Watchdog(deadline, self._timed_out)
+            asynchronous = builder.task is not None
+            if (deadline or asynchronous) and self._timeout_exporters:
+                self._watchdog = Watchdog(deadline or None, self._timed_out, self._loop_blocked)
+                if asynchronous:
+                    self._watchdog.watch_loop(builder.task.get_loop(), builder.thread_id)
         if self._watchdog is not None:
             self._watchdog.add(builder)
+
+    def _loop_blocked(self, info: dict[str, Any]) -> None:
+        inflight = [
+            {
+                "url.path": sanitize_text(builder.path),
+                "http.request.method": builder.method,
+                "running_ms": round((_perf_ns() - builder.start_ns) / 1e6, 3),
+            }
+            for builder in info.pop("inflight")
+        ]
+        for exporter in self._timeout_exporters:
+            try:
+                exporter.loop_blocked_event({**info, "inflight": inflight})
+            except Exception as exc:  # noqa: BLE001
+                self.health.error(f"exporter.{exporter.name}.loop_blocked", exc)
 
     def _timed_out(self, builder: RequestBuilder) -> None:
         claim = _scoreboard_current()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from opentelemetry.util.types import AttributeValue
 
@@ -89,6 +89,19 @@ class RequestRecord(NamedTuple):
     resource: Mapping[str, AttributeValue]
     pid: int
     thread_id: int
+
+
+@runtime_checkable
+class TimeoutAware(Protocol):
+    """An exporter that writes events for requests still running (wide events)."""
+
+    name: str
+
+    def timeout_event(
+        self, record: RequestRecord, open_spans: list[dict[str, Any]], stack: str
+    ) -> None: ...
+
+    def loop_blocked_event(self, info: dict[str, Any]) -> None: ...
 
 
 UNMATCHED = "<unmatched>"

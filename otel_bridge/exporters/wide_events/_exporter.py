@@ -3,8 +3,10 @@ all on the bridge's exporter thread; the request path pays nothing for it."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -102,6 +104,23 @@ class WideEventsExporter(RecordExporter):
         with self._lock:
             self.sink.write([event])
         self.health.count("wide_events.timeouts")
+
+    def loop_blocked_event(self, info: dict[str, Any]) -> None:
+        """The event loop ran nothing for a while: say where it is stuck and who waits."""
+        now = datetime.datetime.now(datetime.UTC)
+        event: Event = {
+            "timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "event": "loop_blocked",
+            "process.pid": os.getpid(),
+            "blocked_ms": info["blocked_ms"],
+            "inflight": json.dumps(info["inflight"], ensure_ascii=False),
+            "inflight.count": len(info["inflight"]),
+            "stack": info["stack"],
+            **_server_fields(),
+        }
+        with self._lock:
+            self.sink.write([event])
+        self.health.count("wide_events.loop_blocked")
 
     def keep(self, record: RequestRecord, event: Mapping[str, Any]) -> bool:
         if self.sample_rate == 1:

@@ -121,14 +121,20 @@ def test_queue_time_reads_seconds_milliseconds_and_microseconds() -> None:
 
 async def test_sampling_keeps_errors_and_slow_requests(harness: Harness) -> None:
     sink = ListSink()
-    exporter = WideEventsExporter(sink, sample_rate=10, slow_ms=1.5)
-    wrapped = harness.asgi(app(), record_exporters=[exporter])
+
+    async def slow(request: Any) -> Response:
+        await asyncio.sleep(0.1)
+        return PlainTextResponse("slow")
+
+    exporter = WideEventsExporter(sink, sample_rate=10, slow_ms=50)
+    routes = [*app().routes, Route("/slow", slow)]
+    wrapped = harness.asgi(Starlette(routes=routes), record_exporters=[exporter])
     async with client(wrapped) as c:
         for n in range(0, 300, 3):  # n % 3 == 0: no sleep, fast
             await c.get(f"/orders/{n}", headers={"x-request-id": f"fast-{n}"})
         for _ in range(5):
             await c.get("/fail")
-        await c.get("/orders/2", headers={"x-request-id": "slow"})
+        await c.get("/slow", headers={"x-request-id": "slow"})
     wrapped.bridge.force_flush()
     fast = [e for e in sink.events if e["request.id"].startswith("fast-")]
     assert 1 <= len(fast) <= 30, "about 1 in 10 of 100 ordinary requests"
@@ -309,3 +315,32 @@ async def test_a_request_past_its_deadline_gets_one_timeout_event_and_no_other(
     assert open_span["name"] == "payment charge" and open_span["running_ms"] >= 250
     counts = wrapped.bridge.health.counts
     assert counts["wide_events.timeouts"] == counts["wide_events.completed_after_timeout"] == 1
+
+
+async def blocking_report(request: Any) -> Response:
+    time.sleep(1.4)  # a blocking call in async code: the whole loop stalls
+    return PlainTextResponse("done")
+
+
+async def test_a_blocked_event_loop_is_reported_with_its_stack_and_waiting_requests(
+    harness: Harness,
+) -> None:
+    sink = ListSink()
+    wrapped = harness.asgi(
+        Starlette(routes=[Route("/report", blocking_report), Route("/orders/{n}", order)]),
+        record_exporters=[WideEventsExporter(sink)],
+    )
+    async with client(wrapped) as c:
+        await c.get("/orders/1")  # the first request registers the loop with the watchdog
+        await asyncio.sleep(0.3)
+        wrapped.bridge.force_flush()
+        sink.events.clear()
+        assert (await c.get("/report")).text == "done"
+    wrapped.bridge.force_flush()
+    kinds = [e["event"] for e in sink.events]
+    assert kinds == ["loop_blocked", "request"], "one report per stall, then the request"
+    blocked = sink.events[0]
+    assert blocked["blocked_ms"] >= 1000
+    assert "blocking_report" in blocked["stack"] and "time.sleep" in blocked["stack"]
+    [waiting] = json.loads(blocked["inflight"])
+    assert waiting["url.path"] == "/report"
