@@ -9,6 +9,7 @@ the SDK's are measured):
   (the cheapest the contrib middleware gets, and the same span attributes as ours).
 - ``bridge``: otel_bridge with the same providers and exporters.
 - ``bridge_views``: otel_bridge with no span exporter (views only: traces not exported).
+- ``bridge_wide``: ``bridge`` plus the wide-events view writing JSON Lines to /dev/null.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-CONFIGS = ("bare", "contrib", "contrib_tuned", "bridge", "bridge_views")
+CONFIGS = ("bare", "contrib", "contrib_tuned", "bridge", "bridge_views", "bridge_wide")
 APPS = ("asgi", "starlette", "wsgi")
 
 
@@ -111,6 +112,7 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
     if config == "bare":
         return base, lambda: None, lambda: 0
     tracer_provider, meter_provider, exporter = providers(export_spans=config != "bridge_views")
+    views: tuple[str, ...] = ("wide_events",) if config == "bridge_wide" else ()
 
     def exported() -> int:
         return exporter.exported
@@ -143,7 +145,9 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
     import otel_bridge
 
     kwargs: dict[str, Any] = {
-        "settings": otel_bridge.Settings(exporters=()),
+        "settings": otel_bridge.Settings(exporters=views).replace(
+            wide_events_sink="file:/dev/null"
+        ),
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
     }

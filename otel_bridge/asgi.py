@@ -9,6 +9,7 @@ wrapper instance.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from opentelemetry.util.types import AttributeValue
@@ -112,7 +113,9 @@ class OtelBridgeMiddleware:
                 builder.task = asyncio.current_task()
             except RuntimeError:
                 pass
-            builder.route_source = lambda: _route(scope, builder.root_path)
+            # partial(), not a lambda over `builder`: that would be a reference cycle, and
+            # every request would wait for the cyclic GC to be freed.
+            builder.route_source = functools.partial(_route, scope, scope.get("root_path", ""))
         builder.root_path = scope.get("root_path", "")
         raw_query = scope.get("query_string", b"")
         if raw_query:
