@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba
+from benchmarks import expvar, http, pinba, wide_events
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -53,6 +53,7 @@ def render(
     over_http: list[dict[str, Any]],
     pinba_result: dict[str, float],
     expvar_result: dict[str, Any],
+    wide_result: dict[str, Any],
     command: str,
     n: int,
     repeats: int,
@@ -148,6 +149,25 @@ def render(
         f"Ratio ours / Go: **{expvar_result['ratio']:.2f}**. The GC callback that measures "
         f"pauses adds {expvar_result['cost_us']:.2f} µs to a generation-0 collection "
         f"({expvar_result['without_us']:.2f} → {expvar_result['with_us']:.2f} µs).",
+        "",
+        "## Wide events",
+        "",
+        "Request-path cost: CPU of the serving thread with the wide-events view on "
+        "(`bridge_wide`) minus without (`bridge`), from the in-process table above. The "
+        "event itself is built, formatted and written on the exporter thread.",
+        "",
+        "| app | request-path µs added |",
+        "|---|---:|",
+        *(
+            f"| {app} | "
+            f"{medians[(app, 'bridge_wide')]['request_cpu_us'] - medians[(app, 'bridge')]['request_cpu_us']:.2f} |"  # noqa: E501
+            for app in APPS
+        ),
+        "",
+        f"Writer throughput (build, format, write to /dev/null, one thread): "
+        f"{wide_result['json_events_per_s']:,.0f} events/s as JSON Lines, "
+        f"{wide_result['logfmt_events_per_s']:,.0f} as logfmt.",
+        "",
     ]
     return "\n".join(lines) + "\n"
 
@@ -165,7 +185,8 @@ def main() -> int:
     pinba_result = pinba.run(n=2_000 if args.quick else 20_000, repeats=1 if args.quick else 5)
     expvar_result = expvar.run(seconds=1 if args.quick else 3, rounds=1 if args.quick else 3)
     command = "make bench" + (" (python -m benchmarks --quick)" if args.quick else "")
-    text = render(medians, over_http, pinba_result, expvar_result, command, n, repeats)
+    wide_result = wide_events.run(n=10_000 if args.quick else 50_000)
+    text = render(medians, over_http, pinba_result, expvar_result, wide_result, command, n, repeats)
     print(text)
     if args.write:
         RESULTS.write_text(text)
