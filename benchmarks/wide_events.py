@@ -13,6 +13,35 @@ from otel_bridge.exporters.wide_events import WideEventsExporter
 from otel_bridge.exporters.wide_events._sinks import FileSink, format_json, format_logfmt
 
 
+def request_path(n: int = 10_000, rounds: int = 5) -> dict[str, float]:
+    """CPU the serving thread spends per request on the wide-event machinery: raw ASGI and
+    WSGI, `bridge_wide` against `bridge`, with the exporter thread's work taken away (so the
+    GIL contention of a loop that never waits does not count), alternating, medians."""
+    import statistics
+
+    from benchmarks.apps import build
+    from benchmarks.inprocess import run_asgi, run_wsgi
+
+    out: dict[str, float] = {}
+    for app_name, drive in (("asgi", run_asgi), ("wsgi", run_wsgi)):
+        apps = {}
+        for config in ("bridge", "bridge_wide"):
+            app, flush, _ = build(app_name, config)
+            drive(app, 1000)
+            flush()
+            app.bridge._worker.submit = lambda item: True
+            apps[config] = app
+        samples: dict[str, list[float]] = {config: [] for config in apps}
+        for _ in range(rounds):
+            for config, app in apps.items():
+                start = time.thread_time()
+                drive(app, n)
+                samples[config].append((time.thread_time() - start) / n * 1e6)
+        with_view = statistics.median(samples["bridge_wide"])
+        out[f"{app_name}_added_us"] = with_view - statistics.median(samples["bridge"])
+    return out
+
+
 def run(n: int = 50_000) -> dict[str, Any]:
     record = sample_record()
     batch = [record] * 512
@@ -26,6 +55,7 @@ def run(n: int = 50_000) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         results[f"{name}_events_per_s"] = (n // len(batch)) * len(batch) / elapsed
         exporter.shutdown()
+    results.update(request_path())
     return results
 
 

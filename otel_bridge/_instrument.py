@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
@@ -63,8 +63,16 @@ def _bridge(
     tracer_provider: trace.TracerProvider | None,
     meter_provider: metrics.MeterProvider | None,
     record_exporters: Sequence[RecordExporter],
+    wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Bridge:
-    views = [VIEWS[name](settings) for name in settings.exporters if name in VIEWS]
+    views: list[RecordExporter] = []
+    for name in settings.exporters:
+        if name == "wide_events" and wide_event_scrub is not None:
+            from otel_bridge.exporters.wide_events import WideEventsExporter
+
+            views.append(WideEventsExporter.from_settings(settings, scrub=wide_event_scrub))
+        elif name in VIEWS:
+            views.append(VIEWS[name](settings))
     expvar = _expvar_view(settings) if "expvar" in settings.exporters else None
     if expvar is not None:
         from otel_bridge.exporters.expvar._stats import ScoreboardWriter
@@ -102,6 +110,7 @@ def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     record_exporters: Sequence[RecordExporter] = (),
+    wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> ASGIApp:
     """Wrap an ASGI application so every HTTP request is recorded.
 
@@ -114,6 +123,8 @@ def instrument(
         tracer_provider: provider to use instead of the global one.
         meter_provider: provider to use instead of the global one.
         record_exporters: extra `RecordExporter`s (custom views, `otel_bridge.testing`).
+        wide_event_scrub: called with every wide event before it is written; returns it
+            (changed or not) or None to drop it.
 
     Returns:
         The wrapped application; its ``bridge`` attribute has `force_flush()`/`shutdown()`.
@@ -125,7 +136,7 @@ def instrument(
     resolved = _settings(settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
-    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters)
+    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub)
     return OtelBridgeMiddleware(app, bridge=bridge)
 
 
@@ -139,6 +150,7 @@ def instrument_wsgi(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     record_exporters: Sequence[RecordExporter] = (),
+    wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> WSGIApp:
     """Wrap a WSGI application so every request is recorded; arguments as for `instrument()`.
 
@@ -148,5 +160,5 @@ def instrument_wsgi(
     resolved = _settings(settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
-    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters)
+    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub)
     return OtelBridgeWSGIMiddleware(app, bridge=bridge)

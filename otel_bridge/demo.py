@@ -29,7 +29,16 @@ from otel_bridge.config import AVAILABLE_VIEWS, Settings
 __all__ = ["build_app", "run"]
 
 PINBA_PORT = 30002
-PAGES = ("/", "/users/42", "/users/7", "/search?q=otel", "/stream", "/slow", "/error")
+PAGES = (
+    "/",
+    "/users/42",
+    "/users/7",
+    "/search?q=otel",
+    "/stream",
+    "/slow",
+    "/error",
+    "/stuck",
+)
 
 
 async def index(request: Request) -> Response:
@@ -52,6 +61,14 @@ async def search(request: Request) -> Response:
     with otel_bridge.timer(group="search", engine="demo"):
         await asyncio.sleep(random.uniform(0.005, 0.02))
     return PlainTextResponse(f"results for {request.query_params.get('q', '')!r}\n")
+
+
+async def stuck(request: Request) -> Response:
+    # Past the demo's 1 s wide-event deadline: its `timeout` event appears while it runs.
+    otel_bridge.wide_event.set(waiting_for="a very slow partner API")
+    with otel_bridge.timer(group="partner", op="quote"):
+        await asyncio.sleep(1.5)
+    return PlainTextResponse("finally\n")
 
 
 async def slow(request: Request) -> Response:
@@ -81,6 +98,7 @@ def build_app() -> Starlette:
             Route("/users/{uid:int}", user),
             Route("/search", search),
             Route("/slow", slow),
+            Route("/stuck", stuck),
             Route("/stream", stream),
             Route("/error", error),
         ]
@@ -96,7 +114,7 @@ def _traffic(base: str, stop: threading.Event) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        for page in (*PAGES[1:], *PAGES[1:5]):
+        for page in (*PAGES[1:], *PAGES[1:5]):  # /stuck once: a deliberate timeout
             if stop.is_set():
                 return
             try:
@@ -142,6 +160,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         pinba_endpoint=f"127.0.0.1:{PINBA_PORT}",
         wide_events_sink="stdout",
         wide_events_format="logfmt",
+        wide_events_timeout=1.0,
     )
     app = otel_bridge.instrument(build_app(), settings=settings, service_name="otel-bridge-demo")
     base = f"http://{host}:{port}"

@@ -164,3 +164,33 @@ def test_a_bad_token_is_refused_without_echoing_it() -> None:
         Settings.from_env({"OTEL_EXPORTER_EXPVAR_TOKEN": "short secret"})
     assert "short secret" not in str(caught.value)
     assert str(caught.value).startswith("OTEL_EXPORTER_EXPVAR_TOKEN='<hidden>': expected")
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("stdout", "stdout"),
+        (" otlp ", "otlp"),
+        ("logging", "logging"),
+        ("logging:shop.events", "logging:shop.events"),
+        ("file:/tmp/x.jsonl", "file:/tmp/x.jsonl"),
+    ],
+)
+def test_wide_event_sinks_parse(raw: str, parsed: str) -> None:
+    assert Settings.from_env({"OTEL_EXPORTER_WIDE_EVENTS_SINK": raw}).wide_events_sink == parsed
+
+
+def test_wide_event_header_and_timeout() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_EXPORTER_WIDE_EVENTS_REQUEST_ID_HEADER": "X-Amzn-Trace-Id",
+            "OTEL_EXPORTER_WIDE_EVENTS_TIMEOUT": "2.5",
+        }
+    )
+    assert settings.wide_events_request_id_header == "x-amzn-trace-id"
+    assert settings.wide_events_timeout == 2.5
+    assert Settings().replace(wide_events_timeout=1.5).wide_events_timeout == 1.5
+    with pytest.raises(ConfigError, match=r"^wide_events_timeout=-1\.0: expected a number"):
+        Settings().replace(wide_events_timeout=-1.0)
+    with pytest.raises(ConfigError, match="an HTTP header name"):
+        Settings.from_env({"OTEL_EXPORTER_WIDE_EVENTS_REQUEST_ID_HEADER": "x request"})

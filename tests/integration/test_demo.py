@@ -34,7 +34,7 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        time.sleep(1.5)  # the built-in traffic burst takes about half a second
+        time.sleep(3.0)  # the built-in burst: half a second, then /stuck passes its deadline
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
@@ -48,4 +48,5 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
         "http.response.status_code=500" in line and "error.type=RuntimeError" in line
         for line in lines
     )
+    assert any("event=timeout" in line and "url.path=/stuck" in line for line in lines)
     assert out.rstrip().endswith("otel-bridge demo stopped")
