@@ -8,6 +8,7 @@ from otel_bridge import wide_event as wide_event  # a module: otel_bridge.wide_e
 from otel_bridge._instrument import instrument, instrument_wsgi
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
+from otel_bridge.exporters.cronitor._derive import healthcheck
 from otel_bridge.record import RecordExporter, RequestRecord, Timer
 from otel_bridge.tags import tag
 from otel_bridge.timers import timer
@@ -18,6 +19,7 @@ __all__ = [
     "RequestRecord",
     "Settings",
     "Timer",
+    "healthcheck",
     "instrument",
     "instrument_wsgi",
     "tag",

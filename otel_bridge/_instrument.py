@@ -59,6 +59,7 @@ def _settings(
 
 
 def _bridge(
+    app: Any,
     settings: Settings,
     tracer_provider: trace.TracerProvider | None,
     meter_provider: metrics.MeterProvider | None,
@@ -71,6 +72,10 @@ def _bridge(
             from otel_bridge.exporters.wide_events import WideEventsExporter
 
             views.append(WideEventsExporter.from_settings(settings, scrub=wide_event_scrub))
+        elif name == "cronitor":
+            from otel_bridge.exporters.cronitor import CronitorSync
+
+            views.append(CronitorSync(settings, app))
         elif name in VIEWS:
             views.append(VIEWS[name](settings))
     expvar = _expvar_view(settings) if "expvar" in settings.exporters else None
@@ -88,6 +93,10 @@ def _bridge(
     if expvar is not None:
         expvar.attach(bridge)
         bridge.expvar = expvar
+    for view in views:
+        start = getattr(view, "start", None)
+        if view.name == "cronitor" and start is not None:
+            start()
     # Export what is still queued when the interpreter exits (WSGI servers have no lifespan).
     reference = weakref.ref(bridge)
 
@@ -136,7 +145,9 @@ def instrument(
     resolved = _settings(settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
-    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub)
+    bridge = _bridge(
+        app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
+    )
     return OtelBridgeMiddleware(app, bridge=bridge)
 
 
@@ -160,5 +171,7 @@ def instrument_wsgi(
     resolved = _settings(settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
-    bridge = _bridge(resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub)
+    bridge = _bridge(
+        app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
+    )
     return OtelBridgeWSGIMiddleware(app, bridge=bridge)

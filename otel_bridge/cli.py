@@ -41,6 +41,60 @@ def _vars(args: argparse.Namespace) -> int:
     return watch(url, token=args.token, interval=args.interval, once=args.once)
 
 
+def _load_app(spec: str) -> object:
+    import importlib
+    import os
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--app {spec!r}: expected module:attribute, as uvicorn takes it")
+    sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    app: object = module
+    for part in attribute.split("."):
+        app = getattr(app, part)
+    return app
+
+
+def _healthchecks(args: argparse.Namespace) -> int:
+    import json
+
+    from otel_bridge.config import Settings
+    from otel_bridge.errors import ConfigError
+    from otel_bridge.exporters.cronitor import CronitorSync, HealthcheckError
+    from otel_bridge.exporters.cronitor._client import payload
+
+    try:
+        settings = Settings.from_env()
+        if args.public_url:
+            settings = settings.replace(cronitor_public_url=args.public_url)
+        sync = CronitorSync(settings, _load_app(args.app))
+        monitors = sync.monitors()
+    except (ConfigError, HealthcheckError, ValueError, ImportError, AttributeError) as exc:
+        print(f"otel-bridge healthchecks: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        if args.format == "yaml":
+            try:
+                import yaml
+            except ImportError:
+                print("--format yaml needs PyYAML: pip install pyyaml", file=sys.stderr)
+                return 2
+            checks = {
+                m["key"]: {k: v for k, v in m.items() if k not in ("key", "type")} for m in monitors
+            }
+            print(yaml.safe_dump({"checks": checks}, sort_keys=True), end="")
+        else:
+            print(json.dumps(json.loads(payload(monitors)), indent=2, sort_keys=True))
+        print(f"{len(monitors)} monitors; nothing sent (dry run)", file=sys.stderr)
+        return 0
+    result = sync.put(rollback=args.validate)
+    print(f"otel-bridge healthchecks: {result.message}", file=sys.stderr)
+    for error in result.errors:
+        print(f"  {json.dumps(error)}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `otel-bridge` command; returns the exit status."""
     parser = argparse.ArgumentParser(prog="otel-bridge", description=__doc__)
@@ -62,6 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     listen.add_argument("--port", type=int, default=30002)
     listen.add_argument("--interval", type=float, default=10.0, help="report window, seconds")
     listen.set_defaults(handler=_pinba_listen)
+    healthchecks = commands.add_parser(
+        "healthchecks", help="Cronitor check monitors from the app's marked routes"
+    ).add_subparsers(dest="healthchecks_command", required=True)
+    sync = healthchecks.add_parser("sync", help="put every monitor to Cronitor (once per deploy)")
+    sync.add_argument("--app", required=True, help="module:attribute, as uvicorn takes it")
+    sync.add_argument("--dry-run", action="store_true", help="print the payload, send nothing")
+    sync.add_argument("--format", choices=("json", "yaml"), default="json")
+    sync.add_argument(
+        "--validate", action="store_true", help="have Cronitor validate only (rollback: true)"
+    )
+    sync.add_argument("--public-url", help="overrides OTEL_EXPORTER_CRONITOR_PUBLIC_URL")
+    sync.set_defaults(handler=_healthchecks)
     variables = commands.add_parser(
         "vars", help="a terminal view of a running app's /debug/vars (a small expvarmon)"
     )

@@ -21,10 +21,9 @@ from otel_bridge.errors import ConfigError
 
 __all__ = ["VARIABLES", "VIEW_NAMES", "Settings", "Variable"]
 
-# The four views, in the order the README lists them. A name here that is not yet
-# implemented is refused with a clear error rather than silently ignored.
+# The four views, in the order the README lists them; all on by default.
 VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
-AVAILABLE_VIEWS: tuple[str, ...] = ("expvar", "pinba", "wide_events")
+AVAILABLE_VIEWS: tuple[str, ...] = VIEW_NAMES
 DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
 
 T = TypeVar("T")
@@ -108,16 +107,7 @@ def _names(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
 
 
 def _views(name: str, raw: str) -> tuple[str, ...]:
-    views = _names(VIEW_NAMES)(name, raw)
-    missing = [view for view in views if view not in AVAILABLE_VIEWS]
-    if missing:
-        available = ", ".join(AVAILABLE_VIEWS) or "none yet"
-        raise ConfigError(
-            name,
-            raw,
-            f"views available in this version: {available} ({', '.join(missing)} not yet)",
-        )
-    return views
+    return _names(VIEW_NAMES)(name, raw)
 
 
 def _choice(*choices: str) -> Callable[[str, str], str]:
@@ -214,6 +204,30 @@ def _choice_any_header(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", value):
         raise ConfigError(name, raw, "an HTTP header name")
+    return value
+
+
+def _http_url(name: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ConfigError(name, raw, "an absolute http(s) URL")
+    return value
+
+
+def _public_url(name: str, raw: str) -> str:
+    from otel_bridge.exporters.cronitor._derive import check_public_url
+    from otel_bridge.exporters.cronitor._spec import HealthcheckError
+
+    try:
+        return check_public_url(raw.strip())
+    except HealthcheckError as exc:
+        raise ConfigError(name, raw, f"the public URL Cronitor probes ({exc})") from None
+
+
+def _secret(name: str, raw: str) -> str:
+    value = raw.strip()
+    if any(ch.isspace() for ch in value):
+        raise ConfigError(name, "<hidden>", "a key without spaces")
     return value
 
 
@@ -479,6 +493,76 @@ VARIABLES: tuple[Variable[Any], ...] = (
         bad="perhaps",
     ),
     Variable(
+        "CRONITOR_API_KEY",
+        "cronitor_api_key",
+        _secret,
+        None,
+        "str",
+        "(your key)",
+        "Cronitor API key with `monitor:write` (the cronitor SDK's own variable).",
+        bad="two words",
+    ),
+    Variable(
+        "CRONITOR_API_VERSION",
+        "cronitor_api_version",
+        _str,
+        None,
+        "str",
+        "2025-11-28",
+        "Sent as `Cronitor-Version` when set (else the account's default applies).",
+    ),
+    Variable(
+        "CRONITOR_ENVIRONMENT",
+        "cronitor_environment",
+        _str,
+        "production",
+        "str",
+        "staging",
+        "Outside `production`, monitor keys get the environment as suffix and "
+        "`environments: [...]`.",
+    ),
+    Variable(
+        "OTEL_EXPORTER_CRONITOR_PUBLIC_URL",
+        "cronitor_public_url",
+        _public_url,
+        None,
+        "URL",
+        "https://shop.example.com",
+        "The base URL Cronitor probes (never a Host header, a wildcard or loopback).",
+        bad="http://127.0.0.1:8000",
+    ),
+    Variable(
+        "OTEL_EXPORTER_CRONITOR_ENDPOINT",
+        "cronitor_endpoint",
+        _http_url,
+        "https://cronitor.io/api",
+        "URL",
+        "https://cronitor.io/api",
+        "Cronitor's API base (monitors are PUT to `<endpoint>/monitors`).",
+        bad="cronitor.io",
+    ),
+    Variable(
+        "OTEL_EXPORTER_CRONITOR_TIMEOUT",
+        "cronitor_timeout",
+        _float_range(1, 600),
+        20.0,
+        "float (s)",
+        "10",
+        "Total time a sync may take, retries included.",
+        bad="0",
+    ),
+    Variable(
+        "OTEL_EXPORTER_CRONITOR_SYNC_ON_STARTUP",
+        "cronitor_sync_on_startup",
+        _bool,
+        False,
+        "bool",
+        "true",
+        "Also sync when the app starts: one process per server, in the background (the CLI "
+        "`otel-bridge healthchecks sync` in a release step is the usual way).",
+        bad="maybe",
+    ),
+    Variable(
         "OTEL_EXPORTER_PINBA_ENDPOINT",
         "pinba_endpoint",
         _endpoints,
@@ -617,6 +701,13 @@ class Settings:
     expvar_trusted_proxies: tuple[str, ...] = ()
     expvar_redact: tuple[str, ...] = ()
     expvar_process: str = "basic"
+    cronitor_api_key: str | None = field(default=None, repr=False)
+    cronitor_api_version: str | None = None
+    cronitor_environment: str = "production"
+    cronitor_public_url: str | None = None
+    cronitor_endpoint: str = "https://cronitor.io/api"
+    cronitor_timeout: float = 20.0
+    cronitor_sync_on_startup: bool = False
     pinba_endpoint: tuple[tuple[str, int], ...] = (("127.0.0.1", 30002),)
     pinba_script_name: str = "route"
     pinba_server_name: str | None = None

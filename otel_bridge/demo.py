@@ -41,6 +41,7 @@ PAGES = (
 )
 
 
+@otel_bridge.healthcheck
 async def index(request: Request) -> Response:
     links = "".join(f'<li><a href="{page}">{page}</a></li>' for page in PAGES)
     return HTMLResponse(f"<h1>otel-bridge demo</h1><ul>{links}</ul>")
@@ -92,10 +93,16 @@ async def error(request: Request) -> Response:
 
 
 def build_app() -> Starlette:
+    users = otel_bridge.healthcheck(
+        Route("/users/{uid:int}", user, name="user"),
+        path_params={"uid": 42},
+        schedule="every 5 minutes",
+        assertions=["response.code = 200", "response.body contains user", "response.time < 1s"],
+    )
     return Starlette(
         routes=[
-            Route("/", index),
-            Route("/users/{uid:int}", user),
+            Route("/", index, name="index"),
+            users,
             Route("/search", search),
             Route("/slow", slow),
             Route("/stuck", stuck),
@@ -145,6 +152,24 @@ def _pinba_collector(stop: threading.Event) -> str:
     return f"a collector on 127.0.0.1:{PINBA_PORT} prints a report every 10 s"
 
 
+def _show_healthchecks(app: Starlette) -> None:
+    """The Cronitor monitors the demo's routes produce, as a dry run (nothing is sent)."""
+    from otel_bridge.exporters.cronitor import monitors_from_app
+
+    monitors = monitors_from_app(
+        app, public_url="https://demo.example.com", service="otel-bridge-demo"
+    )
+    print("cronitor: the routes marked as healthchecks give these monitors (dry run):")
+    for monitor in monitors:
+        print(f"  {monitor['key']:32} {monitor['schedule']:18} {monitor['request']['url']}")
+        print(f"  {'':32} assert: {', '.join(monitor['assertions'])}")
+    print(
+        "  sync them in a release step: otel-bridge healthchecks sync --app module:app "
+        "(CRONITOR_API_KEY, OTEL_EXPORTER_CRONITOR_PUBLIC_URL)\n",
+        flush=True,
+    )
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
     """Serve the demo until Ctrl-C; returns the exit status."""
     with socket.socket() as probe:
@@ -162,7 +187,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         wide_events_format="logfmt",
         wide_events_timeout=1.0,
     )
-    app = otel_bridge.instrument(build_app(), settings=settings, service_name="otel-bridge-demo")
+    demo_app = build_app()
+    app = otel_bridge.instrument(demo_app, settings=settings, service_name="otel-bridge-demo")
     base = f"http://{host}:{port}"
     stop = threading.Event()
     pinba_note = _pinba_collector(stop)
@@ -176,6 +202,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
         "  wide events: one line per request below (logfmt; JSON Lines by default)\n",
         flush=True,
     )
+    _show_healthchecks(demo_app)
     if traffic:
         threading.Thread(target=_traffic, args=(base, stop), daemon=True).start()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")

@@ -155,6 +155,12 @@ def _backlog(listeners: list[Any]) -> int:
 def on_exit(server: Any) -> None:
     """Master, on shutdown: remove the segment (nothing is left in /dev/shm)."""
     global _board, _monitor
+    from otel_bridge.exporters.cronitor._sync import claim_file
+
+    try:
+        os.unlink(claim_file(os.getpid()))  # this server's Cronitor startup-sync claim
+    except OSError:
+        pass
     if _monitor is not None:
         _monitor.stopping.set()
         _monitor = None

@@ -71,9 +71,10 @@ def test_invalid_values_name_variable_value_and_expected_form(
     assert (caught.value.name, caught.value.value) == (variable, value)
 
 
-def test_views_not_yet_built_are_refused_clearly() -> None:
-    with pytest.raises(ConfigError, match="cronitor not yet"):
-        Settings.from_env({"OTEL_BRIDGE_EXPORTERS": "cronitor"})
+def test_all_four_views_are_on_by_default_and_can_be_chosen() -> None:
+    assert Settings().exporters == ("expvar", "pinba", "wide_events", "cronitor")
+    chosen = Settings.from_env({"OTEL_BRIDGE_EXPORTERS": "cronitor, pinba,pinba"})
+    assert chosen.exporters == ("cronitor", "pinba")
 
 
 def test_booleans_take_the_usual_spellings() -> None:
@@ -194,3 +195,26 @@ def test_wide_event_header_and_timeout() -> None:
         Settings().replace(wide_events_timeout=-1.0)
     with pytest.raises(ConfigError, match="an HTTP header name"):
         Settings.from_env({"OTEL_EXPORTER_WIDE_EVENTS_REQUEST_ID_HEADER": "x request"})
+
+
+def test_cronitor_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "CRONITOR_API_KEY": "k3y",
+            "CRONITOR_API_VERSION": "2025-11-28",
+            "CRONITOR_ENVIRONMENT": "staging",
+            "OTEL_EXPORTER_CRONITOR_ENDPOINT": "http://h:1/api/",
+            "OTEL_EXPORTER_CRONITOR_PUBLIC_URL": "https://shop.example.com/",
+            "OTEL_EXPORTER_CRONITOR_TIMEOUT": "5",
+            "OTEL_EXPORTER_CRONITOR_SYNC_ON_STARTUP": "1",
+        }
+    )
+    assert (settings.cronitor_api_key, settings.cronitor_api_version) == ("k3y", "2025-11-28")
+    assert settings.cronitor_endpoint == "http://h:1/api"
+    assert settings.cronitor_public_url == "https://shop.example.com"
+    assert (settings.cronitor_timeout, settings.cronitor_sync_on_startup) == (5.0, True)
+    assert "k3y" not in repr(settings)
+    with pytest.raises(ConfigError, match=r"OTEL_EXPORTER_CRONITOR_ENDPOINT='cronitor\.io'"):
+        Settings.from_env({"OTEL_EXPORTER_CRONITOR_ENDPOINT": "cronitor.io"})
+    with pytest.raises(ConfigError, match=r"^CRONITOR_API_KEY='<hidden>'"):
+        Settings.from_env({"CRONITOR_API_KEY": "two words"})

@@ -40,6 +40,7 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert f"otel-bridge demo on http://127.0.0.1:{port}" in out
+    assert "otel-bridge-demo-user" in out and "https://demo.example.com/users/42" in out
     lines = [line for line in out.splitlines() if line.startswith("timestamp=")]
     routes = {m.group(1) for line in lines if (m := re.search(r"http.route=(\S+)", line))}
     assert {"/users/{uid}", "/search", "/stream", "/slow", "/error"} <= routes

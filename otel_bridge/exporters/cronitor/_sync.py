@@ -1,0 +1,106 @@
+"""Syncing an app's healthchecks: from the CLI once per deploy, or at startup (opt-in), where
+exactly one process of the server does it, in the background, within its time budget."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from typing import Any
+
+from otel_bridge.config import Settings
+from otel_bridge.exporters.cronitor._client import SyncResult, put_monitors
+from otel_bridge.exporters.cronitor._derive import monitors_from_app
+from otel_bridge.exporters.cronitor._spec import Healthcheck
+from otel_bridge.record import RecordExporter, RequestRecord
+
+__all__ = ["CronitorSync", "claim_file"]
+
+logger = logging.getLogger("otel_bridge")
+
+
+def claim_file(server_pid: int) -> str:
+    """The file whose creation claims this server's startup sync (removed by on_exit)."""
+    return os.path.join(tempfile.gettempdir(), f"otel-bridge-cronitor-{server_pid}.claim")
+
+
+class CronitorSync(RecordExporter):
+    """The `cronitor` view: knows the app's monitors and puts them to Cronitor.
+
+    Per request it does nothing. With `OTEL_EXPORTER_CRONITOR_SYNC_ON_STARTUP=true` the first
+    process of a server to start (claimed by creating a file keyed by the server's pid, mode
+    0600) syncs in a daemon thread; the others skip. The CLI syncs explicitly.
+    """
+
+    name = "cronitor"
+
+    def __init__(self, settings: Settings, app: Any = None) -> None:
+        self.settings = settings
+        self.app = app
+        self.extra: list[tuple[str, str, Healthcheck]] = []
+        self.result: SyncResult | None = None
+        self.thread: threading.Thread | None = None
+
+    def monitors(self) -> list[dict[str, Any]]:
+        """The monitors to put. Raises HealthcheckError / ConfigError on a bad declaration."""
+        settings = self.settings
+        if settings.cronitor_public_url is None:
+            from otel_bridge.errors import ConfigError
+
+            raise ConfigError(
+                "OTEL_EXPORTER_CRONITOR_PUBLIC_URL", None, "the public URL Cronitor probes"
+            )
+        return monitors_from_app(
+            self.app,
+            public_url=settings.cronitor_public_url,
+            service=settings.service_name or "app",
+            environment=settings.cronitor_environment,
+            extra=self.extra,
+        )
+
+    def put(
+        self, extra_monitors: list[dict[str, Any]] | None = None, rollback: bool = False
+    ) -> SyncResult:
+        """Sync now (blocking, within the budget); `extra_monitors` are sent as given."""
+        if not self.settings.cronitor_api_key:
+            return SyncResult(False, None, 0, "CRONITOR_API_KEY is not set: nothing sent")
+        monitors = [*self.monitors(), *(extra_monitors or [])]
+        return put_monitors(
+            monitors,
+            api_key=self.settings.cronitor_api_key,
+            endpoint=self.settings.cronitor_endpoint,
+            api_version=self.settings.cronitor_api_version,
+            rollback=rollback,
+            budget=self.settings.cronitor_timeout,
+        )
+
+    def start(self) -> None:
+        """Startup sync, if configured and this process claims it; never blocks or raises."""
+        if not self.settings.cronitor_sync_on_startup or self.thread is not None:
+            return
+        try:
+            descriptor = os.open(
+                claim_file(os.getppid()), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
+            )
+        except FileExistsError:
+            return  # another process of this server synced already
+        except OSError as exc:
+            logger.warning("otel_bridge: no Cronitor startup sync (%s)", exc)
+            return
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+
+        def run() -> None:
+            try:
+                self.result = self.put()
+            except Exception as exc:  # noqa: BLE001 - never into the app
+                self.result = SyncResult(False, None, 0, f"{type(exc).__name__}: {exc}")
+            level = logging.INFO if self.result.ok else logging.WARNING
+            logger.log(level, "otel_bridge: Cronitor sync: %s", self.result.message)
+
+        self.thread = threading.Thread(target=run, name="otel-bridge-cronitor", daemon=True)
+        self.thread.start()
+
+    def export(self, records: list[RequestRecord]) -> None:  # type: ignore[override]
+        pass
