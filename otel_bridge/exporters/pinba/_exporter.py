@@ -111,21 +111,30 @@ class PinbaExporter(RecordExporter):
         """The datagram for `record`, trimmed to `max_packet_size`; None if it cannot fit."""
         self.requests += 1
         timers = self._timers(record.timers) if record.timers else []
-        tags = {**self.tags, **record.tags} if record.tags else self.tags
-        job = record.interface == "job"
+        if not record.tags:
+            tags: Mapping[str, str] = self.tags
+        elif not self.tags:
+            tags = record.tags
+        else:
+            tags = {**self.tags, **record.tags}
+        route = record.route
+        if self.use_path or record.interface == "job" or route is None:
+            script_name = self.script_name(record)
+        else:
+            script_name = route
         fields = PacketFields(
-            hostname=self.hostname,
-            server_name=self.server_name or record.server_address or UNKNOWN,
-            script_name=self.script_name(record),
-            request_count=self.requests,
-            document_size=record.response_bytes,
-            memory_peak=record.max_rss_bytes,
-            memory_footprint=self._footprint(),
-            request_time=record.duration_ns / 1e9,
-            ru_utime=record.ru_utime_ns / 1e9,
-            ru_stime=record.ru_stime_ns / 1e9,
-            status=record.status,
-            schema="" if job else record.scheme,
+            self.hostname,
+            self.server_name or record.server_address or UNKNOWN,
+            script_name,
+            self.requests,
+            record.response_bytes,
+            record.max_rss_bytes,
+            self._footprint(),
+            record.duration_ns / 1e9,
+            record.ru_utime_ns / 1e9,
+            record.ru_stime_ns / 1e9,
+            record.status,
+            "" if record.interface == "job" else record.scheme,
         )
         data = self._encoder.encode(fields, tags, timers)
         if len(data) <= self.max_packet_size:
