@@ -474,6 +474,27 @@ class Bridge:
     # -- background thread --------------------------------------------------------------
 
     def _export(self, builders: Sequence[RequestBuilder]) -> None:
+        if not self.exporters:
+            # No view wants records (OTEL_BRIDGE_EXPORTERS=none): end the spans and record
+            # the metrics straight from the builders.
+            for builder in builders:
+                try:
+                    status, error_type, _ = self._close(builder)
+                    if builder.interface != "job":
+                        self._metrics(
+                            builder.method,
+                            builder.scheme,
+                            builder.protocol_version,
+                            status,
+                            builder.route,
+                            error_type,
+                            builder.complete_ns - builder.start_ns,
+                            builder.response_bytes if builder.method != "HEAD" else 0,
+                            builder.headers,
+                        )
+                except Exception as exc:  # noqa: BLE001
+                    self.health.error("bridge.record", exc)
+            return
         records: list[RequestRecord] = []
         for builder in builders:
             try:
@@ -495,8 +516,8 @@ class Bridge:
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
 
-    def _build(self, builder: RequestBuilder) -> RequestRecord:
-        method = builder.method
+    def _close(self, builder: RequestBuilder) -> tuple[int, str | None, dict[str, AttributeValue]]:
+        """The final status and error type; ends the span with its final attributes."""
         status = builder.status
         exception = builder.exception
         job = builder.interface == "job"
@@ -525,8 +546,14 @@ class Bridge:
                 if builder.client[1] is not None:
                     final["client.port"] = builder.client[1]
             final["network.protocol.version"] = builder.protocol_version
+        self._end_span(builder, builder.span, final)
+        return status, error_type, final
+
+    def _build(self, builder: RequestBuilder) -> RequestRecord:
+        method = builder.method
+        exception = builder.exception
+        status, error_type, final = self._close(builder)
         span = builder.span
-        self._end_span(builder, span, final)
         # The SDK span holds the attributes as set (start + final); a non-recording span
         # holds none, so fall back to what we know.
         # After end() the SDK span's attributes are immutable: share them rather than copy.
@@ -612,21 +639,45 @@ class Bridge:
             yield span_to_timer(span, start, cpu_user, cpu_system)
 
     def _record_metrics(self, record: RequestRecord) -> None:
+        self._metrics(
+            record.method,
+            record.scheme,
+            record.protocol_version,
+            record.status,
+            record.route,
+            record.error_type,
+            record.duration_ns,
+            record.response_bytes,
+            record.headers,
+        )
+
+    def _metrics(
+        self,
+        method: str,
+        scheme: str,
+        protocol_version: str,
+        status: int,
+        route: str | None,
+        error_type: str | None,
+        duration_ns: int,
+        response_bytes: int,
+        headers: Mapping[str, str],
+    ) -> None:
         attributes: dict[str, AttributeValue] = {
-            "http.request.method": record.method,
-            "url.scheme": record.scheme,
-            "network.protocol.version": record.protocol_version,
+            "http.request.method": method,
+            "url.scheme": scheme,
+            "network.protocol.version": protocol_version,
         }
-        if record.status:
-            attributes["http.response.status_code"] = record.status
-        if record.route is not None:
-            attributes["http.route"] = record.route
-        if record.error_type is not None:
-            attributes["error.type"] = record.error_type
-        self._duration.record(record.duration_ns / 1e9, attributes)
+        if status:
+            attributes["http.response.status_code"] = status
+        if route is not None:
+            attributes["http.route"] = route
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        self._duration.record(duration_ns / 1e9, attributes)
         if self._body_sizes:
-            self._response_size.record(record.response_bytes, attributes)
-            length = record.headers.get("content-length")
+            self._response_size.record(response_bytes, attributes)
+            length = headers.get("content-length")
             if length is not None and length.isdigit():
                 self._request_size.record(int(length), attributes)
 
