@@ -443,8 +443,20 @@ class Bridge:
         usage = _getrusage(_RUSAGE)
         builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
 
-    def finish(self, builder: RequestBuilder) -> None:
-        """Stamp the end of the request and queue it; never raises."""
+    def detach(self, builder: RequestBuilder) -> None:
+        """Leave the request's context (it goes on in a copy: a streaming WSGI body)."""
+        try:
+            otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
+            _current.reset(builder.context_token)
+        except Exception as exc:  # noqa: BLE001
+            self.health.error("bridge.detach", exc)
+
+    def finish(self, builder: RequestBuilder, reset: bool = True) -> None:
+        """Stamp the end of the request and queue it; never raises.
+
+        Args:
+            reset: leave the request's context (False after `detach()`).
+        """
         try:
             now = _perf_ns()
             builder.app_end_ns = now
@@ -453,8 +465,9 @@ class Bridge:
             usage = _getrusage(_RUSAGE)
             utime, stime, _ = builder.cpu
             builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
-            otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
-            _current.reset(builder.context_token)
+            if reset:
+                otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
+                _current.reset(builder.context_token)
             if builder.interface != "job":
                 with self._active_lock:
                     self._active[(builder.method, builder.scheme)] -= 1

@@ -44,9 +44,6 @@ class OtelBridgeWSGIMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         bridge = self.bridge
-        # A private copy of the context: the request's contextvars are set inside it and the
-        # body is iterated inside it, so nothing leaks into the server's thread.
-        context = contextvars.copy_context()
         try:
             path = _path(environ)
             expvar = bridge.expvar
@@ -57,7 +54,7 @@ class OtelBridgeWSGIMiddleware:
             excluded = bridge.excluded
             if excluded is not None and excluded.search(path):
                 return self.app(environ, start_response)
-            builder = context.run(self._begin, environ, path)
+            builder = self._begin(environ, path)
         except Exception as exc:  # noqa: BLE001 - recording must never stop the request
             bridge.health.error("wsgi.begin", exc)
             return self.app(environ, start_response)
@@ -82,11 +79,24 @@ class OtelBridgeWSGIMiddleware:
             return counting_write
 
         try:
-            iterable = context.run(self.app, environ, start_response_wrapper)
+            iterable = self.app(environ, start_response_wrapper)
         except BaseException as exc:
             builder.exception = exc
-            context.run(bridge.finish, builder)
+            bridge.finish(builder)
             raise
+        if type(iterable) is list or type(iterable) is tuple:
+            # The whole body handed over at once (the common case): the response is complete
+            # and no application code is left to run, not even a close().
+            builder.response_bytes += sum(map(len, iterable))
+            builder.complete_ns = _perf_ns()
+            builder.completed = True
+            bridge.finish(builder)
+            return iterable
+        # A streaming body runs application code while the server iterates it: keep the
+        # request's context (span, timers) for that, in a private copy, and leave the
+        # server's thread clean meanwhile.
+        context = contextvars.copy_context()
+        bridge.detach(builder)
         return _ResponseBody(iterable, builder, context)
 
     def _begin(self, environ: Environ, path: str) -> RequestBuilder:
@@ -151,8 +161,8 @@ class _ResponseBody:
         self._context = context
         self._iterator: Iterator[bytes] | None = None
         self._finished = False
-        # Iterating a list or tuple runs no application code: no need to enter the context.
-        self._plain = type(iterable) in (list, tuple)
+        # A list subclass, say: iterating it runs no application code either.
+        self._plain = isinstance(iterable, (list, tuple))
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -189,7 +199,7 @@ class _ResponseBody:
                 builder.exception = exc
             raise
         finally:
-            self._context.run(builder.bridge.finish, builder)
+            self._context.run(builder.bridge.finish, builder, False)
 
 
 def _recode(text: str) -> str:

@@ -148,7 +148,7 @@ def test_write_callable_bytes_are_counted(harness: Harness) -> None:
     written: list[bytes] = []
     body = app({"REQUEST_METHOD": "GET"}, lambda status, headers, exc_info=None: written.append)
     written.extend(body)
-    body.close()
+    getattr(body, "close", lambda: None)()  # as servers do
     assert b"".join(written) == b"12345678"
     [record] = harness.records()
     assert record.response_bytes == 8
@@ -206,7 +206,7 @@ def test_start_response_with_exc_info_is_forwarded(harness: Harness) -> None:
     wrapped = harness.wsgi(app)
     body = wrapped({"REQUEST_METHOD": "GET"}, lambda *args: calls.append(args))
     list(body)
-    body.close()
+    getattr(body, "close", lambda: None)()  # as servers do
     assert calls[0][2][0] is KeyError
     [record] = harness.records()
     assert (record.status, record.error_type) == (500, "500")
@@ -243,3 +243,19 @@ def test_context_does_not_leak_into_the_server_thread(harness: Harness) -> None:
         c.get("/")
     assert current_builder() is None
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_list_body_is_complete_when_handed_over_and_leaves_no_context(
+    harness: Harness,
+) -> None:
+    from opentelemetry import trace
+
+    from otel_bridge.bridge import current_builder
+
+    app = harness.wsgi(hello)
+    body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}, lambda *args: None)
+    assert type(body) is list, "a list body is returned as it is: nothing wraps it"
+    assert current_builder() is None
+    assert not trace.get_current_span().get_span_context().is_valid
+    [record] = harness.records()
+    assert (record.completed, record.response_bytes) == (True, len(b"hello /x"))
