@@ -48,6 +48,20 @@ VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {
 }
 
 
+def _join_supervised(bridge: Bridge) -> None:
+    # Under `uvicorn --workers` no master runs our hooks: the workers share a scoreboard of
+    # their own, so /debug/vars can still show server-wide totals.
+    from otel_bridge._scoreboard import current, join_supervised, leave_supervised, set_current
+
+    if current() is not None:
+        return
+    claim = join_supervised()
+    if claim is None:
+        return
+    set_current(*claim)
+    bridge.on_shutdown.append(lambda: leave_supervised(*claim))
+
+
 def _settings(
     settings: Settings | None,
     exporters: str | Iterable[str] | None,
@@ -93,6 +107,8 @@ def _bridge(
     if expvar is not None:
         expvar.attach(bridge)
         bridge.expvar = expvar
+    if expvar is not None or "wide_events" in settings.exporters:
+        _join_supervised(bridge)
     for view in views:
         start = getattr(view, "start", None)
         if view.name == "cronitor" and start is not None:

@@ -12,11 +12,19 @@ The segment is created by Python's SharedMemory: mode 0600, owned by the server'
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Sequence
 from multiprocessing import shared_memory
 from typing import Any
 
-__all__ = ["COUNTERS", "Scoreboard", "current", "set_current"]
+__all__ = [
+    "COUNTERS",
+    "Scoreboard",
+    "current",
+    "join_supervised",
+    "leave_supervised",
+    "set_current",
+]
 
 MAGIC = b"OTBRIDGE"
 VERSION = 2
@@ -209,3 +217,99 @@ def set_current(board: Scoreboard | None, slot: int | None) -> None:
 
 def current() -> tuple[Scoreboard, int] | None:
     return _current
+
+
+def join_supervised(slots: int = 64) -> tuple[Scoreboard, int] | None:
+    """For workers of a supervisor that runs none of our code (`uvicorn --workers`): share one
+    segment named after the supervisor's pid, each worker claiming a slot under a file lock.
+
+    The first worker creates the segment, every worker clears its slot when it stops, and the
+    last one out removes the segment. Returns the claim, or None where this cannot work (no
+    /dev/shm, not a supervised process). Never raises.
+    """
+    import fcntl
+    import multiprocessing
+    import os
+
+    if multiprocessing.parent_process() is None or not os.path.isdir("/dev/shm"):
+        return None
+    name = f"otel_bridge_{os.getppid()}"
+    try:
+        try:
+            memory = shared_memory.SharedMemory(
+                name=name, create=True, size=HEADER_SIZE + slots * SLOT_SIZE
+            )
+            created = True
+        except FileExistsError:
+            memory = shared_memory.SharedMemory(name=name)
+            created = False
+        # Python's resource tracker would remove the segment when *this* worker exits; the
+        # workers manage its life among themselves instead.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
+        board = Scoreboard(memory, (memory.size - HEADER_SIZE) // SLOT_SIZE, owner=False)
+        descriptor = os.open(f"/dev/shm/{name}", os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            taken = board.pids()
+            if not created and not any(_alive(pid) for pid in taken.values()):
+                # Left behind by workers that were all killed outright (or by an earlier
+                # server whose pid was reused): start from zero, not from their totals.
+                board._buffer[:] = bytes(len(board._buffer))
+                taken = {}
+            if _HEADER.unpack_from(board._buffer, 0)[0] != MAGIC:
+                _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, board.slots)
+            claimed = None
+            for slot in range(board.slots):
+                pid = taken.get(slot, 0)
+                if pid and _alive(pid):
+                    continue
+                if pid:
+                    board.release(slot)  # a worker that died: keep its counts as retired
+                claimed = slot
+                break
+            if claimed is None:
+                return None
+            board.write(claimed, os.getpid(), time.time_ns(), [0] * len(COUNTERS))
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
+        return board, claimed
+    except Exception:  # noqa: BLE001 - per-process views only, never a failed start
+        return None
+
+
+def leave_supervised(board: Scoreboard, slot: int) -> None:
+    """This worker stops: fold its counts into the retired totals; the last one out removes
+    the segment. Never raises."""
+    import fcntl
+    import os
+
+    try:
+        descriptor = os.open(f"/dev/shm/{board.name.lstrip('/')}", os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        board.release(slot)
+        others = [pid for pid in board.pids().values() if _alive(pid)]
+        if not others:
+            board.memory.unlink()
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -281,6 +281,8 @@ class Bridge:
         self._watchdog: Watchdog | None = None
         self._watchdog_resolved = False
         self.wants_task = bool(self._timeout_exporters)
+        # Called once at shutdown (leaving a shared scoreboard…).
+        self.on_shutdown: list[Callable[[], None]] = []
         # The expvar view the wrappers serve, when it is on (set by instrument()).
         self.expvar: Any = None
 
@@ -747,6 +749,11 @@ class Bridge:
                 exporter.shutdown()
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
+        for callback in self.on_shutdown:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001
+                self.health.error("bridge.shutdown", exc)
 
 
 def span_to_timer(

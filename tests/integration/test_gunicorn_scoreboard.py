@@ -106,3 +106,40 @@ def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
         server = server_section(base)
     assert {w["pid"] for w in server["workers"]} == pids
     assert server["total"]["requests"] == 30
+
+
+def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
+    # `uvicorn --workers` runs nothing of ours in the supervisor: the workers organise one
+    # segment among themselves, and the last one out removes it.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [
+        "uvicorn",
+        "tests.integration.apps:asgi_app",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+    ]
+    with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}) as process:
+        segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
+        deadline = time.monotonic() + 20
+        server: Any = {}
+        while time.monotonic() < deadline:  # both workers up and claimed a slot
+            server = server_section(base)
+            if len(server.get("workers", [])) == 2:
+                break
+            time.sleep(0.2)
+        pids = set()
+        for uid in range(40):
+            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
+            pids.add(int(response.text.split()[-1]))
+        time.sleep(0.4)
+        server = server_section(base)
+        assert segment.exists()
+        assert segment.stat().st_mode & 0o077 == 0
+    assert {w["pid"] for w in server["workers"]} == pids, "both workers served and wrote"
+    assert server["total"]["requests"] == 40  # /debug/vars is not counted as a request
+    assert not segment.exists(), "the last worker out removed the segment"
