@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
+
+from django.core.asgi import get_asgi_application
+
+import otel_bridge
+from tests.django_project.views import bridges, collector
+
+application: Any = otel_bridge.instrument(
+    get_asgi_application(), record_exporters=[collector], excluded_urls="^/_records$"
+)
+bridges.append(application.bridge)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+import otel_bridge
+from otel_bridge.record import RequestRecord
+from otel_bridge.testing import RecordCollector
+
+collector = RecordCollector()
+bridges: list[Any] = []  # the bridge of this process, set by wsgi.py / asgi.py
+
+
+def summary(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "route": record.route,
+        "path": record.path,
+        "status": record.status,
+        "timers": [dict(timer.tags) for timer in record.timers],
+        "attributes": {k: v for k, v in record.attributes.items() if k == "http.route"},
+    }
+
+
+def user(request: HttpRequest, uid: int) -> HttpResponse:
+    with otel_bridge.timer(group="db", op="select"):
+        pass
+    return HttpResponse(f"user {uid} {os.getpid()}")
+
+
+async def item(request: HttpRequest, name: str) -> HttpResponse:
+    await asyncio.sleep(0)
+    return HttpResponse(f"item {name}")
+
+
+def archive(request: HttpRequest, year: str) -> HttpResponse:
+    return HttpResponse(f"archive {year}")
+
+
+def fail(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("boom")
+
+
+def records(request: HttpRequest) -> HttpResponse:
+    bridges[0].force_flush(5_000)
+    body = json.dumps([summary(r) for r in collector.records])
+    return JsonResponse(json.loads(body), safe=False)
