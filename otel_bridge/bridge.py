@@ -111,6 +111,7 @@ class RequestBuilder:
     timers_dropped = 0
     tags: dict[str, str] | None = None
     fields: dict[str, object] | None = None
+    db_seen: set[int] | None = None  # otel_bridge.django: queries seen, for duplicates
     closed = False
     timed_out = False
     task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack

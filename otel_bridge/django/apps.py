@@ -9,3 +9,8 @@ class OtelBridgeConfig(AppConfig):  # type: ignore[misc]  # Django ships no type
     name = "otel_bridge.django"
     label = "otel_bridge"
     verbose_name = "otel-bridge"
+
+    def ready(self) -> None:
+        from otel_bridge.django._db import install
+
+        install()

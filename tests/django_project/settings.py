@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 SECRET_KEY = "tests-only-not-a-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "tests.django_project.urls"
-INSTALLED_APPS = ["otel_bridge.django"]
+INSTALLED_APPS = ["otel_bridge.django", "tests.django_project.apps.ProjectConfig"]
 MIDDLEWARE = ["otel_bridge.django.middleware.RouteMiddleware"]
-DATABASES: dict[str, object] = {}
+# A file, so every thread (and the ASGI handler's sync thread) sees the same tables.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_TEST_DB", ":memory:"),
+    }
+}
 USE_TZ = True

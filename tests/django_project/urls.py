@@ -9,5 +9,6 @@ urlpatterns = [
     path("items/<slug:name>", views.item),
     re_path(r"^archive/(?P<year>[0-9]{4})/$", views.archive),
     path("fail", views.fail),
+    path("notes", views.notes),
     path("_records", views.records),
 ]

@@ -40,6 +40,15 @@ def archive(request: HttpRequest, year: str) -> HttpResponse:
     return HttpResponse(f"archive {year}")
 
 
+def notes(request: HttpRequest) -> HttpResponse:
+    from tests.django_project.models import Note
+
+    first = Note.objects.filter(pk=1).first()
+    again = Note.objects.filter(pk=1).first()  # the same query again: a duplicate
+    total = Note.objects.count()
+    return HttpResponse(f"{first and first.text} {again and again.text} {total}")
+
+
 def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,3 +65,37 @@ def test_route_templates_of_path_re_path_sync_and_async_views(name: str) -> None
     assert records[0]["timers"] == [{"group": "db", "op": "select"}], "timers inside a view"
     assert by_route["/users/<int:uid>/"]["count"] == 2
     assert by_route["<unmatched>"]["count"] == 1
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_orm_queries_become_timers_and_wide_event_counts(name: str, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    events_file = tmp_path / "events.jsonl"
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        "DJANGO_TEST_DB": str(tmp_path / "db.sqlite3"),
+    }
+    with serve(bind(name, port), port, env):
+        assert httpx.get(base + "/notes").text == "hello hello 1"
+        assert httpx.get(base + "/users/1/").status_code == 200
+        records: list[dict[str, Any]] = httpx.get(base + "/_records", timeout=10).json()
+    notes = records[0]
+    assert notes["route"] == "/notes"
+    ops = sorted(timer["op"] for timer in notes["timers"])
+    assert ops == ["select", "select", "select"], "one timer per query, the SQL verb as op"
+    assert {timer["group"] for timer in notes["timers"]} == {"db"}
+    assert {timer["server"] for timer in notes["timers"]} == {"default"}
+    deadline = time.monotonic() + 10
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(events) < 2:
+        if events_file.exists():
+            events = [json.loads(line) for line in events_file.read_text().splitlines()]
+        time.sleep(0.1)
+    by_path = {event["url.path"]: event for event in events}
+    assert by_path["/notes"]["db.query_count"] == 3
+    assert by_path["/notes"]["db.duplicate_queries"] == 1
+    assert by_path["/notes"]["db.query_ms"] > 0
+    assert not any(key.startswith("app.") for key in by_path["/notes"])
+    assert "db.query_count" not in by_path["/users/1/"], "no queries, no db fields"

@@ -145,7 +145,8 @@ class EventBuilder:
         for name, tag in record.tags.items():
             event[f"tag.{name}"] = tag
         for name, field in record.fields.items():
-            event[f"app.{name}"] = field
+            # A leading "." marks an integration's own field (otel_bridge.django's db.*).
+            event[name[1:] if name.startswith(".") else f"app.{name}"] = field
         return {key: value for key, value in event.items() if value is not None}
 
     def _client(self, record: RequestRecord) -> str | None:
