@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -57,24 +58,52 @@ def _load_app(spec: str) -> object:
 
 
 def _healthchecks(args: argparse.Namespace) -> int:
-    import json
-
     from otel_bridge.config import Settings
     from otel_bridge.errors import ConfigError
     from otel_bridge.exporters.cronitor import CronitorSync, HealthcheckError
-    from otel_bridge.exporters.cronitor._client import payload
 
     try:
         settings = Settings.from_env()
-        if args.public_url:
-            settings = settings.replace(cronitor_public_url=args.public_url)
         sync = CronitorSync(settings, _load_app(args.app))
-        monitors = sync.monitors()
     except (ConfigError, HealthcheckError, ValueError, ImportError, AttributeError) as exc:
         print(f"otel-bridge healthchecks: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        if args.format == "yaml":
+    return run_healthchecks(
+        sync,
+        public_url=args.public_url,
+        dry_run=args.dry_run,
+        output_format=args.format,
+        validate=args.validate,
+        prog="otel-bridge healthchecks",
+    )
+
+
+def run_healthchecks(
+    sync: Any,
+    *,
+    public_url: str | None,
+    dry_run: bool,
+    output_format: str,
+    validate: bool,
+    prog: str,
+) -> int:
+    """Print (dry run) or put the monitors of `sync` (a CronitorSync); the exit status:
+    0 done, 1 Cronitor refused or could not be reached, 2 a bad declaration or setting."""
+    import json
+
+    from otel_bridge.errors import ConfigError
+    from otel_bridge.exporters.cronitor import HealthcheckError
+    from otel_bridge.exporters.cronitor._client import payload
+
+    try:
+        if public_url:
+            sync.settings = sync.settings.replace(cronitor_public_url=public_url)
+        monitors = sync.monitors()
+    except (ConfigError, HealthcheckError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if dry_run:
+        if output_format == "yaml":
             try:
                 import yaml
             except ImportError:
@@ -88,8 +117,8 @@ def _healthchecks(args: argparse.Namespace) -> int:
             print(json.dumps(json.loads(payload(monitors)), indent=2, sort_keys=True))
         print(f"{len(monitors)} monitors; nothing sent (dry run)", file=sys.stderr)
         return 0
-    result = sync.put(rollback=args.validate)
-    print(f"otel-bridge healthchecks: {result.message}", file=sys.stderr)
+    result = sync.put(rollback=validate)
+    print(f"{prog}: {result.message}", file=sys.stderr)
     for error in result.errors:
         print(f"  {json.dumps(error)}", file=sys.stderr)
     return 0 if result.ok else 1

@@ -1,13 +1,32 @@
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import include
+from django.urls import path as django_path
 
+from otel_bridge.django import path, re_path
 from tests.django_project import views
 
+api = [
+    path(
+        "users/<int:uid>/",
+        views.user,
+        name="api-user",
+        healthcheck={"path_params": {"uid": 1}, "schedule": "every 5 minutes"},
+    ),
+]
+
 urlpatterns = [
-    path("users/<int:uid>/", views.user),
-    path("items/<slug:name>", views.item),
-    re_path(r"^archive/(?P<year>[0-9]{4})/$", views.archive),
+    django_path("users/<int:uid>/", views.user),
+    django_path("items/<slug:name>", views.item),
+    re_path(
+        r"^archive/(?P<year>[0-9]{4})/$",
+        views.archive,
+        name="archive",
+        healthcheck={"path_params": {"year": 2024}},
+    ),
+    path("health/", views.health, name="health", healthcheck=True),
+    path("ping", views.ping),  # marked by its decorator
+    path("api/", include(api)),
     path("fail", views.fail),
     path("notes", views.notes),
     path("_records", views.records),

@@ -49,6 +49,15 @@ def notes(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"{first and first.text} {again and again.text} {total}")
 
 
+def health(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@otel_bridge.healthcheck(assertions=["response.code = 200"])
+def ping(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("pong")
+
+
 def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 

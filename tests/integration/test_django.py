@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from tests.exporters.cronitor.fake import API_KEY, fake_cronitor
+
+from .servers import ROOT, free_port, serve
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +104,114 @@ def test_orm_queries_become_timers_and_wide_event_counts(name: str, tmp_path: Pa
     assert by_path["/notes"]["db.query_ms"] > 0
     assert not any(key.startswith("app.") for key in by_path["/notes"])
     assert "db.query_count" not in by_path["/users/1/"], "no queries, no db fields"
+
+
+def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))}
+    environment.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "OTEL_SERVICE_NAME": "shop",
+            "OTEL_EXPORTER_CRONITOR_PUBLIC_URL": "https://shop.example.com",
+            "DJANGO_TEST_DB": str(tmp_path / "db.sqlite3"),
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "django_project" / "manage.py"), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_manage_py_healthchecks_lists_marked_url_patterns_and_syncs(tmp_path: Path) -> None:
+    with fake_cronitor() as fake:
+        listed = manage(tmp_path, "healthchecks", OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url)
+        nothing_sent = list(fake.requests)
+        synced = manage(
+            tmp_path,
+            "healthchecks",
+            "--sync",
+            CRONITOR_API_KEY=API_KEY,
+            OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url,
+        )
+        migrated = manage(
+            tmp_path, "migrate", CRONITOR_API_KEY=API_KEY, OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url
+        )
+    assert listed.returncode == 0, listed.stderr
+    monitors = {m["key"]: m for m in json.loads(listed.stdout)["monitors"]}
+    urls = {key: monitor["request"]["url"] for key, monitor in monitors.items()}
+    assert urls == {
+        "shop-api-user": "https://shop.example.com/api/users/1/",
+        "shop-archive": "https://shop.example.com/archive/2024/",
+        "shop-health": "https://shop.example.com/health/",
+        "shop-ping": "https://shop.example.com/ping",
+    }
+    assert monitors["shop-api-user"]["schedule"] == "every 5 minutes"
+    assert monitors["shop-ping"]["assertions"] == ["response.code = 200"]
+    assert nothing_sent == [], "listing sends nothing"
+    assert synced.returncode == 0, synced.stderr
+    assert "synced 4 monitors" in synced.stderr
+    assert sorted(fake.saved) == sorted(urls)
+    assert migrated.returncode == 0, migrated.stderr
+    assert len(fake.requests) == 1, "migrate never puts monitors"
+
+
+def test_manage_py_healthchecks_refuses_a_url_cronitor_cannot_reach(tmp_path: Path) -> None:
+    result = manage(tmp_path, "healthchecks", OTEL_EXPORTER_CRONITOR_PUBLIC_URL="http://127.0.0.1")
+    assert result.returncode == 2
+    assert "Cronitor cannot reach 127.0.0.1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "route", "template"),
+    [
+        ("route", "users/<int:uid>/", "users/{uid}/"),
+        ("route", "files/<path:rest>", "files/{rest}"),
+        ("regex", r"^archive/(?P<year>[0-9]{4})/(?P<slug>[-\w]+)/$", "archive/{year}/{slug}/"),
+        ("regex", r"^api/(?P<v>(v1|v2))/$", "api/{v}/"),
+    ],
+)
+def test_url_patterns_become_fillable_templates(kind: str, route: str, template: str) -> None:
+    from django.urls.resolvers import RegexPattern, RoutePattern
+
+    from otel_bridge.django._healthchecks import _template
+
+    pattern = RoutePattern(route) if kind == "route" else RegexPattern(route)
+    assert _template(pattern) == template
+
+
+def test_a_regex_with_unnamed_groups_cannot_be_a_healthcheck() -> None:
+    from django.urls.resolvers import RegexPattern
+
+    from otel_bridge.django._healthchecks import _template
+    from otel_bridge.exporters.cronitor import HealthcheckError
+
+    with pytest.raises(HealthcheckError, match=r"only named groups"):
+        _template(RegexPattern(r"^page/([0-9]+)/$"))
+
+
+@pytest.mark.parametrize("module", ["wsgi", "asgi"])
+def test_the_wrapped_handler_knows_the_monitors_for_startup_sync(
+    tmp_path: Path, module: str
+) -> None:
+    script = (
+        f"from tests.django_project.{module} import application\n"
+        "view = [e for e in application.bridge.exporters if e.name == 'cronitor'][0]\n"
+        "print(' '.join(m['key'] for m in view.monitors()))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))}
+    environment.update(
+        PYTHONPATH=str(ROOT),
+        OTEL_BRIDGE_EXPORTERS="cronitor",
+        OTEL_EXPORTER_CRONITOR_PUBLIC_URL="https://shop.example.com",
+        DJANGO_TEST_DB=str(tmp_path / "db.sqlite3"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["app-api-user", "app-archive", "app-health", "app-ping"]

@@ -51,12 +51,17 @@ class CronitorSync(RecordExporter):
             raise ConfigError(
                 "OTEL_EXPORTER_CRONITOR_PUBLIC_URL", None, "the public URL Cronitor probes"
             )
+        extra = list(self.extra)
+        if _is_django(self.app):
+            from otel_bridge.django._healthchecks import django_healthchecks
+
+            extra.extend(django_healthchecks())
         return monitors_from_app(
             self.app,
             public_url=settings.cronitor_public_url,
             service=settings.service_name or "app",
             environment=settings.cronitor_environment,
-            extra=self.extra,
+            extra=extra,
         )
 
     def put(
@@ -104,3 +109,20 @@ class CronitorSync(RecordExporter):
 
     def export(self, records: list[RequestRecord]) -> None:  # type: ignore[override]
         pass
+
+
+# The app for `manage.py healthchecks`: Django's URLconf, no handler at hand.
+DJANGO = object()
+
+
+def _is_django(app: Any) -> bool:
+    """A Django handler (WSGIHandler / ASGIHandler), under any wrappers of ours."""
+    if app is DJANGO:
+        return True
+    for _ in range(16):
+        if type(app).__module__.startswith("django.core.handlers"):
+            return True
+        app = getattr(app, "app", None)
+        if app is None:
+            return False
+    return False
