@@ -493,6 +493,17 @@ VARIABLES: tuple[Variable[Any], ...] = (
         bad="perhaps",
     ),
     Variable(
+        "OTEL_EXPORTER_WIDE_EVENTS_USER_ID",
+        "wide_events_user_id",
+        _bool,
+        True,
+        "bool",
+        "false",
+        "Django: the signed-in user's primary key as `user.id` — only when the request "
+        "already loaded the user (never an extra query).",
+        bad="maybe",
+    ),
+    Variable(
         "CRONITOR_API_KEY",
         "cronitor_api_key",
         _secret,
@@ -695,6 +706,7 @@ class Settings:
     wide_events_request_id_header: str = "x-request-id"
     wide_events_redact_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
     wide_events_trust_forwarded_for: bool = False
+    wide_events_user_id: bool = True
     expvar_path: str = "/debug/vars"
     expvar_allow: tuple[str, ...] = ()
     expvar_token: str | None = field(default=None, repr=False)

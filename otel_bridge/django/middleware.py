@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.utils.functional import empty
 
 from otel_bridge._context import current
 
@@ -46,20 +47,51 @@ class RouteMiddleware:
     def __call__(self, request: Any) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        return self.get_response(request)
+        response = self.get_response(request)
+        _after(request)
+        return response
 
     async def __acall__(self, request: Any) -> Any:
         response: Awaitable[Any] = self.get_response(request)
-        return await response
+        result = await response
+        _after(request)
+        return result
 
     def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
         builder = current.get()
         if builder is None:
             return None
         try:
-            route = route_template(request.resolver_match)
+            match = request.resolver_match
+            route = route_template(match)
             if route is not None:
                 builder.route = route
+            view = getattr(match, "_func_path", None) or getattr(match, "view_name", None)
+            if view:
+                fields = builder.fields
+                if fields is None:
+                    fields = builder.fields = {}
+                fields[".django.view"] = view
         except Exception as exc:  # noqa: BLE001 - the request goes on without a route
             builder.bridge.health.error("django.route", exc)
         return None
+
+
+def _after(request: Any) -> None:
+    """The signed-in user's id, when the request loaded the user (reading `request.user`
+    otherwise would cost a session and a user query)."""
+    builder = current.get()
+    if builder is None or not builder.bridge.settings.wide_events_user_id:
+        return
+    try:
+        user = request.__dict__.get("user")
+        wrapped = getattr(user, "_wrapped", user)
+        if wrapped is None or wrapped is empty:  # no auth middleware, or never loaded
+            return
+        if getattr(wrapped, "is_authenticated", False) is True:
+            fields = builder.fields
+            if fields is None:
+                fields = builder.fields = {}
+            fields[".user.id"] = str(wrapped.pk)
+    except Exception as exc:  # noqa: BLE001
+        builder.bridge.health.error("django.user", exc)

@@ -8,8 +8,20 @@ SECRET_KEY = "tests-only-not-a-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "tests.django_project.urls"
-INSTALLED_APPS = ["otel_bridge.django", "tests.django_project.apps.ProjectConfig"]
-MIDDLEWARE = ["otel_bridge.django.middleware.RouteMiddleware"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "otel_bridge.django",
+    "tests.django_project.apps.ProjectConfig",
+]
+MIDDLEWARE = [
+    "otel_bridge.django.middleware.RouteMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tests.django_project.auth.HeaderUserMiddleware",
+]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]
 # A file, so every thread (and the ASGI handler's sync thread) sees the same tables.
 DATABASES = {
     "default": {

@@ -29,5 +29,6 @@ urlpatterns = [
     path("api/", include(api)),
     path("fail", views.fail),
     path("notes", views.notes),
+    path("me", views.me, name="me"),
     path("_records", views.records),
 ]

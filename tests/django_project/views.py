@@ -49,6 +49,10 @@ def notes(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"{first and first.text} {again and again.text} {total}")
 
 
+def me(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.user.get_username() or "anonymous")
+
+
 def health(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 

@@ -85,6 +85,8 @@ def test_orm_queries_become_timers_and_wide_event_counts(name: str, tmp_path: Pa
     with serve(bind(name, port), port, env):
         assert httpx.get(base + "/notes").text == "hello hello 1"
         assert httpx.get(base + "/users/1/").status_code == 200
+        assert httpx.get(base + "/me", headers={"x-remote-user": "alice"}).text == "alice"
+        assert httpx.get(base + "/me").text == "anonymous"
         records: list[dict[str, Any]] = httpx.get(base + "/_records", timeout=10).json()
     notes = records[0]
     assert notes["route"] == "/notes"
@@ -94,16 +96,21 @@ def test_orm_queries_become_timers_and_wide_event_counts(name: str, tmp_path: Pa
     assert {timer["server"] for timer in notes["timers"]} == {"default"}
     deadline = time.monotonic() + 10
     events: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and len(events) < 2:
+    while time.monotonic() < deadline and len(events) < 4:
         if events_file.exists():
             events = [json.loads(line) for line in events_file.read_text().splitlines()]
         time.sleep(0.1)
+    signed_in, anonymous = (e for e in events if e["url.path"] == "/me")
+    assert signed_in["user.id"] == "1", "the user the request loaded"
+    assert "user.id" not in anonymous
+    assert signed_in["django.view"] == "tests.django_project.views.me"
     by_path = {event["url.path"]: event for event in events}
     assert by_path["/notes"]["db.query_count"] == 3
     assert by_path["/notes"]["db.duplicate_queries"] == 1
     assert by_path["/notes"]["db.query_ms"] > 0
     assert not any(key.startswith("app.") for key in by_path["/notes"])
     assert "db.query_count" not in by_path["/users/1/"], "no queries, no db fields"
+    assert "user.id" not in by_path["/users/1/"], "the user is never loaded for the event"
 
 
 def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
