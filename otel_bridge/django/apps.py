@@ -11,6 +11,12 @@ class OtelBridgeConfig(AppConfig):  # type: ignore[misc]  # Django ships no type
     verbose_name = "otel-bridge"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from otel_bridge.django import _checks
         from otel_bridge.django._db import install
+        from otel_bridge.django._discovery import discover
 
         install()
+        discover(getattr(settings, "EXPVAR_SKIP", ()))
+        _checks.register()

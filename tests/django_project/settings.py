@@ -14,6 +14,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "otel_bridge.django",
     "tests.django_project.apps.ProjectConfig",
+    "tests.django_project.brokenapp",
+]
+# django-expvar's setting: apps whose vars.py is not imported.
+EXPVAR_SKIP = [
+    app for app in os.environ.get("EXPVAR_SKIP", "tests.django_project.brokenapp").split(",") if app
 ]
 MIDDLEWARE = [
     "otel_bridge.django.middleware.RouteMiddleware",

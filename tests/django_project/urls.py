@@ -4,6 +4,7 @@ from django.urls import include
 from django.urls import path as django_path
 
 from otel_bridge.django import path, re_path
+from otel_bridge.django.views import ExpVarView
 from tests.django_project import views
 
 api = [
@@ -31,4 +32,5 @@ urlpatterns = [
     path("notes", views.notes),
     path("me", views.me, name="me"),
     path("_records", views.records),
+    path("ops/vars", ExpVarView.as_view(), name="expvar"),
 ]

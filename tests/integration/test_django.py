@@ -222,3 +222,29 @@ def test_the_wrapped_handler_knows_the_monitors_for_startup_sync(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["app-api-user", "app-archive", "app-health", "app-ping"]
+
+
+def test_vars_py_variables_are_served_by_the_wrapper_and_by_expvar_view(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"OTEL_BRIDGE_EXPORTERS": "expvar", "DJANGO_TEST_DB": str(tmp_path / "db.sqlite3")}
+    with serve(bind("wsgi-gunicorn", port), port, env):
+        wrapped = httpx.get(base + "/debug/vars").json()
+        routed = httpx.get(base + "/ops/vars")
+        posted = httpx.post(base + "/ops/vars")
+    for document in (wrapped, routed.json()):
+        assert document["notes"] == {"limit": 100, "seen": 3}, "same name: dicts merged"
+        assert document["version"] == "1.2.3"
+        assert "memstats" in document and "cmdline" in document
+    assert routed.headers["content-type"].startswith("application/json")
+    assert posted.status_code == 405
+
+
+def test_a_broken_vars_py_is_reported_by_manage_py_check(tmp_path: Path) -> None:
+    reported = manage(tmp_path, "check", EXPVAR_SKIP="")
+    skipped = manage(tmp_path, "check")
+    assert reported.returncode == 0, "a warning, not an error: Django still starts"
+    assert "otel_bridge.W001" in reported.stderr
+    assert "tests.django_project.brokenapp" in reported.stderr
+    assert "not_an_installed_module" in reported.stderr
+    assert "otel_bridge.W001" not in skipped.stderr + skipped.stdout

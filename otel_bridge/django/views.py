@@ -1,0 +1,54 @@
+"""`ExpVarView`: `/debug/vars` as a Django class-based view (django-expvar's name).
+
+    path("debug/vars", ExpVarView.as_view(), name="expvar")
+
+The same document and access rule as the wrapper's `/debug/vars` (loopback only unless
+`OTEL_EXPORTER_EXPVAR_ALLOW` / `_TOKEN` open it), for URLconfs that route it themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+
+from otel_bridge._context import current
+
+__all__ = ["ExpVarView"]
+
+_standalone: Any = None
+_lock = threading.Lock()
+
+
+def _expvar_view() -> Any:
+    """The instrumented app's expvar view, else one built from the environment."""
+    global _standalone
+    builder = current.get()
+    if builder is not None and builder.bridge.expvar is not None:
+        return builder.bridge.expvar
+    if _standalone is None:
+        with _lock:
+            if _standalone is None:
+                from otel_bridge.config import Settings
+                from otel_bridge.exporters.expvar._view import ExpvarView
+
+                _standalone = ExpvarView.from_settings(Settings.from_env())
+                _standalone.monitor.install()
+    return _standalone
+
+
+class ExpVarView(View):  # type: ignore[misc]  # Django ships no types
+    http_method_names: ClassVar[list[str]] = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        headers.pop("accept", None)  # the JSON here; the dashboard lives at /debug/vars/ui
+        status, response_headers, body = _expvar_view().respond(
+            "GET", request.META.get("REMOTE_ADDR"), headers, path=None
+        )
+        response = HttpResponse(body, status=status)
+        for name, value in response_headers:
+            response[name] = value
+        return response
