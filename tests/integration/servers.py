@@ -81,3 +81,34 @@ def raw_request(port: int, request: bytes) -> bytes:
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def uvicorn(app: str, port: int, *extra: str) -> list[str]:
+    """Arguments for `python -m` serving `app` with uvicorn on 127.0.0.1:`port`."""
+    return [
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
+def gunicorn(app: str, port: int, *extra: str, hooks: bool = True) -> list[str]:
+    """Arguments for `python -m` serving `app` with gunicorn on 127.0.0.1:`port`, with
+    otel_bridge's server hooks unless `hooks` is false."""
+    config = ["-c", "python:otel_bridge.gunicorn"] if hooks else []
+    return [
+        "gunicorn",
+        app,
+        *config,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        *extra,
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from .servers import free_port, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +52,7 @@ def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[
 
 def test_dashboard_renders_live_numbers_under_its_csp(tmp_path: Path) -> None:
     port = free_port()
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port)
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base) as c:

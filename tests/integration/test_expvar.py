@@ -7,23 +7,14 @@ import time
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, serve
+from .servers import ROOT, free_port, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
 
 def test_real_server_serves_vars_and_the_terminal_view_reads_them() -> None:
     port = free_port()
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port)
     env = {"OTEL_BRIDGE_EXPORTERS": "expvar"}
     with serve(args, port, env):
         base = f"http://127.0.0.1:{port}"

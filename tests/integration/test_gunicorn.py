@@ -5,23 +5,15 @@ import collections
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from .servers import free_port, gunicorn, serve
 
 pytestmark = pytest.mark.integration
 
 
-def gunicorn(port: int, *extra: str) -> list[str]:
-    return [
-        "gunicorn",
-        "tests.integration.apps:wsgi_app",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-        "--graceful-timeout",
-        "5",
-        *extra,
-    ]
+def plain_gunicorn(port: int, *extra: str) -> list[str]:
+    return gunicorn(
+        "tests.integration.apps:wsgi_app", port, "--graceful-timeout", "5", *extra, hooks=False
+    )
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -31,7 +23,7 @@ def test_gunicorn_worker_records_every_request(worker_class: str) -> None:
     if worker_class == "gthread":
         extra += ["--threads", "4"]
     base = f"http://127.0.0.1:{port}"
-    with serve(gunicorn(port, *extra), port), httpx.Client(base_url=base, timeout=10) as c:
+    with serve(plain_gunicorn(port, *extra), port), httpx.Client(base_url=base, timeout=10) as c:
         sizes = []
         for index in range(5):
             response = c.get(f"/item/{index}")
@@ -52,7 +44,7 @@ def test_preloaded_app_works_in_every_forked_worker() -> None:
     """The bridge is built in the master (--preload); each worker must export its own records."""
     port = free_port()
     served: collections.Counter[int] = collections.Counter()
-    with serve(gunicorn(port, "--workers", "2", "--preload"), port):
+    with serve(plain_gunicorn(port, "--workers", "2", "--preload"), port):
         for _ in range(40):
             # A fresh connection each time so both workers get requests.
             response = httpx.get(f"http://127.0.0.1:{port}/x", timeout=10)

@@ -11,27 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from .servers import free_port, gunicorn, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
 
-def gunicorn(port: int, *extra: str) -> list[str]:
-    return [
-        "gunicorn",
-        "tests.integration.apps:wsgi_app",
-        "-c",
-        "python:otel_bridge.gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-        "--graceful-timeout",
-        "5",
-        *extra,
-    ]
+def two_workers(port: int, *extra: str) -> list[str]:
+    return gunicorn(
+        "tests.integration.apps:wsgi_app", port, "--workers", "2", "--graceful-timeout", "5", *extra
+    )
 
 
 def server_section(base: str) -> Any:
@@ -43,7 +31,7 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     extra = ["--preload"] if preload else []
-    with serve(gunicorn(port, *extra), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    with serve(two_workers(port, *extra), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         pids = set()
         for _ in range(40):
             response = httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
@@ -81,22 +69,16 @@ def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
     # need a master that does: gunicorn with uvicorn's worker class.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    args = [
-        "gunicorn",
+    args = gunicorn(
         "tests.integration.apps:asgi_app",
-        "-c",
-        "python:otel_bridge.gunicorn",
+        port,
         "-k",
         "uvicorn_worker.UvicornWorker",
-        "--bind",
-        f"127.0.0.1:{port}",
         "--workers",
         "2",
-        "--log-level",
-        "warning",
         "--graceful-timeout",
         "5",
-    ]
+    )
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         pids = set()
         for uid in range(30):
@@ -113,16 +95,7 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     # segment among themselves, and the last one out removes it.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port, "--workers", "2")
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}) as process:
         segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
         deadline = time.monotonic() + 20

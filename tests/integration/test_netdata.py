@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, serve
+from .servers import ROOT, free_port, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 NETDATA = ROOT / ".cache" / "netdata" / "usr" / "lib" / "netdata"
@@ -52,16 +52,7 @@ def test_netdata_go_expvar_collector_reads_memstats_and_our_counters(tmp_path: P
         "NETDATA_LIB_DIR": str(tmp_path / "lib"),
         "NETDATA_LOCK_DIR": str(tmp_path / "lock"),
     }
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port)
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         for uid in range(4):
             httpx.get(f"http://127.0.0.1:{port}/users/{uid}")

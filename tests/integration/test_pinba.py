@@ -8,7 +8,7 @@ import pytest
 from otel_bridge.exporters.pinba._proto import decode
 from tests.exporters.pinba.test_exporter import request_tags_of, tags_of
 
-from .servers import free_port, serve
+from .servers import free_port, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +24,7 @@ def test_uvicorn_app_sends_one_packet_per_request_with_nested_and_httpx_timers()
             "OTEL_EXPORTER_PINBA_HOSTNAME": "it-host",
             "OTEL_EXPORTER_PINBA_TAGS": "env=it",
         }
-        args = [
-            "uvicorn",
-            "tests.integration.apps:asgi_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        args = uvicorn("tests.integration.apps:asgi_app", port)
         with serve(args, port, env), httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             assert c.get("/nested").text == "stock 42"
             assert c.get("/users/9").status_code == 200

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from .servers import free_port, gunicorn, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
@@ -40,24 +40,18 @@ def test_gunicorn_request_past_the_timeout_gets_exactly_one_timeout_event(
     port = free_port()
     events = tmp_path / "events.jsonl"
     target = "asgi_app" if "Uvicorn" in worker_class else "wsgi_app"
-    args = [
-        "gunicorn",
+    args = gunicorn(
         f"tests.integration.apps:{target}",
-        "-c",
-        "python:otel_bridge.gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
+        port,
         "--workers",
         "1",
         "-k",
         worker_class,
         "--timeout",
         "2",
-        "--log-level",
-        "warning",
         "--graceful-timeout",
         "2",
-    ]
+    )
     env = {
         "OTEL_BRIDGE_EXPORTERS": "wide_events",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
@@ -91,16 +85,7 @@ def test_gunicorn_request_past_the_timeout_gets_exactly_one_timeout_event(
 def test_uvicorn_with_an_explicit_deadline(tmp_path: Path) -> None:
     port = free_port()
     events = tmp_path / "events.jsonl"
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port)
     env = {
         "OTEL_BRIDGE_EXPORTERS": "wide_events",
         "OTEL_EXPORTER_WIDE_EVENTS_TIMEOUT": "0.5",
@@ -121,18 +106,7 @@ def test_uvicorn_with_an_explicit_deadline(tmp_path: Path) -> None:
 def test_events_carry_sibling_data_and_a_killed_worker_is_reported(tmp_path: Path) -> None:
     port = free_port()
     events = tmp_path / "events.jsonl"
-    args = [
-        "gunicorn",
-        "tests.integration.apps:wsgi_app",
-        "-c",
-        "python:otel_bridge.gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
+    args = gunicorn("tests.integration.apps:wsgi_app", port, "--workers", "2")
     env = {
         "OTEL_BRIDGE_EXPORTERS": "wide_events,expvar",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",

@@ -5,25 +5,14 @@ import json
 import httpx
 import pytest
 
-from .servers import free_port, raw_request, serve, stop
+from .servers import free_port, raw_request, serve, stop, uvicorn
 
 pytestmark = pytest.mark.integration
 
 
 def test_uvicorn_serves_every_request_as_span_and_record() -> None:
     port = free_port()
-    args = [
-        "uvicorn",
-        "tests.integration.apps:asgi_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--log-level",
-        "warning",
-    ]
+    args = uvicorn("tests.integration.apps:asgi_app", port, "--lifespan", "on")
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "uvicorn-it"}
     with serve(args, port, env) as server:
         base = f"http://127.0.0.1:{port}"

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import free_port, serve
+from .servers import free_port, gunicorn, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
@@ -16,28 +16,10 @@ def test_a_burst_gives_exactly_one_event_per_request(server: str, tmp_path: Path
     port = free_port()
     events_file = tmp_path / "events.jsonl"
     if server == "uvicorn":
-        args = [
-            "uvicorn",
-            "tests.integration.apps:asgi_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        args = uvicorn("tests.integration.apps:asgi_app", port)
         path = "/users/{n}"
     else:
-        args = [
-            "gunicorn",
-            "tests.integration.apps:wsgi_app",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ]
+        args = gunicorn("tests.integration.apps:wsgi_app", port, "--workers", "2", hooks=False)
         path = "/items/{n}"
     env = {
         "OTEL_BRIDGE_EXPORTERS": "wide_events",
