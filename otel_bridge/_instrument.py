@@ -63,12 +63,19 @@ def _join_supervised(bridge: Bridge) -> None:
 
 
 def _settings(
+    app: Any,
     settings: Settings | None,
     exporters: str | Iterable[str] | None,
     service_name: str | None,
     excluded_urls: str | Iterable[str] | None,
 ) -> Settings:
-    base = settings if settings is not None else Settings.from_env()
+    if settings is not None:
+        base = settings
+    else:
+        from otel_bridge.django._settings import django_environ, is_django_handler
+
+        # Django: `OTEL_BRIDGE` in its settings goes over the environment.
+        base = Settings.from_env(django_environ() if is_django_handler(app) else None)
     return base.replace(exporters=exporters, service_name=service_name, excluded_urls=excluded_urls)
 
 
@@ -158,7 +165,7 @@ def instrument(
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
     """
-    resolved = _settings(settings, exporters, service_name, excluded_urls)
+    resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
     bridge = _bridge(
@@ -184,7 +191,7 @@ def instrument_wsgi(
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
     """
-    resolved = _settings(settings, exporters, service_name, excluded_urls)
+    resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
     bridge = _bridge(

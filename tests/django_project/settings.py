@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "tests-only-not-a-secret"
@@ -35,3 +36,6 @@ DATABASES = {
     }
 }
 USE_TZ = True
+
+# otel_bridge's variables from Django settings (over the environment); the tests set it.
+OTEL_BRIDGE = json.loads(os.environ.get("DJANGO_OTEL_BRIDGE", "{}"))

@@ -248,3 +248,29 @@ def test_a_broken_vars_py_is_reported_by_manage_py_check(tmp_path: Path) -> None
     assert "tests.django_project.brokenapp" in reported.stderr
     assert "not_an_installed_module" in reported.stderr
     assert "otel_bridge.W001" not in skipped.stderr + skipped.stdout
+
+
+def test_the_otel_bridge_setting_goes_over_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    setting = {"OTEL_BRIDGE_EXPORTERS": ["expvar"], "OTEL_EXPORTER_EXPVAR_PATH": "/ops/debug"}
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "none",  # what the environment says
+        "DJANGO_OTEL_BRIDGE": json.dumps(setting),
+        "DJANGO_TEST_DB": str(tmp_path / "db.sqlite3"),
+    }
+    with serve(bind("wsgi-gunicorn", port), port, env):
+        served = httpx.get(base + "/ops/debug")
+        default_path = httpx.get(base + "/debug/vars")
+    assert served.status_code == 200 and "memstats" in served.json()
+    assert default_path.status_code == 404, "the path came from the setting too"
+
+
+def test_manage_py_check_reports_bad_otel_bridge_settings(tmp_path: Path) -> None:
+    setting = {"OTEL_BRIDGE_EXPORTERS": "expvar,carrier-pigeon", "OTEL_BRIDGE_TYPO": 1}
+    bad = manage(tmp_path, "check", DJANGO_OTEL_BRIDGE=json.dumps(setting))
+    good = manage(tmp_path, "check", DJANGO_OTEL_BRIDGE=json.dumps({"OTEL_SERVICE_NAME": "shop"}))
+    assert bad.returncode == 1
+    assert "otel_bridge.E001" in bad.stderr and "OTEL_BRIDGE_TYPO" in bad.stderr
+    assert "otel_bridge.E002" in bad.stderr and "carrier-pigeon" in bad.stderr
+    assert good.returncode == 0, good.stderr

@@ -116,13 +116,6 @@ DJANGO = object()
 
 
 def _is_django(app: Any) -> bool:
-    """A Django handler (WSGIHandler / ASGIHandler), under any wrappers of ours."""
-    if app is DJANGO:
-        return True
-    for _ in range(16):
-        if type(app).__module__.startswith("django.core.handlers"):
-            return True
-        app = getattr(app, "app", None)
-        if app is None:
-            return False
-    return False
+    from otel_bridge.django._settings import is_django_handler
+
+    return app is DJANGO or is_django_handler(app)

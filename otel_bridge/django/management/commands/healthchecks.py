@@ -31,12 +31,13 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
     def handle(self, *args: Any, **options: Any) -> None:
         from otel_bridge.cli import run_healthchecks
         from otel_bridge.config import Settings
+        from otel_bridge.django._settings import django_environ
         from otel_bridge.errors import ConfigError
         from otel_bridge.exporters.cronitor import CronitorSync
         from otel_bridge.exporters.cronitor._sync import DJANGO
 
         try:
-            settings = Settings.from_env()
+            settings = Settings.from_env(django_environ())
         except ConfigError as exc:
             self.stderr.write(f"healthchecks: {exc}")
             sys.exit(2)

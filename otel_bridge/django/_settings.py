@@ -1,0 +1,51 @@
+"""`OTEL_BRIDGE = {...}` in Django settings: the same variables as the environment, by the
+same names, taking precedence over it.
+
+    OTEL_BRIDGE = {"OTEL_SERVICE_NAME": "shop", "OTEL_BRIDGE_EXPORTERS": ["expvar", "pinba"]}
+
+Values may be strings as the environment spells them, or Python values: booleans become
+``true``/``false``, lists and tuples comma-separated. Read when the handler is wrapped; `manage.py
+check` validates it (`otel_bridge.E001` unknown name, `otel_bridge.E002` invalid value).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["django_environ", "is_django_handler"]
+
+
+def is_django_handler(app: Any) -> bool:
+    """A Django WSGIHandler / ASGIHandler, under any wrappers of ours. Imports nothing."""
+    for _ in range(16):
+        if type(app).__module__.startswith("django.core.handlers"):
+            return True
+        app = getattr(app, "app", None)
+        if app is None:
+            return False
+    return False
+
+
+def _spelled(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def overrides() -> dict[str, str]:
+    """`settings.OTEL_BRIDGE` spelled as environment values (empty when unset)."""
+    from django.conf import settings
+
+    configured = getattr(settings, "OTEL_BRIDGE", None) or {}
+    if not isinstance(configured, Mapping):
+        return {}
+    return {str(name): _spelled(value) for name, value in configured.items()}
+
+
+def django_environ() -> dict[str, str]:
+    """The environment with `settings.OTEL_BRIDGE` on top."""
+    return {**os.environ, **overrides()}
