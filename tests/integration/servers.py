@@ -15,6 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def python_path() -> str:
+    """This checkout first, then whatever PYTHONPATH the tests run with (a run against another
+    Django puts that Django there, and the servers must import it too)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -27,7 +33,7 @@ def serve(
     args: Sequence[str], port: int, env: dict[str, str] | None = None, timeout: float = 30.0
 ) -> Iterator[subprocess.Popen[str]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment["PYTHONPATH"] = str(ROOT)
+    environment["PYTHONPATH"] = python_path()
     environment["OTEL_BRIDGE_EXPORTERS"] = "none"  # tests that want a view say so
     environment.update(env or {})
     process = subprocess.Popen(

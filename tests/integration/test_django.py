@@ -15,7 +15,7 @@ import pytest
 
 from tests.exporters.cronitor.fake import API_KEY, fake_cronitor
 
-from .servers import ROOT, free_port, serve
+from .servers import ROOT, free_port, python_path, serve
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))}
     environment.update(
         {
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": python_path(),
             "OTEL_SERVICE_NAME": "shop",
             "OTEL_EXPORTER_CRONITOR_PUBLIC_URL": "https://shop.example.com",
             "DJANGO_TEST_DB": str(tmp_path / "db.sqlite3"),
@@ -212,7 +212,7 @@ def test_the_wrapped_handler_knows_the_monitors_for_startup_sync(
     )
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))}
     environment.update(
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=python_path(),
         OTEL_BRIDGE_EXPORTERS="cronitor",
         OTEL_EXPORTER_CRONITOR_PUBLIC_URL="https://shop.example.com",
         DJANGO_TEST_DB=str(tmp_path / "db.sqlite3"),
@@ -274,3 +274,22 @@ def test_manage_py_check_reports_bad_otel_bridge_settings(tmp_path: Path) -> Non
     assert "otel_bridge.E001" in bad.stderr and "OTEL_BRIDGE_TYPO" in bad.stderr
     assert "otel_bridge.E002" in bad.stderr and "carrier-pigeon" in bad.stderr
     assert good.returncode == 0, good.stderr
+
+
+def test_the_django_these_tests_ran_against() -> None:
+    # `make test` runs this file twice: with the newest Django the venv has, and with the
+    # oldest supported LTS put first on PYTHONPATH (scripts/test). Each run checks its own.
+    import django
+
+    expected = os.environ.get("OTEL_BRIDGE_TEST_DJANGO")
+    script = "import django; print(django.get_version())"
+    served = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": python_path()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    assert served == django.get_version(), "the servers import the same Django as the tests"
+    if expected:
+        assert django.get_version().startswith(expected)
