@@ -87,6 +87,13 @@ def _bridge(
     record_exporters: Sequence[RecordExporter],
     wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Bridge:
+    from otel_bridge.django._settings import django_handler
+
+    handler = django_handler(app)
+    if handler is not None:
+        from otel_bridge.django._handler import hook
+
+        hook(handler)  # Django's URL pattern and view, without a MIDDLEWARE entry
     views: list[RecordExporter] = []
     for name in settings.exporters:
         if name == "wide_events" and wide_event_scrub is not None:

@@ -14,18 +14,23 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["django_environ", "is_django_handler"]
+__all__ = ["django_environ", "django_handler", "is_django_handler"]
+
+
+def django_handler(app: Any) -> Any:
+    """The Django WSGIHandler / ASGIHandler `app` is or wraps (through `.app`), else None.
+    Imports nothing."""
+    for _ in range(16):
+        if type(app).__module__.startswith("django.core.handlers"):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 def is_django_handler(app: Any) -> bool:
-    """A Django WSGIHandler / ASGIHandler, under any wrappers of ours. Imports nothing."""
-    for _ in range(16):
-        if type(app).__module__.startswith("django.core.handlers"):
-            return True
-        app = getattr(app, "app", None)
-        if app is None:
-            return False
-    return False
+    return django_handler(app) is not None
 
 
 def _spelled(value: object) -> str:

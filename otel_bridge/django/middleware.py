@@ -17,7 +17,7 @@ from django.utils.functional import empty
 
 from otel_bridge._context import current
 
-__all__ = ["RouteMiddleware", "route_template"]
+__all__ = ["RouteMiddleware", "after_response", "record_match", "route_template"]
 
 
 def route_template(resolver_match: Any) -> str | None:
@@ -48,36 +48,41 @@ class RouteMiddleware:
         if self.is_async:
             return self.__acall__(request)
         response = self.get_response(request)
-        _after(request)
+        after_response(request)
         return response
 
     async def __acall__(self, request: Any) -> Any:
         response: Awaitable[Any] = self.get_response(request)
         result = await response
-        _after(request)
+        after_response(request)
         return result
 
     def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
-        builder = current.get()
-        if builder is None:
-            return None
-        try:
-            match = request.resolver_match
-            route = route_template(match)
-            if route is not None:
-                builder.route = route
-            view = getattr(match, "_func_path", None) or getattr(match, "view_name", None)
-            if view:
-                fields = builder.fields
-                if fields is None:
-                    fields = builder.fields = {}
-                fields[".django.view"] = view
-        except Exception as exc:  # noqa: BLE001 - the request goes on without a route
-            builder.bridge.health.error("django.route", exc)
+        record_match(request.resolver_match)
         return None
 
 
-def _after(request: Any) -> None:
+def record_match(match: Any) -> None:
+    """The resolved pattern as the request's route, and the view's name for its wide event.
+    Never raises."""
+    builder = current.get()
+    if builder is None:
+        return
+    try:
+        route = route_template(match)
+        if route is not None:
+            builder.route = route
+        view = getattr(match, "_func_path", None) or getattr(match, "view_name", None)
+        if view:
+            fields = builder.fields
+            if fields is None:
+                fields = builder.fields = {}
+            fields[".django.view"] = view
+    except Exception as exc:  # noqa: BLE001 - the request goes on without a route
+        builder.bridge.health.error("django.route", exc)
+
+
+def after_response(request: Any) -> None:
     """The signed-in user's id, when the request loaded the user (reading `request.user`
     otherwise would cost a session and a user query)."""
     builder = current.get()

@@ -21,8 +21,14 @@ INSTALLED_APPS = [
 EXPVAR_SKIP = [
     app for app in os.environ.get("EXPVAR_SKIP", "tests.django_project.brokenapp").split(",") if app
 ]
+# The wrapped handler records routes by itself; RouteMiddleware is for handlers wrapped in
+# something else first (the tests run both ways).
 MIDDLEWARE = [
-    "otel_bridge.django.middleware.RouteMiddleware",
+    *(
+        ["otel_bridge.django.middleware.RouteMiddleware"]
+        if os.environ.get("ROUTE_MIDDLEWARE")
+        else []
+    ),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tests.django_project.auth.HeaderUserMiddleware",

@@ -44,11 +44,13 @@ def bind(name: str, port: int) -> list[str]:
     return [*SERVERS[name], address]
 
 
+@pytest.mark.parametrize("middleware", ["", "1"], ids=["hooked-handler", "route-middleware"])
 @pytest.mark.parametrize("name", sorted(SERVERS))
-def test_route_templates_of_path_re_path_sync_and_async_views(name: str) -> None:
+def test_route_templates_of_path_re_path_sync_and_async_views(name: str, middleware: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with serve(bind(name, port), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    env = {"OTEL_BRIDGE_EXPORTERS": "expvar", "ROUTE_MIDDLEWARE": middleware}
+    with serve(bind(name, port), port, env):
         assert httpx.get(base + "/users/7/").text.startswith("user 7 ")
         assert httpx.get(base + "/users/8/").status_code == 200
         assert httpx.get(base + "/items/blue-pen").text == "item blue-pen"
