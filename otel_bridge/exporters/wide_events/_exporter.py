@@ -47,8 +47,9 @@ class WideEventsExporter(RecordExporter):
         sink: where events go (`make_sink`).
         builder: record → event.
         sample_rate: keep 1 in N ordinary requests (deterministically by request id); errors,
-            5xx and requests slower than `slow_ms` are always kept. Kept sampled events carry
-            `sample_rate`.
+            5xx and requests slower than `slow_ms` are always kept. Events kept by sampling
+            carry `sample_rate` (the number of requests each stands for); always-kept ones do
+            not.
         slow_ms: the "slow request" threshold.
         scrub: called with each event before it is written; return it (changed or not), or
             None to drop it. A scrub that raises drops the event (counted), never the request.
@@ -122,15 +123,17 @@ class WideEventsExporter(RecordExporter):
             self.sink.write([event])
         self.health.count("wide_events.loop_blocked")
 
-    def keep(self, record: RequestRecord, event: Mapping[str, Any]) -> bool:
+    def keep(self, record: RequestRecord, event: Mapping[str, Any]) -> int | None:
+        """The event's weight if it is kept (1: always kept; `sample_rate`: one kept for that
+        many ordinary requests), None if it is sampled out."""
         if self.sample_rate == 1:
-            return True
+            return 1
         if record.error_type is not None or record.status >= 500:
-            return True
+            return 1
         if event.get("duration_ms", 0) >= self.slow_ms:
-            return True
+            return 1
         digest = hashlib.blake2b(str(event["request.id"]).encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.sample_rate == 0
+        return self.sample_rate if int.from_bytes(digest, "big") % self.sample_rate == 0 else None
 
     def export(self, records: Sequence[RequestRecord]) -> None:
         events: list[Event] = []
@@ -146,11 +149,13 @@ class WideEventsExporter(RecordExporter):
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
                 self.health.error("exporter.wide_events.build", exc)
                 continue
-            if not self.keep(record, event):
+            weight = self.keep(record, event)
+            if weight is None:
                 self.health.count("wide_events.sampled_out")
                 continue
-            if self.sample_rate > 1 and not (record.error_type or record.status >= 500):
-                event["sample_rate"] = self.sample_rate
+            if weight > 1:
+                # Stands for `weight` requests; always-kept events (errors, slow) stand for one.
+                event["sample_rate"] = weight
             if self.scrub is not None:
                 try:
                     scrubbed = self.scrub(event)
