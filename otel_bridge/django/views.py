@@ -32,9 +32,10 @@ def _expvar_view() -> Any:
         with _lock:
             if _standalone is None:
                 from otel_bridge.config import Settings
+                from otel_bridge.django._settings import django_environ
                 from otel_bridge.exporters.expvar._view import ExpvarView
 
-                _standalone = ExpvarView.from_settings(Settings.from_env())
+                _standalone = ExpvarView.from_settings(Settings.from_env(django_environ()))
                 _standalone.monitor.install()
     return _standalone
 
