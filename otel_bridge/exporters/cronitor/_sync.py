@@ -52,7 +52,9 @@ class CronitorSync(RecordExporter):
                 "OTEL_EXPORTER_CRONITOR_PUBLIC_URL", None, "the public URL Cronitor probes"
             )
         extra = list(self.extra)
-        if _is_django(self.app):
+        from otel_bridge.django._settings import is_django_handler
+
+        if is_django_handler(self.app):
             from otel_bridge.django._healthchecks import django_healthchecks
 
             extra.extend(django_healthchecks())
@@ -109,13 +111,3 @@ class CronitorSync(RecordExporter):
 
     def export(self, records: list[RequestRecord]) -> None:  # type: ignore[override]
         pass
-
-
-# The app for `manage.py healthchecks`: Django's URLconf, no handler at hand.
-DJANGO = object()
-
-
-def _is_django(app: Any) -> bool:
-    from otel_bridge.django._settings import is_django_handler
-
-    return app is DJANGO or is_django_handler(app)

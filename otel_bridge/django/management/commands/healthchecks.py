@@ -29,12 +29,13 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
         parser.add_argument("--public-url", help="overrides OTEL_EXPORTER_CRONITOR_PUBLIC_URL")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from django.core.handlers.wsgi import WSGIHandler
+
         from otel_bridge.cli import run_healthchecks
         from otel_bridge.config import Settings
         from otel_bridge.django._settings import django_environ
         from otel_bridge.errors import ConfigError
         from otel_bridge.exporters.cronitor import CronitorSync
-        from otel_bridge.exporters.cronitor._sync import DJANGO
 
         try:
             settings = Settings.from_env(django_environ())
@@ -42,7 +43,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
             self.stderr.write(f"healthchecks: {exc}")
             sys.exit(2)
         status = run_healthchecks(
-            CronitorSync(settings, DJANGO),
+            CronitorSync(settings, WSGIHandler()),  # the app: Django, as a server runs it
             public_url=options["public_url"],
             dry_run=not options["sync"],
             output_format=options["format"],
