@@ -15,37 +15,23 @@ import pytest
 
 from tests.exporters.cronitor.fake import API_KEY, fake_cronitor
 
-from .servers import ROOT, free_port, python_path, serve
+from .servers import ROOT, free_port, gunicorn, python_path, serve, uvicorn
 
 pytestmark = pytest.mark.integration
 
-SERVERS = {
-    "wsgi-gunicorn": [
-        "gunicorn",
-        "tests.django_project.wsgi:application",
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--bind",
-    ],
-    "asgi-uvicorn": [
-        "uvicorn",
-        "tests.django_project.asgi:application",
-        "--log-level",
-        "warning",
-        "--port",
-    ],
-}
+SERVERS = ("asgi-uvicorn", "wsgi-gunicorn")
 
 
 def bind(name: str, port: int) -> list[str]:
-    address = f"127.0.0.1:{port}" if name.startswith("wsgi") else str(port)
-    return [*SERVERS[name], address]
+    if name == "wsgi-gunicorn":
+        return gunicorn(
+            "tests.django_project.wsgi:application", port, "--workers", "1", hooks=False
+        )
+    return uvicorn("tests.django_project.asgi:application", port)
 
 
 @pytest.mark.parametrize("middleware", ["", "1"], ids=["hooked-handler", "route-middleware"])
-@pytest.mark.parametrize("name", sorted(SERVERS))
+@pytest.mark.parametrize("name", SERVERS)
 def test_route_templates_of_path_re_path_sync_and_async_views(name: str, middleware: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -74,7 +60,7 @@ def test_route_templates_of_path_re_path_sync_and_async_views(name: str, middlew
     assert by_route["<unmatched>"]["count"] == 1
 
 
-@pytest.mark.parametrize("name", sorted(SERVERS))
+@pytest.mark.parametrize("name", SERVERS)
 def test_orm_queries_become_timers_and_wide_event_counts(name: str, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
