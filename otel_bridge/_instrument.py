@@ -139,6 +139,18 @@ def _bridge(
     return bridge
 
 
+def _follow_django_settings(
+    wrapper: Any, app: Any, build: Callable[[], Bridge], record_exporters: Sequence[RecordExporter]
+) -> None:
+    # A Django handler configured from `OTEL_BRIDGE`: rebuilt when override_settings changes it.
+    from otel_bridge.django._settings import is_django_handler
+
+    if is_django_handler(app):
+        from otel_bridge.django._live import register
+
+        register(wrapper, build, tuple(record_exporters))
+
+
 def instrument(
     app: ASGIApp,
     *,
@@ -175,10 +187,24 @@ def instrument(
     resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
+
+    def build() -> Bridge:
+        return _bridge(
+            app,
+            _settings(app, settings, exporters, service_name, excluded_urls),
+            tracer_provider,
+            meter_provider,
+            record_exporters,
+            wide_event_scrub,
+        )
+
     bridge = _bridge(
         app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
     )
-    return OtelBridgeMiddleware(app, bridge=bridge)
+    wrapper = OtelBridgeMiddleware(app, bridge=bridge)
+    if settings is None:
+        _follow_django_settings(wrapper, app, build, record_exporters)
+    return wrapper
 
 
 def instrument_wsgi(
@@ -201,7 +227,21 @@ def instrument_wsgi(
     resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
+
+    def build() -> Bridge:
+        return _bridge(
+            app,
+            _settings(app, settings, exporters, service_name, excluded_urls),
+            tracer_provider,
+            meter_provider,
+            record_exporters,
+            wide_event_scrub,
+        )
+
     bridge = _bridge(
         app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
     )
-    return OtelBridgeWSGIMiddleware(app, bridge=bridge)
+    wrapper = OtelBridgeWSGIMiddleware(app, bridge=bridge)
+    if settings is None:
+        _follow_django_settings(wrapper, app, build, record_exporters)
+    return wrapper

@@ -36,7 +36,12 @@ from otel_bridge._context import current as _current
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 
-__all__ = ["RecordAllSampler", "resolve_meter_provider", "resolve_tracer_provider"]
+__all__ = [
+    "RecordAllSampler",
+    "remove_span_processor",
+    "resolve_meter_provider",
+    "resolve_tracer_provider",
+]
 
 logger = logging.getLogger("otel_bridge")
 
@@ -183,3 +188,17 @@ def resolve_meter_provider(
     created = MeterProvider(resource=build_resource(settings), metric_readers=all_readers)
     metrics.set_meter_provider(created)
     return created, True
+
+
+def remove_span_processor(provider: TracerProvider, processor: object) -> None:
+    """Take a bridge's processor off the provider when the bridge shuts down (Django rebuilds
+    bridges under `override_settings`). The SDK has no public way to remove a processor, so
+    this works on the multi-processor it keeps, and does nothing if that looks different."""
+    active: Any = getattr(provider, "_active_span_processor", None)
+    lock = getattr(active, "_lock", None)
+    if lock is None or not isinstance(getattr(active, "_span_processors", None), tuple):
+        return
+    with lock:
+        active._span_processors = tuple(
+            item for item in active._span_processors if item is not processor
+        )

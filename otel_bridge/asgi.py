@@ -37,8 +37,12 @@ class OtelBridgeMiddleware:
 
     def __init__(self, app: ASGIApp, *, bridge: Bridge) -> None:
         self.app = app
-        self.bridge = bridge
+        self.bind(bridge)
+
+    def bind(self, bridge: Bridge) -> None:
+        """Record with `bridge` from the next request on (Django's `override_settings`)."""
         self._fields = {name.encode("latin-1") for name in bridge.propagation_fields}
+        self.bridge = bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope.get("type")

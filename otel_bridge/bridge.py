@@ -16,7 +16,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,12 @@ from otel_bridge import __version__
 from otel_bridge._context import current as _current
 from otel_bridge._failsafe import Health
 from otel_bridge._http import normalize_method, sanitize_text
-from otel_bridge._otel import build_resource, resolve_meter_provider, resolve_tracer_provider
+from otel_bridge._otel import (
+    build_resource,
+    remove_span_processor,
+    resolve_meter_provider,
+    resolve_tracer_provider,
+)
 from otel_bridge._scoreboard import current as _scoreboard_current
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
@@ -722,8 +727,10 @@ class Bridge:
                 done = False
         return done
 
-    def shutdown(self, timeout_millis: int = 30_000) -> None:
-        """Export what is queued, then shut the exporters down. Idempotent; never raises."""
+    def shutdown(self, timeout_millis: int = 30_000, keep: Collection[RecordExporter] = ()) -> None:
+        """Export what is queued, then shut the exporters down (those in `keep` are only
+        flushed: a bridge that replaces this one goes on with them). Idempotent; never
+        raises."""
         if self._shut_down:
             return
         self._shut_down = True
@@ -747,7 +754,10 @@ class Bridge:
                 self.health.error("bridge.flush", exc)
         for exporter in self.exporters:
             try:
-                exporter.shutdown()
+                if exporter in keep:
+                    exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
+                else:
+                    exporter.shutdown()
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
         for callback in self.on_shutdown:
@@ -755,6 +765,9 @@ class Bridge:
                 callback()
             except Exception as exc:  # noqa: BLE001
                 self.health.error("bridge.shutdown", exc)
+        if self.tracer_provider is not None:
+            # A shut-down bridge's processor only costs: every span would still call it.
+            remove_span_processor(self.tracer_provider, self.processor)
 
 
 def span_to_timer(

@@ -19,7 +19,7 @@ from otel_bridge._http import WSGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import Environ, ExcInfo, Headers, StartResponse, WSGIApp
 
-__all__ = ["OtelBridgeWSGIMiddleware"]
+__all__ = ["OtelBridgeWSGIMiddleware", "begin_environ", "propagation_keys"]
 
 _perf_ns = time.perf_counter_ns
 
@@ -37,10 +37,12 @@ class OtelBridgeWSGIMiddleware:
 
     def __init__(self, app: WSGIApp, *, bridge: Bridge) -> None:
         self.app = app
+        self.bind(bridge)
+
+    def bind(self, bridge: Bridge) -> None:
+        """Record with `bridge` from the next request on (Django's `override_settings`)."""
+        self._fields = propagation_keys(bridge)
         self.bridge = bridge
-        self._fields = tuple(
-            (name, "HTTP_" + name.upper().replace("-", "_")) for name in bridge.propagation_fields
-        )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         bridge = self.bridge
@@ -54,7 +56,7 @@ class OtelBridgeWSGIMiddleware:
             excluded = bridge.excluded
             if excluded is not None and excluded.search(path):
                 return self.app(environ, start_response)
-            builder = self._begin(environ, path)
+            builder = begin_environ(bridge, environ, path, self._fields)
         except Exception as exc:  # noqa: BLE001 - recording must never stop the request
             bridge.health.error("wsgi.begin", exc)
             return self.app(environ, start_response)
@@ -98,54 +100,6 @@ class OtelBridgeWSGIMiddleware:
         context = contextvars.copy_context()
         bridge.detach(builder)
         return _ResponseBody(iterable, builder, context)
-
-    def _begin(self, environ: Environ, path: str) -> RequestBuilder:
-        bridge = self.bridge
-        builder = RequestBuilder(bridge, "wsgi")
-        builder.path = path
-        builder.query = _recode(environ.get("QUERY_STRING", ""))
-        builder.scheme = environ.get("wsgi.url_scheme") or "http"
-        protocol = environ.get("SERVER_PROTOCOL") or "HTTP/1.1"
-        builder.protocol_version = protocol[5:] if protocol.startswith("HTTP/") else protocol
-        host = environ.get("HTTP_HOST")
-        if host:
-            builder.server = split_host(host)
-        elif environ.get("SERVER_NAME"):
-            port = environ.get("SERVER_PORT")
-            builder.server = (
-                environ["SERVER_NAME"],
-                int(port) if port and port.isdigit() else None,
-            )
-        builder.user_agent = environ.get("HTTP_USER_AGENT")
-        remote = environ.get("REMOTE_ADDR")
-        if remote:
-            port_text = environ.get("REMOTE_PORT")
-            builder.client = (
-                remote,
-                int(port_text) if port_text and str(port_text).isdigit() else None,
-            )
-        carrier: dict[str, str] | None = None
-        for name, key in self._fields:
-            value = environ.get(key)
-            if value is not None:
-                if carrier is None:
-                    carrier = {}
-                carrier[name] = value
-        builder.headers = WSGIHeaders(environ)
-        method = environ.get("REQUEST_METHOD") or "GET"
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": method,
-            "url.path": path,
-            "url.scheme": builder.scheme,
-        }
-        if builder.query:
-            attributes["url.query"] = builder.query
-        if builder.server is not None:
-            attributes["server.address"] = builder.server[0]
-            if builder.server[1] is not None:
-                attributes["server.port"] = builder.server[1]
-        bridge.begin(builder, method, carrier, attributes)
-        return builder
 
 
 class _ResponseBody:
@@ -200,6 +154,69 @@ class _ResponseBody:
             raise
         finally:
             self._context.run(builder.bridge.finish, builder, False)
+
+
+def propagation_keys(bridge: Bridge) -> tuple[tuple[str, str], ...]:
+    """(header, environ key) of each field the propagator reads: ``traceparent`` → …"""
+    return tuple(
+        (name, "HTTP_" + name.upper().replace("-", "_")) for name in bridge.propagation_fields
+    )
+
+
+def begin_environ(
+    bridge: Bridge,
+    environ: Environ,
+    path: str,
+    fields: tuple[tuple[str, str], ...],
+    interface: str = "wsgi",
+    scheme: str | None = None,
+) -> RequestBuilder:
+    """Start recording the request `environ` describes (a WSGI environ, or Django's META)."""
+    builder = RequestBuilder(bridge, interface)
+    builder.path = path
+    builder.query = _recode(environ.get("QUERY_STRING", ""))
+    builder.scheme = scheme or environ.get("wsgi.url_scheme") or "http"
+    protocol = environ.get("SERVER_PROTOCOL") or "HTTP/1.1"
+    builder.protocol_version = protocol[5:] if protocol.startswith("HTTP/") else protocol
+    host = environ.get("HTTP_HOST")
+    if host:
+        builder.server = split_host(host)
+    elif environ.get("SERVER_NAME"):
+        port = environ.get("SERVER_PORT")
+        builder.server = (
+            environ["SERVER_NAME"],
+            int(port) if port and port.isdigit() else None,
+        )
+    builder.user_agent = environ.get("HTTP_USER_AGENT")
+    remote = environ.get("REMOTE_ADDR")
+    if remote:
+        port_text = environ.get("REMOTE_PORT")
+        builder.client = (
+            remote,
+            int(port_text) if port_text and str(port_text).isdigit() else None,
+        )
+    carrier: dict[str, str] | None = None
+    for name, key in fields:
+        value = environ.get(key)
+        if value is not None:
+            if carrier is None:
+                carrier = {}
+            carrier[name] = value
+    builder.headers = WSGIHeaders(environ)
+    method = environ.get("REQUEST_METHOD") or "GET"
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "url.path": path,
+        "url.scheme": builder.scheme,
+    }
+    if builder.query:
+        attributes["url.query"] = builder.query
+    if builder.server is not None:
+        attributes["server.address"] = builder.server[0]
+        if builder.server[1] is not None:
+            attributes["server.port"] = builder.server[1]
+    bridge.begin(builder, method, carrier, attributes)
+    return builder
 
 
 def _recode(text: str) -> str:

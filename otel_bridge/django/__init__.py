@@ -1,18 +1,28 @@
-"""Django: the route template of every request, for apps wrapped by `instrument_wsgi()` or
-`instrument()`.
+"""Django: every request recorded with its URL pattern, database queries, view and user.
 
-Add ``"otel_bridge.django"`` to ``INSTALLED_APPS`` and
-``"otel_bridge.django.middleware.RouteMiddleware"`` to ``MIDDLEWARE``, and wrap the handler::
+Add ``"otel_bridge.django"`` to ``INSTALLED_APPS`` and wrap the handler::
 
     application = otel_bridge.instrument_wsgi(get_wsgi_application())   # wsgi.py
     application = otel_bridge.instrument(get_asgi_application())        # asgi.py
+
+and, for Django's test client (or a handler something else wrapped first), put
+``"otel_bridge.django.middleware.OtelBridgeMiddleware"`` first in ``MIDDLEWARE``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["path", "re_path"]
+__all__ = ["force_flush", "path", "re_path"]
+
+
+def force_flush(timeout_millis: int = 10_000) -> bool:
+    """Hand every request recorded so far (by wrapped handlers and the middleware) to the
+    views: call it in a test before reading a wide-event file or `/debug/vars`. False on
+    timeout."""
+    from otel_bridge.django._live import force_flush as flush
+
+    return flush(timeout_millis)
 
 
 def path(

@@ -1,5 +1,5 @@
-"""What RouteMiddleware does, done by wrapping the handler instead: `instrument()` and
-`instrument_wsgi()` hook Django's own handler, so no MIDDLEWARE entry is needed.
+"""What OtelBridgeMiddleware does behind a wrapper, done by the wrapper itself: `instrument()`
+and `instrument_wsgi()` hook Django's own handler, so no MIDDLEWARE entry is needed.
 
 Two instance attributes of the handler are replaced (its class is untouched): `resolve_request`
 (the URL pattern and view become the request's) and `get_response` / `get_response_async`

@@ -16,7 +16,9 @@ class OtelBridgeConfig(AppConfig):  # type: ignore[misc]  # Django ships no type
         from otel_bridge.django import _checks
         from otel_bridge.django._db import install
         from otel_bridge.django._discovery import discover
+        from otel_bridge.django._live import connect
 
         install()
+        connect()
         discover(getattr(settings, "EXPVAR_SKIP", ()))
         _checks.register()

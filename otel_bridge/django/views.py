@@ -14,8 +14,6 @@ from typing import Any, ClassVar
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
-from otel_bridge._context import current
-
 __all__ = ["ExpVarView"]
 
 _standalone: Any = None
@@ -23,21 +21,32 @@ _lock = threading.Lock()
 
 
 def _expvar_view() -> Any:
-    """The instrumented app's expvar view, else one built from the environment."""
+    """The expvar view of the bridge recording requests (the wrapper's or the middleware's),
+    else one built from the settings."""
     global _standalone
-    builder = current.get()
-    if builder is not None and builder.bridge.expvar is not None:
-        return builder.bridge.expvar
+    from otel_bridge.django._live import expvar_view
+
+    view = expvar_view()
+    if view is not None:
+        return view
     if _standalone is None:
         with _lock:
             if _standalone is None:
-                from otel_bridge.config import Settings
-                from otel_bridge.django._settings import django_environ
+                from otel_bridge.django._live import settings
                 from otel_bridge.exporters.expvar._view import ExpvarView
 
-                _standalone = ExpvarView.from_settings(Settings.from_env(django_environ()))
+                _standalone = ExpvarView.from_settings(settings())
                 _standalone.monitor.install()
     return _standalone
+
+
+def forget() -> None:
+    """Build the standalone view again at its next use (the settings changed)."""
+    global _standalone
+    with _lock:
+        old, _standalone = _standalone, None
+    if old is not None:
+        old.monitor.uninstall()
 
 
 class ExpVarView(View):  # type: ignore[misc]  # Django ships no types

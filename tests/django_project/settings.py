@@ -21,11 +21,11 @@ INSTALLED_APPS = [
 EXPVAR_SKIP = [
     app for app in os.environ.get("EXPVAR_SKIP", "tests.django_project.brokenapp").split(",") if app
 ]
-# The wrapped handler records routes by itself; RouteMiddleware is for handlers wrapped in
-# something else first (the tests run both ways).
+# The wrapped handler records routes by itself; OtelBridgeMiddleware is for the test client and
+# handlers wrapped in something else first (the tests run both ways).
 MIDDLEWARE = [
     *(
-        ["otel_bridge.django.middleware.RouteMiddleware"]
+        ["otel_bridge.django.middleware.OtelBridgeMiddleware"]
         if os.environ.get("ROUTE_MIDDLEWARE")
         else []
     ),
@@ -38,7 +38,7 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DJANGO_TEST_DB", ":memory:"),
+        "NAME": os.environ.get("DJANGO_TEST_DB") or ":memory:",
     }
 }
 USE_TZ = True

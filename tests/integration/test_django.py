@@ -122,6 +122,33 @@ def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
     )
 
 
+def test_a_projects_own_django_tests_see_the_middleware_and_override_settings(
+    tmp_path: Path,
+) -> None:
+    # Django's own runner on tests/django_project/django_tests.py: the test client recorded by
+    # the middleware alone, override_settings(OTEL_BRIDGE=...) applied and reverted.
+    base = tmp_path / "base.jsonl"
+    setting = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events,expvar",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{base}",
+    }
+    result = manage(
+        tmp_path,
+        "test",
+        "tests.django_project.django_tests",
+        "-v",
+        "2",
+        DJANGO_OTEL_BRIDGE=json.dumps(setting),
+        BASE_EVENTS=str(base),
+        ROUTE_MIDDLEWARE="1",
+        DJANGO_TEST_DB="",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ran 6 tests" in result.stderr, result.stderr
+    # 3 + 1 (the 500) + 1 (/me after the override) + 2 (/ops/vars) + 1 (the wrapped handler)
+    assert base.read_text().count("\n") == 8, "the events the base settings kept"
+
+
 def test_manage_py_healthchecks_lists_marked_url_patterns_and_syncs(tmp_path: Path) -> None:
     with fake_cronitor() as fake:
         listed = manage(tmp_path, "healthchecks", OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url)
