@@ -38,7 +38,10 @@ def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:
                     text=True,
                     check=True,
                 )
-                runs.setdefault((app, config), []).append(json.loads(out.stdout))
+                cell = json.loads(out.stdout)
+                if cell["dropped"]:
+                    raise SystemExit(f"{app} {config}: {cell['dropped']} records dropped")
+                runs.setdefault((app, config), []).append(cell)
     medians: dict[tuple[str, str], dict[str, float]] = {}
     for key, cells in runs.items():
         medians[key] = {

@@ -663,8 +663,10 @@ VARIABLES: tuple[Variable[Any], ...] = (
         4096,
         "int",
         "8192",
-        "Finished requests waiting for the background exporter thread; when full, new "
-        "records are dropped and counted (`bridge.dropped.queue_full`), never blocking.",
+        "Finished requests waiting for the background exporter thread. When it is full a "
+        "request waits up to 50 ms for room (the thread needs the GIL the requests hold); "
+        "if none comes, the record is dropped and counted (`bridge.dropped.queue_full`) and "
+        "requests stop waiting for 1 s.",
         bad="0",
     ),
     Variable(

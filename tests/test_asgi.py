@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -530,9 +531,12 @@ async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) ->
 
     settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
     app = harness.asgi(starlette_app(), settings=settings, record_exporters=[Blocking()])
+    started = time.monotonic()
     async with client(app) as c:
         for index in range(10):
             assert (await c.get(f"/users/{index}")).status_code == 200
+    # A stuck exporter costs one wait for room (50 ms), not one per request.
+    assert time.monotonic() - started < 0.5
     gate.set()
     assert app.bridge.force_flush(5_000)
     dropped = app.bridge.health.dropped["queue_full"]
@@ -540,6 +544,28 @@ async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) ->
     assert 6 <= dropped <= 8
     server = [s for s in harness.finished_spans() if s.kind is SpanKind.SERVER]
     assert len(server) == 10, "dropped records still end their spans"
+
+
+async def test_a_full_queue_waits_for_a_busy_exporter_instead_of_dropping(
+    harness: Harness,
+) -> None:
+    # Requests that keep the CPU busy must not starve the export thread into dropping records:
+    # a full queue makes the request wait for room while the exporter makes progress.
+    class Slow(RecordExporter):
+        name = "slow"
+
+        def export(self, records: Any) -> None:
+            time.sleep(0.002 * len(records))
+
+    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
+    exporters = [Slow(), harness.collector]
+    app = harness.asgi(starlette_app(), settings=settings, record_exporters=exporters)
+    async with client(app) as c:
+        for index in range(40):
+            assert (await c.get(f"/users/{index}")).status_code == 200
+    assert app.bridge.force_flush(5_000)
+    assert app.bridge.health.dropped == {}
+    assert len(harness.records()) == 40
 
 
 async def test_sdk_disabled_returns_the_app_unchanged(harness: Harness) -> None:
