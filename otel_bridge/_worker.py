@@ -27,17 +27,17 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 
 # Items handed to `handle` at once.
-BATCH_SIZE = 32
-# The thread holds the GIL while it works, and a request thread coming back from the network
-# waits for it (up to the interpreter's switch interval, 5 ms): after this much work the
-# thread sleeps(0) between batches, letting a waiting thread go first. Not after every batch:
-# each such hand-off costs more than the batch (measured: 52 µs per request against 41 with
-# a CPU-bound request loop, benchmarks/inprocess.py).
-YIELD_EVERY_S = 0.001
+BATCH_SIZE = 64
 # The thread wakes when this many items wait, or every INTERVAL_S, whichever comes first.
 # Waking it per request would cost a thread switch (and a GIL hand-off) per request, more
 # than the export work itself; batching keeps the request path to one deque append.
-WAKE_AT = 128
+# The thread never gives the GIL up between batches on its own (sleep(0)): the interpreter
+# already hands it to a waiting thread every switch interval (5 ms), and each voluntary
+# hand-off cost more than the batch — measured with a CPU-bound request loop
+# (benchmarks/inprocess.py, WSGI): 52 µs per request yielding after every batch of 16,
+# 48 yielding every 1 ms, 34 never yielding. Fewer records waiting also means fewer of them
+# survive into the garbage collector's older generations.
+WAKE_AT = 64
 INTERVAL_S = 0.1
 # How often flush() re-checks while it waits.
 IDLE_WAIT_S = 0.05
@@ -166,7 +166,6 @@ class Worker(Generic[T]):
             wake.clear()
             with self._idle:
                 self._busy = True
-            yield_at = time.perf_counter() + YIELD_EVERY_S
             try:
                 while queue:
                     batch = [queue.popleft() for _ in range(min(BATCH_SIZE, len(queue)))]
@@ -177,9 +176,6 @@ class Worker(Generic[T]):
                     if self._waiting:
                         with self._room:
                             self._room.notify_all()
-                    elif time.perf_counter() > yield_at:
-                        time.sleep(0)
-                        yield_at = time.perf_counter() + YIELD_EVERY_S
             finally:
                 with self._idle:
                     self._busy = False
