@@ -10,6 +10,7 @@ named by `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER`.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -93,7 +94,36 @@ def build_resource(settings: Settings) -> Resource:
     return Resource.create(attributes)
 
 
+# Our own zero-code exporters (otel_bridge.zerocode): with the wrapper, the views come from
+# OTEL_BRIDGE_EXPORTERS instead, so the same names in OTEL_*_EXPORTER add nothing twice.
+_OWN_VIEWS = frozenset({"pinba", "wide_events", "expvar"})
+
+
+def _skip_own(name: str, variable: str) -> None:
+    logger.info(
+        "otel_bridge: %s=%s is served by the wrapper itself (OTEL_BRIDGE_EXPORTERS)", variable, name
+    )
+
+
+def _otlp(name: str, signal: str) -> str:
+    # As the SDK's configurator: "otlp" is gRPC unless OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL
+    # says http/protobuf.
+    if name != "otlp":
+        return name
+    variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    protocol = os.environ.get(variable) or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if not protocol:
+        return "otlp_proto_grpc"
+    by_protocol = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+    if protocol.strip() not in by_protocol:
+        if not os.environ.get(variable):
+            variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
+        raise ConfigError(variable, protocol, "grpc or http/protobuf")
+    return by_protocol[protocol.strip()]
+
+
 def _load(group: str, name: str, variable: str) -> Any:
+    name = _otlp(name, "traces" if "traces" in group else "metrics")
     found = entry_points(group=group, name=name)
     for entry_point in found:
         return entry_point.load()
@@ -126,6 +156,9 @@ def resolve_tracer_provider(
     sampler = RecordAllSampler(_get_from_env_or_default())
     created = TracerProvider(resource=build_resource(settings), sampler=sampler)
     for name in settings.traces_exporters:
+        if name in _OWN_VIEWS:
+            _skip_own(name, "OTEL_TRACES_EXPORTER")
+            continue
         exporter_class = _load("opentelemetry_traces_exporter", name, "OTEL_TRACES_EXPORTER")
         created.add_span_processor(BatchSpanProcessor(exporter_class()))
     trace.set_tracer_provider(created)
@@ -179,6 +212,9 @@ def resolve_meter_provider(
         return provider, False
     all_readers = list(readers)
     for name in settings.metrics_exporters:
+        if name in _OWN_VIEWS:
+            _skip_own(name, "OTEL_METRICS_EXPORTER")
+            continue
         exporter_class = _load("opentelemetry_metrics_exporter", name, "OTEL_METRICS_EXPORTER")
         exporter = exporter_class()
         if isinstance(exporter, MetricReader):

@@ -95,6 +95,9 @@ class OtelBridgeMiddleware:
                 builder.complete_ns = _perf_ns()
                 builder.completed = True
 
+        # FastAPI's built-in telemetry would add a second server span and the same HTTP
+        # metrics again: it stands down for a request marked so, as behind contrib's middleware.
+        scope.setdefault("fastapi.telemetry", None)
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:

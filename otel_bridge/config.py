@@ -142,6 +142,15 @@ def _endpoints(name: str, raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(endpoints)
 
 
+def _listen(name: str, raw: str) -> tuple[str, int]:
+    # One address to bind: host:port or [v6]:port; port 0 lets the kernel choose.
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", raw.strip())
+    port = int(match.group(2) or match.group(4)) if match is not None else -1
+    if match is None or port > 65535:
+        raise ConfigError(name, raw, "host:port or [ipv6]:port to listen on")
+    return (match.group(1) or match.group(3), port)
+
+
 def _path(name: str, raw: str) -> str:
     value = raw.strip()
     if not value.startswith("/") or any(ch in value for ch in "?# \t"):
@@ -352,6 +361,19 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "/internal/vars",
         "Where the expvar JSON is served (exact path, any method, query ignored, as Go).",
         bad="debug/vars",
+    ),
+    Variable(
+        "OTEL_EXPORTER_EXPVAR_LISTEN",
+        "expvar_listen",
+        _listen,
+        ("127.0.0.1", 6060),
+        "host:port",
+        "127.0.0.1:9100",
+        "Zero-code mode only (`OTEL_METRICS_EXPORTER=expvar` under `opentelemetry-instrument`, "
+        "where no wrapper serves the app): the address of the expvar view's own listener "
+        "(Go's debug-server convention, :6060). The access rules below apply.",
+        bad="6060",
+        default_text="127.0.0.1:6060",
     ),
     Variable(
         "OTEL_EXPORTER_EXPVAR_ALLOW",
@@ -710,6 +732,7 @@ class Settings:
     wide_events_trust_forwarded_for: bool = False
     wide_events_user_id: bool = True
     expvar_path: str = "/debug/vars"
+    expvar_listen: tuple[str, int] = ("127.0.0.1", 6060)
     expvar_allow: tuple[str, ...] = ()
     expvar_token: str | None = field(default=None, repr=False)
     expvar_trusted_proxies: tuple[str, ...] = ()

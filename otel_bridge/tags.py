@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from otel_bridge._context import current as _current
+from otel_bridge._context import mode as _mode
+from otel_bridge._context import span_attribute_fallback
 from otel_bridge._strings import php_string
 
 __all__ = ["tag"]
@@ -22,6 +24,10 @@ def tag(**tags: object) -> None:
     """
     builder = _current.get()
     if builder is None:
+        if _mode.zerocode:
+            span_attribute_fallback(
+                "otel_bridge.tag.", {name: php_string(value) for name, value in tags.items()}
+            )
         return
     if builder.tags is None:
         builder.tags = {}

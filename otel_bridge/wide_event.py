@@ -8,6 +8,8 @@ fields per request (more are counted and ignored).
 from __future__ import annotations
 
 from otel_bridge._context import current as _current
+from otel_bridge._context import mode as _mode
+from otel_bridge._context import span_attribute_fallback
 
 __all__ = ["incr", "set"]
 
@@ -19,6 +21,8 @@ def set(**fields: FieldValue) -> None:
     """Set fields on this request's event (a later value replaces an earlier one)."""
     builder = _current.get()
     if builder is None:
+        if _mode.zerocode:
+            span_attribute_fallback("otel_bridge.field.", dict(fields))
         return
     store = builder.fields
     if store is None:
@@ -34,6 +38,8 @@ def incr(name: str, by: int | float = 1) -> None:
     """Add `by` to a numeric field of this request's event (starting from 0)."""
     builder = _current.get()
     if builder is None:
+        if _mode.zerocode:
+            _incr_span_attribute(name, by)
         return
     store = builder.fields
     if store is None:
@@ -43,3 +49,13 @@ def incr(name: str, by: int | float = 1) -> None:
         builder.bridge.health.drop("wide_event.fields_over_limit")
         return
     store[name] = (previous if isinstance(previous, (int, float)) else 0) + by
+
+
+def _incr_span_attribute(name: str, by: int | float) -> None:
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    previous = (getattr(span, "attributes", None) or {}).get("otel_bridge.field." + name, 0)
+    if isinstance(previous, bool) or not isinstance(previous, (int, float)):
+        previous = 0
+    span_attribute_fallback("otel_bridge.field.", {name: previous + by})

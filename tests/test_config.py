@@ -136,9 +136,15 @@ def test_expvar_and_pinba_variables_parse() -> None:
             "OTEL_EXPORTER_EXPVAR_TOKEN": "0123456789abcdef",
             "OTEL_EXPORTER_EXPVAR_PROCESS": "FULL",
             "OTEL_EXPORTER_PINBA_SCRIPT_NAME": "path",
+            "OTEL_EXPORTER_EXPVAR_LISTEN": "[::1]:0",
         }
     )
     assert settings.expvar_path == "/internal/vars"
+    assert settings.expvar_listen == ("::1", 0)
+    assert Settings.from_env({"OTEL_EXPORTER_EXPVAR_LISTEN": " localhost:9100 "}).expvar_listen == (
+        "localhost",
+        9100,
+    )
     assert settings.expvar_allow == ("10.0.0.0/8", "192.168.1.7", "::1")
     assert settings.expvar_trusted_proxies == ("10.0.0.1/32",)
     assert settings.expvar_token == "0123456789abcdef"
@@ -152,6 +158,8 @@ def test_expvar_and_pinba_variables_parse() -> None:
         ("OTEL_EXPORTER_EXPVAR_PATH", "debug/vars", "a URL path starting with /"),
         ("OTEL_EXPORTER_EXPVAR_ALLOW", "10.0.0.0/33", "comma-separated IP networks"),
         ("OTEL_EXPORTER_EXPVAR_PROCESS", "all", "basic or full"),
+        ("OTEL_EXPORTER_EXPVAR_LISTEN", "127.0.0.1", "host:port or [ipv6]:port"),
+        ("OTEL_EXPORTER_EXPVAR_LISTEN", "127.0.0.1:70000", "host:port or [ipv6]:port"),
         ("OTEL_EXPORTER_PINBA_MAX_PACKET_SIZE", "70000", "an integer from 512 to 65507"),
     ],
 )

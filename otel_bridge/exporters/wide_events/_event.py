@@ -52,6 +52,15 @@ def _location(exception: BaseException) -> str | None:
     return f"{frame.filename}:{frame.lineno} in {frame.name}"
 
 
+# Fields a zero-code record cannot know (no wrapper saw the response or the CPU).
+_WRAPPER_ONLY = (
+    "http.response.body.size",
+    "http.response.completed",
+    "app_duration_ms",
+    "cpu_ms",
+)
+
+
 class EventBuilder:
     """Builds events from records.
 
@@ -122,6 +131,10 @@ class EventBuilder:
             "cpu_ms": round((record.ru_utime_ns + record.ru_stime_ns) / 1e6, 3),
             "queue_ms": queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns),
         }
+        if record.interface == "zerocode":
+            # What only the wrapper measures (otel_bridge.zerocode): left out, not shown as 0.
+            for key in _WRAPPER_ONLY:
+                del event[key]
         if record.timers or record.timers_dropped:
             event["timers.count"] = sum(timer.hit_count for timer in record.timers)
             by_kind: dict[str, list[float]] = {}
