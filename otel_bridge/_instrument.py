@@ -94,6 +94,13 @@ def _bridge(
         from otel_bridge.django._handler import hook
 
         hook(handler)  # Django's URL pattern and view, without a MIDDLEWARE entry
+    from otel_bridge._flask import flask_app
+
+    flask = flask_app(app)
+    if flask is not None:
+        from otel_bridge._flask import hook as hook_flask
+
+        hook_flask(flask)  # Flask's URL rule as the route
     views: list[RecordExporter] = []
     for name in settings.exporters:
         if name == "wide_events" and wide_event_scrub is not None:

@@ -23,7 +23,9 @@ class StartResponse(Protocol):
     ) -> Callable[[bytes], object]: ...
 
 
-WSGIApp: TypeAlias = Callable[[Environ, StartResponse], Iterable[bytes]]
+# start_response as Any: type checkers then accept any WSGI callable here, whichever
+# StartResponse protocol it was declared with (wsgiref.types', Flask's, Django's…).
+WSGIApp: TypeAlias = Callable[[Environ, Any], Iterable[bytes]]
 
 # Tag values accepted by otel_bridge.timer(): scalars, sequences of scalars (multi-valued
 # tags) and mappings (flattened to dotted names), as pynba accepted them.
