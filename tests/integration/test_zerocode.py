@@ -35,6 +35,9 @@ VARYING_PINBA = {"request_time", "timer_value", "memory_peak", "memory_footprint
 VARYING_EVENT = {"timestamp", "duration_ms", "process.pid", "trace_id", "span_id", "request.id"}
 
 
+TOKEN = "zero-code-token-0123456789"
+
+
 def zero_code(port: int) -> list[str]:
     # opentelemetry-instrument execs a program found by name: this venv's uvicorn script.
     command = str(Path(sys.executable).parent / "uvicorn")
@@ -84,6 +87,7 @@ def common_env(pinba: socket.socket, events: Path) -> dict[str, str]:
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
 
 
@@ -164,13 +168,19 @@ def test_zero_code_expvar_listens_on_its_own_loopback_port() -> None:
         "OTEL_METRICS_EXPORTER": "expvar",
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_EXPORTER_EXPVAR_LISTEN": f"127.0.0.1:{vars_port}",
+        "OTEL_EXPORTER_EXPVAR_TOKEN": TOKEN,
         "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
+    authorized = {"authorization": f"Bearer {TOKEN}"}
     with serve(zero_code(port), port, env):
         drive(port)
+        refused = httpx.get(f"http://127.0.0.1:{vars_port}/debug/vars", timeout=10)
         deadline = time.monotonic() + 10
         while True:
-            document = httpx.get(f"http://127.0.0.1:{vars_port}/debug/vars", timeout=10).json()
+            document = httpx.get(
+                f"http://127.0.0.1:{vars_port}/debug/vars", headers=authorized, timeout=10
+            ).json()
             if document["requests"]["total"]["count"] >= 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -180,6 +190,7 @@ def test_zero_code_expvar_listens_on_its_own_loopback_port() -> None:
     assert document["requests"]["by_route"]["/items/{item_id}"]["count"] == 2
     assert "http.server.request.duration" in json.dumps(document["otel"])
     assert missing.status_code == 404
+    assert refused.status_code == 403, "the same access rules as the wrapper's endpoint"
 
 
 def test_a_bad_variable_stops_zero_code_startup_naming_it() -> None:
