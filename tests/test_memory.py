@@ -1,0 +1,24 @@
+"""Memory stays flat under sustained load (benchmarks/memory.py drives it): the resident set
+after 60,000 requests with every view on stays within 5 MB of the one after the first 10,000,
+and the numbers of live objects and threads do not grow; nothing is dropped on the way."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.memory import WARMUP, run
+
+
+@pytest.mark.integration
+def test_rss_objects_and_threads_stay_flat_under_sustained_load() -> None:
+    total = 60_000
+    result = run(total)
+    growth = result["rss_after_all_mb"] - result["rss_after_warmup_mb"]
+    assert growth < 5, f"RSS grew {growth:.1f} MB over {total - WARMUP:,} requests"
+    objects0, objects1 = result["objects"]
+    assert objects1 - objects0 < 500, result["objects"]
+    assert result["threads"][0] == result["threads"][1]
+    assert result["spans_exported"] >= total, "every request's span reached the exporter"
+    assert result["dropped"] == {}
+    assert result["packets_sent"] == total
+    assert result["packets_received"] == total, "loopback with a 4 MB buffer loses nothing"
