@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from otel_bridge.asgi import OtelBridgeMiddleware
+from otel_bridge.asgi import SHUTDOWN_TIMEOUT_MS, OtelBridgeMiddleware
 from otel_bridge.bridge import Bridge
 from otel_bridge.config import Settings
 from otel_bridge.record import RecordExporter
@@ -140,7 +140,7 @@ def _bridge(
     def shutdown_at_exit() -> None:
         alive = reference()
         if alive is not None:
-            alive.shutdown(5_000)
+            alive.shutdown(SHUTDOWN_TIMEOUT_MS)
 
     atexit.register(shutdown_at_exit)
     return bridge

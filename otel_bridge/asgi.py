@@ -18,7 +18,10 @@ from otel_bridge._http import ASGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["OtelBridgeMiddleware"]
+__all__ = ["SHUTDOWN_TIMEOUT_MS", "OtelBridgeMiddleware"]
+
+# How long shutting down may take: our queue, then the OTel providers' exporters.
+SHUTDOWN_TIMEOUT_MS = 5_000
 
 _perf_ns = time.perf_counter_ns
 
@@ -171,7 +174,9 @@ class OtelBridgeMiddleware:
 
         async def lifespan_send(message: Message) -> None:
             if message.get("type") == "lifespan.shutdown.complete":
-                bridge.shutdown()
+                # Bounded: a Collector that is down must not hold a restart for the SDK's
+                # retries (~30 s); what is still unsent after this is given up.
+                bridge.shutdown(SHUTDOWN_TIMEOUT_MS)
             await send(message)
 
         return lifespan_send

@@ -1,8 +1,10 @@
 """Non-blocking UDP sending to one or more Pinba collectors.
 
 Runs on the bridge's exporter thread only, so name resolution (at first use, then every
-`resolve_interval` seconds) never happens on a request. A send that fails (no route, buffer
-full, ICMP port unreachable reported on the socket) drops that datagram and counts it.
+`resolve_interval` seconds) never happens on a request. Each collector gets a connected UDP
+socket: a collector that refuses (ICMP port unreachable) then shows up as an error on the next
+send, counted as `exporter.pinba.send`, where an unconnected socket would lose the datagrams
+without a word. A send that fails (refused, no route, buffer full) drops that datagram.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ class UDPSender:
         self.health = health
         self._interval = resolve_interval
         self._clock = clock
-        self._resolved: dict[tuple[str, int], tuple[int, Any]] = {}
+        # endpoint → (the address it resolved to, a socket connected to that address)
+        self._connected: dict[tuple[str, int], tuple[Any, socket.socket]] = {}
         self._resolved_at: float | None = None
-        self._sockets: dict[int, socket.socket] = {}
 
     def _resolve(self) -> None:
         for endpoint in self._endpoints:
@@ -46,16 +48,21 @@ class UDPSender:
                 # Keep sending to the last address that resolved, if any.
                 self.health.error("exporter.pinba.resolve", exc)
                 continue
-            self._resolved[endpoint] = (family, address)
-        self._resolved_at = self._clock()
-
-    def _socket(self, family: int) -> socket.socket:
-        sock = self._sockets.get(family)
-        if sock is None:
+            current = self._connected.get(endpoint)
+            if current is not None and current[0] == address:
+                continue
             sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            self._sockets[family] = sock
-        return sock
+            try:
+                sock.setblocking(False)
+                sock.connect(address)  # UDP: sets the destination, sends nothing
+            except OSError as exc:
+                sock.close()
+                self.health.error("exporter.pinba.connect", exc)
+                continue
+            if current is not None:
+                current[1].close()
+            self._connected[endpoint] = (address, sock)
+        self._resolved_at = self._clock()
 
     def send(self, datagram: bytes) -> int:
         """Send to every collector; returns how many sends succeeded."""
@@ -63,15 +70,15 @@ class UDPSender:
         if self._resolved_at is None or now - self._resolved_at >= self._interval:
             self._resolve()
         sent = 0
-        for family, address in self._resolved.values():
+        for _, sock in self._connected.values():
             try:
-                self._socket(family).sendto(datagram, address)
+                sock.send(datagram)
                 sent += 1
             except OSError as exc:
                 self.health.error("exporter.pinba.send", exc)
         return sent
 
     def close(self) -> None:
-        for sock in self._sockets.values():
+        for _, sock in self._connected.values():
             sock.close()
-        self._sockets.clear()
+        self._connected.clear()

@@ -239,7 +239,10 @@ async def test_closed_collector_port_is_harmless(harness: Harness) -> None:
     async with client(wrapped) as c:
         for index in range(30):
             assert (await c.get(f"/users/{index}")).status_code == 200
+            await asyncio.sleep(0.005)  # ICMP comes back between the sends
     assert wrapped.bridge.force_flush()
+    # The refusal (ICMP port unreachable) is seen, on the connected socket, and counted.
+    assert wrapped.bridge.health.errors["exporter.pinba.send"] >= 1
 
 
 def test_settings_build_the_exporter() -> None:
