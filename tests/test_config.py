@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -226,3 +227,23 @@ def test_cronitor_variables() -> None:
         Settings.from_env({"OTEL_EXPORTER_CRONITOR_ENDPOINT": "cronitor.io"})
     with pytest.raises(ConfigError, match=r"^CRONITOR_API_KEY='<hidden>'"):
         Settings.from_env({"CRONITOR_API_KEY": "two words"})
+
+
+SECRETS = {"CRONITOR_API_KEY", "OTEL_EXPORTER_EXPVAR_TOKEN"}
+
+
+@pytest.mark.parametrize(
+    "variable", [v for v in VARIABLES if v.bad is not None], ids=lambda v: v.env
+)
+def test_every_variable_refuses_its_bad_value_naming_it_and_the_expected_form(
+    variable: Any,
+) -> None:
+    # Every variable that can be wrong (the others take any text: names, versions).
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable.env: variable.bad})
+    shown = "<hidden>" if variable.env in SECRETS else variable.bad
+    assert (caught.value.name, caught.value.value) == (variable.env, shown)
+    assert str(caught.value).startswith(f"{variable.env}={shown!r}: expected ")
+    assert len(str(caught.value)) > len(f"{variable.env}={shown!r}: expected ") + 3
+    if variable.env in SECRETS:
+        assert variable.bad not in str(caught.value), "a secret is never echoed"
