@@ -94,7 +94,12 @@ def put_monitors(
                 try:
                     saved = json.loads(answer).get("monitors", [])
                 except (ValueError, AttributeError):
-                    saved = []
+                    # Not Cronitor's answer (a proxy's or a captive portal's page): nothing
+                    # says the monitors were saved.
+                    detail = answer.decode("utf-8", "replace")[:200]
+                    return SyncResult(
+                        False, response.status, attempt, f"unexpected answer: {detail!r}"
+                    )
                 word = "validated" if rollback else "synced"
                 return SyncResult(
                     True,

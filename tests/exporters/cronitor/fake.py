@@ -95,6 +95,14 @@ def fake_cronitor() -> Iterator[Fake]:
             if mode == "reset":
                 self.connection.close()
                 return
+            if mode == "garbage":  # a proxy's page instead of Cronitor's JSON
+                data = b"<html>502 upstream</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if mode == "429":
                 self.reply(429, {"retry_after_seconds": 0.2}, {"Retry-After": "0.2"})
                 return

@@ -181,10 +181,14 @@ def test_retries_what_is_worth_retrying_and_nothing_else() -> None:
         invalid = put_monitors(
             [{**monitors[0], "schedule": "every 5 seconds"}], api_key=API_KEY, endpoint=fake.url
         )
+        fake.failures = ["garbage"]
+        garbage = put_monitors(monitors, api_key=API_KEY, endpoint=fake.url)
     assert (retried.ok, retried.attempts) == (True, 5)
     assert (server_error.ok, server_error.status, server_error.attempts) == (False, 500, 1)
     assert (refused.ok, refused.status, refused.attempts) == (False, 403, 1)
     assert (invalid.ok, invalid.status, invalid.attempts) == (False, 400, 1)
+    assert (garbage.ok, garbage.status) == (False, 200), "a 200 that is not Cronitor's JSON"
+    assert "unexpected answer" in garbage.message and "502 upstream" in garbage.message
     assert invalid.errors[0]["key"] == "shop-health"
     assert invalid.errors[0]["field"] == "schedule"
 

@@ -127,6 +127,25 @@ async def test_every_request_becomes_one_packet_with_its_timers_and_tags(
     assert wrapped.bridge.health.counts["pinba.packets_sent"] == 2
 
 
+async def test_no_header_cookie_or_query_secret_reaches_a_packet(
+    harness: Harness, collector: Collector
+) -> None:
+    # Pinba packets carry the route (or the path, never the query) and the tags the app sets:
+    # by construction, nothing from headers, cookies or the query string.
+    for script_name in ("route", "path"):
+        exporter = exporter_for(collector, script_name=script_name)
+        wrapped = harness.asgi(app(), record_exporters=[exporter])
+        async with client(wrapped) as c:
+            await c.get(
+                "/users/1?token=SECRET-QUERY&api_key=SECRET-KEY",
+                headers={"authorization": "Bearer SECRET-AUTH", "cookie": "s=SECRET-COOKIE"},
+            )
+        wrapped.bridge.force_flush()
+        raw = collector.raw()
+        assert b"SECRET" not in raw, script_name
+        assert decode(raw).script_name in ("/users/{uid}", "/users/1")
+
+
 async def test_child_spans_of_other_instrumentations_are_timers(
     harness: Harness, collector: Collector
 ) -> None:
