@@ -15,48 +15,23 @@ import gc
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import psutil
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_bridge
+from benchmarks.apps import NullMetricExporter, NullSpanExporter
 
 WARMUP = 10_000
-
-
-class Discard(SpanExporter):
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += len(spans)
-        return SpanExportResult.SUCCESS
-
-
-class DiscardMetrics(MetricExporter):
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
 
 
 @otel_bridge.healthcheck(schedule="every 5 minutes")
@@ -88,10 +63,10 @@ def scope(n: int) -> dict[str, Any]:
 
 def run(total: int) -> dict[str, Any]:
     """Drive `total` requests; the measurements after WARMUP and after all of them."""
-    spans = Discard()
+    spans = NullSpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(spans, max_queue_size=8192))
-    reader = PeriodicExportingMetricReader(DiscardMetrics(), export_interval_millis=1_000)
+    reader = PeriodicExportingMetricReader(NullMetricExporter(), export_interval_millis=1_000)
     meter_provider = MeterProvider(metric_readers=[reader])
     received = [0]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as pinba:
@@ -165,8 +140,15 @@ def run(total: int) -> dict[str, Any]:
         "objects": (objects0, objects1),
         "threads": (threads0, threads1),
         "us_per_request": elapsed / (total - WARMUP) * 1e6,
-        "spans_exported": spans.spans,
+        "spans_exported": spans.exported,
         "dropped": dict(health.dropped),
         "packets_sent": health.counts.get("pinba.packets_sent", 0),
         "packets_received": received[0],
     }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)))

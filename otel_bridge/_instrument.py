@@ -158,6 +158,38 @@ def _follow_django_settings(
         register(wrapper, build, tuple(record_exporters))
 
 
+def _wrap(
+    wrapper_class: Any,
+    app: Any,
+    settings: Settings | None,
+    exporters: str | Iterable[str] | None,
+    service_name: str | None,
+    excluded_urls: str | Iterable[str] | None,
+    tracer_provider: trace.TracerProvider | None,
+    meter_provider: metrics.MeterProvider | None,
+    record_exporters: Sequence[RecordExporter],
+    wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+) -> Any:
+    resolved = _settings(app, settings, exporters, service_name, excluded_urls)
+    if resolved.sdk_disabled:
+        return app
+
+    def build(current: Settings | None = None) -> Bridge:
+        return _bridge(
+            app,
+            current or _settings(app, settings, exporters, service_name, excluded_urls),
+            tracer_provider,
+            meter_provider,
+            record_exporters,
+            wide_event_scrub,
+        )
+
+    wrapper = wrapper_class(app, bridge=build(resolved))
+    if settings is None:
+        _follow_django_settings(wrapper, app, build, record_exporters)
+    return wrapper
+
+
 def instrument(
     app: ASGIApp,
     *,
@@ -191,27 +223,19 @@ def instrument(
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
     """
-    resolved = _settings(app, settings, exporters, service_name, excluded_urls)
-    if resolved.sdk_disabled:
-        return app
-
-    def build() -> Bridge:
-        return _bridge(
-            app,
-            _settings(app, settings, exporters, service_name, excluded_urls),
-            tracer_provider,
-            meter_provider,
-            record_exporters,
-            wide_event_scrub,
-        )
-
-    bridge = _bridge(
-        app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
+    wrapped: ASGIApp = _wrap(
+        OtelBridgeMiddleware,
+        app,
+        settings,
+        exporters,
+        service_name,
+        excluded_urls,
+        tracer_provider,
+        meter_provider,
+        record_exporters,
+        wide_event_scrub,
     )
-    wrapper = OtelBridgeMiddleware(app, bridge=bridge)
-    if settings is None:
-        _follow_django_settings(wrapper, app, build, record_exporters)
-    return wrapper
+    return wrapped
 
 
 def instrument_wsgi(
@@ -231,24 +255,16 @@ def instrument_wsgi(
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
     """
-    resolved = _settings(app, settings, exporters, service_name, excluded_urls)
-    if resolved.sdk_disabled:
-        return app
-
-    def build() -> Bridge:
-        return _bridge(
-            app,
-            _settings(app, settings, exporters, service_name, excluded_urls),
-            tracer_provider,
-            meter_provider,
-            record_exporters,
-            wide_event_scrub,
-        )
-
-    bridge = _bridge(
-        app, resolved, tracer_provider, meter_provider, record_exporters, wide_event_scrub
+    wrapped_wsgi: WSGIApp = _wrap(
+        OtelBridgeWSGIMiddleware,
+        app,
+        settings,
+        exporters,
+        service_name,
+        excluded_urls,
+        tracer_provider,
+        meter_provider,
+        record_exporters,
+        wide_event_scrub,
     )
-    wrapper = OtelBridgeWSGIMiddleware(app, bridge=bridge)
-    if settings is None:
-        _follow_django_settings(wrapper, app, build, record_exporters)
-    return wrapper
+    return wrapped_wsgi

@@ -12,8 +12,6 @@ import asyncio
 import functools
 import time
 
-from opentelemetry.util.types import AttributeValue
-
 from otel_bridge._http import ASGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
@@ -155,18 +153,7 @@ class OtelBridgeMiddleware:
         if client:
             builder.client = (str(client[0]), client[1])
         builder.headers = ASGIHeaders(headers)
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": scope.get("method") or "GET",
-            "url.path": path,
-            "url.scheme": builder.scheme,
-        }
-        if builder.query:
-            attributes["url.query"] = builder.query
-        if builder.server is not None:
-            attributes["server.address"] = builder.server[0]
-            if builder.server[1] is not None:
-                attributes["server.port"] = builder.server[1]
-        bridge.begin(builder, scope.get("method") or "GET", carrier, attributes)
+        bridge.begin(builder, scope.get("method") or "GET", carrier)
         return builder
 
     def _lifespan_send(self, send: Send) -> Send:

@@ -301,13 +301,25 @@ class Bridge:
     # -- request path -------------------------------------------------------------------
 
     def begin(
-        self,
-        builder: RequestBuilder,
-        method: str,
-        carrier: Mapping[str, str] | None,
-        attributes: dict[str, AttributeValue],
+        self, builder: RequestBuilder, method: str, carrier: Mapping[str, str] | None
     ) -> None:
-        """Start the server span and make `builder` current. Pair with `finish()`."""
+        """Start the server span and make `builder` current. Pair with `finish()`.
+
+        The span starts with what a sampler may use: method, path, scheme, query and server
+        address, from `builder` (which the wrapper has filled in).
+        """
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": method,
+            "url.path": builder.path,
+            "url.scheme": builder.scheme,
+        }
+        if builder.query:
+            attributes["url.query"] = builder.query
+        server = builder.server
+        if server is not None:
+            attributes["server.address"] = server[0]
+            if server[1] is not None:
+                attributes["server.port"] = server[1]
         builder.method_original = method
         builder.method = normalized = normalize_method(method)
         builder.start_attributes = attributes

@@ -13,8 +13,6 @@ import contextvars
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from opentelemetry.util.types import AttributeValue
-
 from otel_bridge._http import WSGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import Environ, ExcInfo, Headers, StartResponse, WSGIApp
@@ -203,19 +201,7 @@ def begin_environ(
                 carrier = {}
             carrier[name] = value
     builder.headers = WSGIHeaders(environ)
-    method = environ.get("REQUEST_METHOD") or "GET"
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": method,
-        "url.path": path,
-        "url.scheme": builder.scheme,
-    }
-    if builder.query:
-        attributes["url.query"] = builder.query
-    if builder.server is not None:
-        attributes["server.address"] = builder.server[0]
-        if builder.server[1] is not None:
-            attributes["server.port"] = builder.server[1]
-    bridge.begin(builder, method, carrier, attributes)
+    bridge.begin(builder, environ.get("REQUEST_METHOD") or "GET", carrier)
     return builder
 
 
