@@ -127,4 +127,6 @@ def run(n: int = 5_000) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run()))
+    import sys
+
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 5_000)))

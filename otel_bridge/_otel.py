@@ -19,10 +19,16 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import (
     Decision,
     Sampler,
@@ -34,6 +40,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from otel_bridge._context import current as _current
+from otel_bridge._failsafe import Health
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 
@@ -134,7 +141,7 @@ def _load(group: str, name: str, variable: str) -> Any:
 
 
 def resolve_tracer_provider(
-    settings: Settings, given: trace.TracerProvider | None
+    settings: Settings, given: trace.TracerProvider | None, health: Health | None = None
 ) -> TracerProvider | None:
     """The SDK tracer provider otel_bridge adds its processor to, or None if there is none.
 
@@ -160,7 +167,10 @@ def resolve_tracer_provider(
             _skip_own(name, "OTEL_TRACES_EXPORTER")
             continue
         exporter_class = _load("opentelemetry_traces_exporter", name, "OTEL_TRACES_EXPORTER")
-        created.add_span_processor(BatchSpanProcessor(exporter_class()))
+        exporter = exporter_class()
+        if health is not None:
+            exporter = CountedSpanExporter(exporter, health, f"otel.traces.{name}")
+        created.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(created)
     return created
 
@@ -195,7 +205,10 @@ def _wrap_sampler(provider: TracerProvider) -> None:
 
 
 def resolve_meter_provider(
-    settings: Settings, given: metrics.MeterProvider | None, readers: Sequence[MetricReader]
+    settings: Settings,
+    given: metrics.MeterProvider | None,
+    readers: Sequence[MetricReader],
+    health: Health | None = None,
 ) -> tuple[metrics.MeterProvider, bool]:
     """The meter provider the bridge records its metrics with, and whether `readers` are
     attached to it (only a provider otel_bridge creates can take them: the SDK has no way to
@@ -220,6 +233,8 @@ def resolve_meter_provider(
         if isinstance(exporter, MetricReader):
             all_readers.append(exporter)
         else:
+            if health is not None:
+                exporter = CountedMetricExporter(exporter, health, f"otel.metrics.{name}")
             all_readers.append(PeriodicExportingMetricReader(exporter))
     created = MeterProvider(resource=build_resource(settings), metric_readers=all_readers)
     metrics.set_meter_provider(created)
@@ -238,3 +253,60 @@ def remove_span_processor(provider: TracerProvider, processor: object) -> None:
         active._span_processors = tuple(
             item for item in active._span_processors if item is not processor
         )
+
+
+class CountedSpanExporter(SpanExporter):
+    """The exporter otel_bridge made from OTEL_TRACES_EXPORTER, with its failures (a Collector
+    down, refusing, timing out) counted in the bridge's health, so `/debug/vars` shows them."""
+
+    def __init__(self, inner: SpanExporter, health: Health, kind: str) -> None:
+        self.inner = inner
+        self._health = health
+        self._kind = kind
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # noqa: BLE001 - counted; the batch is lost either way
+            self._health.error(self._kind, exc)
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._health.drop(self._kind, len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountedMetricExporter(MetricExporter):
+    """As `CountedSpanExporter`, for OTEL_METRICS_EXPORTER's push exporters."""
+
+    def __init__(self, inner: MetricExporter, health: Health, kind: str) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self.inner = inner
+        self._health = health
+        self._kind = kind
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._health.error(self._kind, exc)
+            return MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self._health.drop(self._kind)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)

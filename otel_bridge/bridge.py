@@ -227,7 +227,7 @@ class Bridge:
         for exporter in self.exporters:
             exporter.attach(self.health)
         self.excluded = settings.excluded_regex
-        sdk_provider = resolve_tracer_provider(settings, tracer_provider)
+        sdk_provider = resolve_tracer_provider(settings, tracer_provider, self.health)
         self.tracer_provider = sdk_provider
         provider = sdk_provider or tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer("otel_bridge", __version__)
@@ -241,7 +241,7 @@ class Bridge:
         else:
             self.resource = MappingProxyType(dict(build_resource(settings).attributes))
         self.meter_provider, self.readers_attached = resolve_meter_provider(
-            settings, meter_provider, metric_readers
+            settings, meter_provider, metric_readers, self.health
         )
         meter = self.meter_provider.get_meter("otel_bridge", __version__)
         self._duration = meter.create_histogram(
