@@ -173,6 +173,8 @@ class Worker(Generic[T]):
                         self._handle(batch)
                     except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the thread
                         self._health.error("worker", exc)
+                    # Let the records go now, not when the next batch replaces this one.
+                    del batch
                     if self._waiting:
                         with self._room:
                             self._room.notify_all()
