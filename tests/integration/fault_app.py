@@ -46,6 +46,7 @@ elif FAULT == "expvar":
     _break(RequestStats, "export")
 
 
+@otel_bridge.healthcheck(path_params={"n": 1})
 async def item(request: Request) -> PlainTextResponse:
     otel_bridge.tag(kind="item")
     with otel_bridge.timer(group="db", op="select"):

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.exporters.cronitor.fake import API_KEY, fake_cronitor
+
 from .servers import free_port, gunicorn, serve, stop, uvicorn
 
 pytestmark = pytest.mark.integration
@@ -127,6 +129,10 @@ FAULTS = [
     "bug-wide_events",
     "bug-expvar",
     "otlp-down",
+    "cronitor-500",
+    "cronitor-403",
+    "cronitor-garbage",
+    "cronitor-stall",
 ]
 
 
@@ -138,7 +144,7 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
     events = tmp_path / "events.jsonl"
     flag = tmp_path / "fault-on"
     flag.touch()
-    with udp_collector() as (collector, received):
+    with udp_collector() as (collector, received), fake_cronitor() as cronitor:
         pinba_port = collector.getsockname()[1]
         env = {
             "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
@@ -155,6 +161,18 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
             env["OTEL_EXPORTER_WIDE_EVENTS_SINK"] = "file:/dev/full"
         elif fault.startswith("bug-"):
             env["FAULT"] = fault[4:]
+        elif fault.startswith("cronitor-"):
+            # The opt-in startup sync against an API that fails: off the request path.
+            mode = fault.split("-", 1)[1]
+            cronitor.failures = [mode] * 10 if mode != "403" else []
+            env.update(
+                OTEL_BRIDGE_EXPORTERS="expvar,pinba,wide_events,cronitor",
+                OTEL_EXPORTER_CRONITOR_SYNC_ON_STARTUP="true",
+                OTEL_EXPORTER_CRONITOR_TIMEOUT="3",
+                OTEL_EXPORTER_CRONITOR_ENDPOINT=cronitor.url,
+                OTEL_EXPORTER_CRONITOR_PUBLIC_URL="https://shop.example.com",
+                CRONITOR_API_KEY=API_KEY if mode != "403" else "wrong-key-0123456789",
+            )
         elif fault == "otlp-down":
             env.update(
                 OTEL_TRACES_EXPORTER="otlp",
@@ -169,6 +187,10 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
             result = ab(port, LOAD, 16)
             assert wait_for(lambda: health(port)["queue_depth"] == 0 or True)
             time.sleep(0.5)  # the exporter thread's batch interval, and the metric reader's
+            if fault.startswith("cronitor-"):  # retries within its time budget, then gives up
+                assert wait_for(lambda: "exporter.cronitor.sync" in health(port)["errors"], 60), (
+                    health(port)
+                )
             if fault == "otlp-down":  # the SDK's exporter gives a batch up after its retries
                 assert wait_for(lambda: "otel.traces.otlp" in health(port)["dropped"], 30)
             during = health(port)
@@ -211,7 +233,7 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
         "bug-pinba": "exporter.pinba.encode",
         "bug-wide_events": "exporter.wide_events",
         "bug-expvar": "exporter.expvar",
-    }.get(fault)
+    }.get(fault, "exporter.cronitor.sync" if fault.startswith("cronitor-") else None)
     if expected_kind is not None:
         matching = {kind: n for kind, n in errors.items() if kind.startswith(expected_kind)}
         assert matching, f"{fault} counted in /debug/vars: {errors}"

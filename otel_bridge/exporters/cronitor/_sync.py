@@ -3,6 +3,7 @@ exactly one process of the server does it, in the background, within its time bu
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import tempfile
@@ -18,6 +19,29 @@ from otel_bridge.record import RecordExporter, RequestRecord
 __all__ = ["CronitorSync", "claim_file"]
 
 logger = logging.getLogger("otel_bridge")
+
+
+def _server_pid() -> tuple[int, bool]:
+    """The pid that stands for this server, and whether this process is the whole server.
+
+    Workers of gunicorn or of `uvicorn --workers` share their parent; any other process (plain
+    uvicorn, a development server) is a server of its own. Keying those by their parent made a
+    restart under the same parent (a shell loop, supervisord, a test run) skip the sync, as the
+    first run's claim was still there.
+    """
+    import multiprocessing
+    import sys
+
+    if multiprocessing.parent_process() is not None or "gunicorn" in sys.modules:
+        return os.getppid(), False
+    return os.getpid(), True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def claim_file(server_pid: int) -> str:
@@ -86,10 +110,10 @@ class CronitorSync(RecordExporter):
         """Startup sync, if configured and this process claims it; never blocks or raises."""
         if not self.settings.cronitor_sync_on_startup or self.thread is not None:
             return
+        server, alone = _server_pid()
+        claim = claim_file(server)
         try:
-            descriptor = os.open(
-                claim_file(os.getppid()), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
-            )
+            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return  # another process of this server synced already
         except OSError as exc:
@@ -97,17 +121,35 @@ class CronitorSync(RecordExporter):
             return
         os.write(descriptor, str(os.getpid()).encode())
         os.close(descriptor)
+        if alone:
+            # No master removes it (gunicorn's on_exit hook does there): this process does, at
+            # shutdown (lifespan) or, failing that, at exit.
+            self._claim = claim
+            atexit.register(_remove, claim)
 
         def run() -> None:
             try:
                 self.result = self.put()
             except Exception as exc:  # noqa: BLE001 - never into the app
                 self.result = SyncResult(False, None, 0, f"{type(exc).__name__}: {exc}")
-            level = logging.INFO if self.result.ok else logging.WARNING
-            logger.log(level, "otel_bridge: Cronitor sync: %s", self.result.message)
+            # Seen in /debug/vars (otel_bridge.counts / errors), logged once.
+            health = getattr(self, "health", None)
+            if self.result.ok:
+                logger.info("otel_bridge: Cronitor sync: %s", self.result.message)
+                if health is not None:
+                    health.count("cronitor.synced")
+            elif health is not None:
+                health.error("exporter.cronitor.sync", RuntimeError(self.result.message))
+            else:
+                logger.warning("otel_bridge: Cronitor sync: %s", self.result.message)
 
         self.thread = threading.Thread(target=run, name="otel-bridge-cronitor", daemon=True)
         self.thread.start()
 
     def export(self, records: list[RequestRecord]) -> None:  # type: ignore[override]
         pass
+
+    def shutdown(self) -> None:
+        claim = getattr(self, "_claim", None)
+        if claim is not None:
+            _remove(claim)
