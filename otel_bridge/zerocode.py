@@ -75,7 +75,6 @@ OWN_SCOPE = "otel_bridge"
 
 _lock = threading.Lock()
 _health = Health()
-_active = False
 _expvar: Any = None  # the ExpvarView of ExpvarReader, fed by the trace side
 _feeder: object = None  # the trace-side exporter that feeds it (one, not one per view)
 
@@ -83,12 +82,10 @@ _feeder: object = None  # the trace-side exporter that feeds it (one, not one pe
 def active() -> bool:
     """Whether a zero-code exporter was built in this process (tags and wide-event fields
     then fall back to span attributes outside a wrapper's request)."""
-    return _active
+    return mode.zerocode
 
 
 def _mark_active() -> None:
-    global _active
-    _active = True
     mode.zerocode = True
 
 

@@ -72,36 +72,24 @@ class OtelBridgeMiddleware:
         if self.is_async:
             return self.__acall__(request)
         builder = _begin(request)
-        if builder is None:
-            response = self.get_response(request)
-            after_response(request)
-            return response
         try:
             response = self.get_response(request)
         except BaseException as exc:
-            builder.exception = exc
-            builder.bridge.finish(builder)
+            _failed(builder, exc)
             raise
-        after_response(request)
-        _finish(builder, response)
+        _done(builder, request, response)
         return response
 
     async def __acall__(self, request: Any) -> Any:
         builder = _begin(request)
-        if builder is None:
-            result = await self.get_response(request)
-            after_response(request)
-            return result
         try:
             pending: Awaitable[Any] = self.get_response(request)
-            result = await pending
+            response = await pending
         except BaseException as exc:
-            builder.exception = exc
-            builder.bridge.finish(builder)
+            _failed(builder, exc)
             raise
-        after_response(request)
-        _finish(builder, result)
-        return result
+        _done(builder, request, response)
+        return response
 
     def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
         record_match(request.resolver_match)
@@ -139,6 +127,18 @@ def _begin(request: Any) -> RequestBuilder | None:
     except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
         bridge.health.error("django.begin", exc)
         return None
+
+
+def _failed(builder: RequestBuilder | None, exc: BaseException) -> None:
+    if builder is not None:
+        builder.exception = exc
+        builder.bridge.finish(builder)
+
+
+def _done(builder: RequestBuilder | None, request: Any, response: Any) -> None:
+    after_response(request)  # the user id, for whichever record is current
+    if builder is not None:
+        _finish(builder, response)
 
 
 def _finish(builder: RequestBuilder, response: Any) -> None:
