@@ -40,6 +40,7 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._scoreboard import current as _scoreboard_current
+from otel_bridge._spans import SDK, ServerSpan, SpanPlan
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
@@ -90,6 +91,8 @@ class RequestBuilder:
     """
 
     span: trace.Span | None = None
+    # The exported span, when it was built at the end (otel_bridge._spans).
+    finished_span: ReadableSpan | None = None
     context_token: Any = None
     otel_token: object = None
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -154,9 +157,12 @@ class RecordSpanProcessor(SpanProcessor):
             or builder.bridge is not self._bridge
         ):
             return
-        usage = _getrusage(_RUSAGE)
         span_id = span.context.span_id
-        self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
+        if self._bridge.measure_cpu:
+            usage = _getrusage(_RUSAGE)
+            self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
+        else:
+            self._live[span_id] = (builder, 0, 0.0, 0.0)
         if builder.open_spans is None:
             builder.open_spans = {}
         builder.open_spans[span_id] = span
@@ -179,7 +185,7 @@ class RecordSpanProcessor(SpanProcessor):
         if len(builder.spans) >= self._bridge.settings.max_timers:
             builder.timers_dropped += 1
             return
-        if thread_id == _get_ident():
+        if thread_id == _get_ident() and thread_id:
             usage = _getrusage(_RUSAGE)
             cpu_user = int((usage.ru_utime - utime) * 1e9)
             cpu_system = int((usage.ru_stime - stime) * 1e9)
@@ -233,6 +239,11 @@ class Bridge:
         self.tracer = provider.get_tracer("otel_bridge", __version__)
         self.timer_tracer = provider.get_tracer(TIMER_SCOPE, __version__)
         self.processor = RecordSpanProcessor(self)
+        # CPU time per request and per timer is two getrusage() calls each (~1 µs): measured
+        # only when a view can show it (records are built only for record exporters).
+        self.measure_cpu = bool(self.exporters)
+        # How each request's server span is made: the SDK's, or built at its end (_spans).
+        self._plan = SpanPlan(sdk_provider, self.tracer, self.processor)
         if sdk_provider is not None:
             sdk_provider.add_span_processor(self.processor)
             self.resource: Mapping[str, AttributeValue] = MappingProxyType(
@@ -331,17 +342,23 @@ class Bridge:
         builder.start_time_ns = _time_ns()
         builder.start_ns = _perf_ns()
         builder.context_token = _current.set(builder)
-        span = self.tracer.start_span(
-            key[0] if key[0] != "_OTHER" else "HTTP",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            start_time=builder.start_time_ns,
-        )
+        name = normalized if normalized != "_OTHER" else "HTTP"
+        span: trace.Span
+        if self._plan.current() is not SDK:
+            span = self._plan.start(name, parent, attributes)
+        else:
+            span = self.tracer.start_span(
+                name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                start_time=builder.start_time_ns,
+            )
         builder.span = span
         builder.otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
-        usage = _getrusage(_RUSAGE)
-        builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
+        if self.measure_cpu:
+            usage = _getrusage(_RUSAGE)
+            builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
         if self._timeout_exporters:
             self._watch(builder)
         claim = _scoreboard_current()
@@ -460,8 +477,9 @@ class Bridge:
         )
         builder.span = span
         builder.otel_token = otel_context.attach(trace.set_span_in_context(span))
-        usage = _getrusage(_RUSAGE)
-        builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
+        if self.measure_cpu:
+            usage = _getrusage(_RUSAGE)
+            builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
 
     def detach(self, builder: RequestBuilder) -> None:
         """Leave the request's context (it goes on in a copy: a streaming WSGI body)."""
@@ -482,9 +500,10 @@ class Bridge:
             builder.app_end_ns = now
             if not builder.complete_ns:
                 builder.complete_ns = now
-            usage = _getrusage(_RUSAGE)
-            utime, stime, _ = builder.cpu
-            builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
+            if self.measure_cpu:
+                usage = _getrusage(_RUSAGE)
+                utime, stime, _ = builder.cpu
+                builder.cpu = (usage.ru_utime - utime, usage.ru_stime - stime, usage.ru_maxrss)
             if reset:
                 otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
                 _current.reset(builder.context_token)
@@ -492,6 +511,8 @@ class Bridge:
                 with self._active_lock:
                     self._active[(builder.method, builder.scheme)] -= 1
             builder.closed = True
+            if type(builder.span) is ServerSpan:
+                builder.span.closed = True
             if self._watchdog is not None:
                 self._watchdog.remove(builder)
             claim = _scoreboard_current()
@@ -499,6 +520,9 @@ class Bridge:
                 claim[0].end_request(claim[1])
             if builder.open_spans:
                 self.processor.forget(builder)
+            builder.otel_token = builder.context_token = None
+            if not self.exporters and not self._body_sizes:
+                builder.headers = EMPTY
             if not self._worker.submit(builder):
                 self._end_span(builder, builder.span, {})
         except Exception as exc:  # noqa: BLE001 - never raise into the app
@@ -590,7 +614,9 @@ class Bridge:
         # The SDK span holds the attributes as set (start + final); a non-recording span
         # holds none, so fall back to what we know.
         # After end() the SDK span's attributes are immutable: share them rather than copy.
-        attributes: Mapping[str, AttributeValue] | None = getattr(span, "attributes", None)
+        attributes: Mapping[str, AttributeValue] | None = getattr(
+            builder.finished_span or span, "attributes", None
+        )
         if not attributes:
             attributes = MappingProxyType({**builder.start_attributes, **final})
         context = span.get_span_context() if span is not None else None
@@ -650,7 +676,27 @@ class Bridge:
     ) -> None:
         if span is None:
             return
+        # End at the response-complete instant, so the span and the duration metric agree.
+        end_time = builder.start_time_ns + (builder.complete_ns - builder.start_ns)
         method = builder.method
+        if type(span) is ServerSpan:
+            name = span.name
+            if builder.route is not None and builder.interface != "job":
+                name = f"{method if method != '_OTHER' else 'HTTP'} {builder.route}"
+            code = final.get("http.response.status_code", 0)
+            finished = self._plan.finish(
+                span,
+                name,
+                final,
+                builder.exception,
+                builder.exception is not None or (isinstance(code, int) and code >= 500),
+                builder.start_time_ns,
+                end_time,
+            )
+            builder.finished_span = finished
+            return
+        if not span.is_recording():
+            return
         if final:
             span.set_attributes(final)
         if builder.route is not None and builder.interface != "job":
@@ -663,8 +709,7 @@ class Bridge:
         if exception is not None or (isinstance(status, int) and status >= 500):
             description = f"{type(exception).__name__}: {exception}" if exception else None
             span.set_status(Status(StatusCode.ERROR, description))
-        # End at the response-complete instant, so the span and the duration metric agree.
-        span.end(end_time=builder.start_time_ns + (builder.complete_ns - builder.start_ns))
+        span.end(end_time=end_time)
 
     def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
         start = builder.start_time_ns

@@ -1,0 +1,319 @@
+"""The server span without the SDK's per-span machinery, where nothing would notice.
+
+Starting an SDK span costs ~8 µs and ending it ~6 µs, mostly for state no one reads when the
+provider's processors only export finished spans. So `SpanPlan` looks at the provider's
+processors (again whenever that list changes) and picks one of three ways per request:
+
+- ``sdk``: the SDK span, as `Tracer.start_span` makes it. Used when any processor could act
+  on a span while it runs (anything but the SDK's own Batch/Simple processors), when the
+  tracer is disabled, or when span limits would change the attributes.
+- ``deferred``: the other processors are BatchSpanProcessor / SimpleSpanProcessor, whose
+  ``on_start`` does nothing. The request carries a `ServerSpan` (its ids decided now, by the
+  provider's id generator and sampler, as the SDK decides them); at the end, on the bridge's
+  thread, the finished span is handed to those processors' ``on_end`` as a `ReadableSpan`.
+  What the app does to the current span (attributes, events, status, name) is kept and
+  replayed on an SDK span built then, as is an exception, so those spans are the SDK's own.
+- ``unexported``: our processor is the only one (views only, ``OTEL_TRACES_EXPORTER=none``).
+  The request carries a `ServerSpan` and nothing is built at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+__all__ = ["ServerSpan", "SpanPlan"]
+
+SDK = "sdk"
+DEFERRED = "deferred"
+UNEXPORTED = "unexported"
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+# W3C Trace Context level 2 (SDK >= 1.45); 0 where the API does not know the flag.
+_RANDOM_TRACE_ID: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+# Processors whose on_start is a no-op: a span they see only at its end is the same to them.
+_END_ONLY = (BatchSpanProcessor, SimpleSpanProcessor)
+_UNSET = Status(StatusCode.UNSET)
+_ERROR = Status(StatusCode.ERROR)
+
+
+class ServerSpan(trace.Span):
+    """The request's server span while it runs, when the SDK span is built at the end.
+
+    Everything the API offers works: the ids (children and outgoing trace context use them),
+    and attributes, events, links, status, name and exceptions, which are kept in order and
+    applied to the finished span. `end()` is otel_bridge's: the span ends at the instant the
+    response completes. Changes after the request finished are ignored, as on an ended span.
+    """
+
+    def __init__(
+        self,
+        context: SpanContext,
+        name: str,
+        parent: SpanContext | None,
+        parent_otel_context: Context | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        exporters: tuple[SpanProcessor, ...],
+    ) -> None:
+        self._context = context
+        # The processors that export it, as the provider had them when the request began.
+        self.exporters = exporters
+        self.name = name
+        self.parent = parent
+        self.parent_otel_context = parent_otel_context
+        self.start_attributes = attributes
+        self.changes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] | None = None
+        self.closed = False
+
+    def _change(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self.changes is None:
+            self.changes = []
+        self.changes.append((method, args, kwargs))
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return not self.closed
+
+    def end(self, end_time: int | None = None) -> None:
+        """Ignored: otel_bridge ends the server span when the response is complete."""
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self._change("set_attributes", (dict(attributes),), {})
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._change("set_attribute", (key, value), {})
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        if timestamp is None:
+            timestamp = time.time_ns()
+        self._change("add_event", (name, dict(attributes or {}), timestamp), {})
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        self._change("add_link", (context, dict(attributes or {})), {})
+
+    def update_name(self, name: str) -> None:
+        self._change("update_name", (name,), {})
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self._change("set_status", (status, description), {})
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        if timestamp is None:
+            timestamp = time.time_ns()
+        self._change(
+            "record_exception",
+            (exception,),
+            {"attributes": dict(attributes or {}), "timestamp": timestamp, "escaped": escaped},
+        )
+
+    def __repr__(self) -> str:
+        return f"ServerSpan({self.name!r}, {self._context})"
+
+
+class SpanPlan:
+    """Decides, per request, how the server span is made (see the module docstring)."""
+
+    def __init__(self, provider: Any, tracer: Any, ours: SpanProcessor) -> None:
+        self._ours = ours
+        self._provider = provider
+        self._tracer = tracer
+        active = getattr(provider, "_active_span_processor", None)
+        usable = (
+            isinstance(getattr(active, "_span_processors", None), tuple)
+            and hasattr(provider, "sampler")
+            and hasattr(provider, "id_generator")
+            and hasattr(provider, "resource")
+            and getattr(tracer, "_instrumentation_scope", None) is not None
+            and getattr(tracer, "_span_limits", None) is not None
+        )
+        self._active = active if usable else None
+        self._seen: tuple[SpanProcessor, ...] | None = None
+        self.mode = SDK
+        self.others: tuple[SpanProcessor, ...] = ()
+
+    def current(self) -> str:
+        """The mode for the next request (cheap: the processor list is re-read, and only
+        classified again when the SDK replaced it)."""
+        active = self._active
+        if active is None:
+            return SDK
+        processors = active._span_processors
+        if processors is not self._seen:
+            self._seen = processors
+            self.mode, self.others = self._classify(processors)
+        return self.mode
+
+    def _classify(
+        self, processors: tuple[SpanProcessor, ...]
+    ) -> tuple[str, tuple[SpanProcessor, ...]]:
+        if self._ours not in processors:
+            return SDK, ()
+        enabled = getattr(self._tracer, "_is_enabled", None)
+        if enabled is not None and not enabled():
+            return SDK, ()
+        limits = self._tracer._span_limits
+        if limits.max_attribute_length is not None or (limits.max_span_attributes or 0) < 32:
+            # The SDK would truncate or drop attributes: let it.
+            return SDK, ()
+        others = tuple(p for p in processors if p is not self._ours)
+        if not others:
+            return UNEXPORTED, ()
+        if all(type(p) in _END_ONLY for p in others):
+            return DEFERRED, others
+        return SDK, ()
+
+    def start(
+        self,
+        name: str,
+        parent: Context | None,
+        attributes: Mapping[str, AttributeValue],
+    ) -> ServerSpan:
+        """The server span's identity, decided as `Tracer.start_span` decides it."""
+        provider = self._provider
+        generator = provider.id_generator
+        parent_context: SpanContext | None = trace.get_current_span(parent).get_span_context()
+        if parent_context is not None and parent_context.is_valid:
+            trace_id = parent_context.trace_id
+            random_id = parent_context.trace_flags & _RANDOM_TRACE_ID
+        else:
+            parent_context = None
+            trace_id = generator.generate_trace_id()
+            is_random = getattr(generator, "is_trace_id_random", None)
+            random_id = _RANDOM_TRACE_ID if is_random is not None and is_random() else 0
+        result = provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
+        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+        if random_id:
+            flags = TraceFlags(flags | random_id)
+        context = SpanContext(
+            trace_id,
+            generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=result.trace_state,
+        )
+        return ServerSpan(context, name, parent_context, parent, result.attributes, self.others)
+
+    def finish(
+        self,
+        span: ServerSpan,
+        name: str,
+        final: Mapping[str, AttributeValue],
+        exception: BaseException | None,
+        error: bool,
+        start_time: int,
+        end_time: int,
+    ) -> ReadableSpan | SdkSpan | None:
+        """Hand the finished span to the processors that export it; returns it (None when
+        nothing exports it: unexported, or not sampled)."""
+        span.closed = True
+        others = span.exporters
+        if not others or not span.get_span_context().trace_flags.sampled:
+            # Batch and Simple processors take sampled spans only.
+            return None
+        if span.changes or exception is not None:
+            return self._replay(span, name, final, exception, error, start_time, end_time)
+        attributes: dict[str, AttributeValue] = dict(span.start_attributes or {})
+        attributes.update(final)
+        tracer = self._tracer
+        readable = ReadableSpan(
+            name=name,
+            context=span.get_span_context(),
+            parent=span.parent,
+            resource=self._provider.resource,
+            attributes=attributes,
+            events=(),
+            links=(),
+            kind=SpanKind.SERVER,
+            status=_ERROR if error else _UNSET,
+            start_time=start_time,
+            end_time=end_time,
+            instrumentation_info=getattr(tracer, "instrumentation_info", None),
+            instrumentation_scope=tracer._instrumentation_scope,
+        )
+        for processor in others:
+            processor.on_end(readable)
+        return readable
+
+    def _replay(
+        self,
+        span: ServerSpan,
+        name: str,
+        final: Mapping[str, AttributeValue],
+        exception: BaseException | None,
+        error: bool,
+        start_time: int,
+        end_time: int,
+    ) -> SdkSpan:
+        """The rare request (an exception, or the app changed its span): build the SDK span
+        itself and apply everything in order, so events, limits and status are the SDK's."""
+        tracer = self._tracer
+        sdk_span = _ReplayedSpan(
+            name=span.name,
+            context=span.get_span_context(),
+            parent=span.parent,
+            sampler=self._provider.sampler,
+            resource=self._provider.resource,
+            attributes=span.start_attributes,
+            kind=SpanKind.SERVER,
+            span_processor=_Fanout(span.exporters),
+            instrumentation_info=getattr(tracer, "instrumentation_info", None),
+            limits=tracer._span_limits,
+            instrumentation_scope=tracer._instrumentation_scope,
+        )
+        sdk_span.start(start_time=start_time, parent_context=span.parent_otel_context)
+        for method, args, kwargs in span.changes or ():
+            getattr(sdk_span, method)(*args, **kwargs)
+        if final:
+            sdk_span.set_attributes(final)
+        if name != span.name:
+            sdk_span.update_name(name)
+        if exception is not None:
+            sdk_span.record_exception(exception)
+        if error:
+            description = f"{type(exception).__name__}: {exception}" if exception else None
+            sdk_span.set_status(Status(StatusCode.ERROR, description))
+        sdk_span.end(end_time=end_time)
+        return sdk_span
+
+
+class _ReplayedSpan(SdkSpan):
+    """The SDK span, built with the identity the request already carried. (The SDK refuses
+    `Span(...)` itself, to steer callers to `Tracer.start_span`, which would pick new ids;
+    its own tracer builds a subclass in the same way.)"""
+
+
+class _Fanout(SpanProcessor):
+    """The processors a replayed span goes to (not ours: it has its record already)."""
+
+    def __init__(self, processors: Sequence[SpanProcessor]) -> None:
+        self._processors = processors
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        for processor in self._processors:
+            processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self._processors:
+            processor.on_end(span)
