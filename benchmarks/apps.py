@@ -10,6 +10,9 @@ the SDK's are measured):
 - ``bridge``: otel_bridge with the same providers and exporters.
 - ``bridge_views``: otel_bridge with no span exporter (views only: traces not exported).
 - ``bridge_wide``: ``bridge`` plus the wide-events view writing JSON Lines to /dev/null.
+- ``bridge_all``: ``bridge`` with all four views on: expvar, Pinba (to a collector process on
+  127.0.0.1 that reads every datagram), wide events (JSON Lines to /dev/null) and Cronitor
+  (the hello route declared a healthcheck; no API key, so nothing is synced).
 """
 
 from __future__ import annotations
@@ -28,7 +31,40 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-CONFIGS = ("bare", "contrib", "contrib_tuned", "bridge", "bridge_views", "bridge_wide")
+CONFIGS = (
+    "bare",
+    "contrib",
+    "contrib_tuned",
+    "bridge",
+    "bridge_views",
+    "bridge_wide",
+    "bridge_all",
+)
+ALL_VIEWS = ("expvar", "pinba", "wide_events", "cronitor")
+# A Pinba collector in a process of its own (its CPU is not the benchmark's): reads and drops.
+_DRAIN = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    s.recv(65536)
+"""
+
+
+def pinba_collector() -> int:
+    """Start a draining Pinba collector for the rest of this process; returns its port."""
+    import atexit
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _DRAIN], stdout=subprocess.PIPE, text=True)
+    atexit.register(process.kill)
+    assert process.stdout is not None
+    return int(process.stdout.readline())
+
+
 APPS = ("asgi", "starlette", "wsgi")
 
 
@@ -73,6 +109,10 @@ def starlette_app() -> Any:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
+    from otel_bridge import healthcheck
+
+    # A route that declares a Cronitor healthcheck, as `bridge_all` has one.
+    @healthcheck(schedule="every 5 minutes")
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("hello")
 
@@ -112,7 +152,9 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
     if config == "bare":
         return base, lambda: None, lambda: 0
     tracer_provider, meter_provider, exporter = providers(export_spans=config != "bridge_views")
-    views: tuple[str, ...] = ("wide_events",) if config == "bridge_wide" else ()
+    views: tuple[str, ...] = {"bridge_wide": ("wide_events",), "bridge_all": ALL_VIEWS}.get(
+        config, ()
+    )
 
     def exported() -> int:
         return exporter.exported
@@ -144,10 +186,11 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
         )
     import otel_bridge
 
+    options: dict[str, Any] = {"wide_events_sink": "file:/dev/null"}
+    if "pinba" in views:
+        options["pinba_endpoint"] = f"127.0.0.1:{pinba_collector()}"
     kwargs: dict[str, Any] = {
-        "settings": otel_bridge.Settings(exporters=views).replace(
-            wide_events_sink="file:/dev/null"
-        ),
+        "settings": otel_bridge.Settings(exporters=views).replace(**options),
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
     }
