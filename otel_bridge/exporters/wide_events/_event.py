@@ -9,9 +9,9 @@ parameters are redacted.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import re
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +42,22 @@ def queue_time_ms(header: str | None, start_time_ns: int) -> float | None:
             queued = (start_time_ns - candidate) / 1e6
             return round(queued, 3) if 0 <= queued < 3_600_000 else None
     return None
+
+
+class _Timestamps:
+    """RFC 3339 UTC with microseconds; the date and time part formatted once per second."""
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole: another thread sees the old pair or the new one.
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, time_ns: int) -> str:
+        second, nanos = divmod(time_ns, 1_000_000_000)
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cached = cached
+        return f"{cached[1]}.{nanos // 1000:06d}Z"
 
 
 def _location(exception: BaseException) -> str | None:
@@ -80,6 +96,7 @@ class EventBuilder:
         self.request_id_header = request_id_header.lower()
         self.secret_params = frozenset(name.lower() for name in secret_params)
         self.trust_forwarded_for = trust_forwarded_for
+        self._timestamp = _Timestamps()
 
     def request_id(self, record: RequestRecord) -> str:
         given = record.headers.get(self.request_id_header)
@@ -106,9 +123,8 @@ class EventBuilder:
     def build(self, record: RequestRecord, kind: str = "request") -> dict[str, Any]:
         """The event for `record` (`kind` is "request", or "timeout" for a partial record)."""
         resource: Mapping[str, Any] = record.resource
-        timestamp = datetime.datetime.fromtimestamp(record.start_time_ns / 1e9, datetime.UTC)
         event: dict[str, Any] = {
-            "timestamp": timestamp.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "timestamp": self._timestamp(record.start_time_ns),
             "event": kind,
             "service.name": resource.get("service.name"),
             "host.name": resource.get("host.name"),

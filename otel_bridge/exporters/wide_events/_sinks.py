@@ -26,13 +26,19 @@ def _clean(value: Any) -> Any:
     return str(value)
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def format_json(event: Mapping[str, Any]) -> str:
-    return json.dumps(
-        {key: _clean(value) for key, value in event.items()},
-        ensure_ascii=False,
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    if type(event) is dict and _PLAIN.issuperset(map(type, event.values())):
+        # The usual event: JSON types only. A NaN or infinity makes the encoder refuse, and
+        # the event goes the careful way below.
+        try:
+            return _encode(event)
+        except ValueError:
+            pass
+    return _encode({key: _clean(value) for key, value in event.items()})
 
 
 _BOOLEANS = {True: "true", False: "false"}

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -351,3 +353,35 @@ async def test_a_blocked_event_loop_is_reported_with_its_stack_and_waiting_reque
     assert "blocking_report" in blocked["stack"] and "time.sleep" in blocked["stack"]
     [waiting] = json.loads(blocked["inflight"])
     assert waiting["url.path"] == "/report"
+
+
+def test_json_lines_carry_any_value_as_text_and_any_mapping() -> None:
+    class Custom:
+        def __str__(self) -> str:
+            return "custom!"
+
+    line = format_json({"a": (1, "x"), "b": Custom(), "c": float("-inf"), "d": True, "e": 2})
+    assert json.loads(line) == {"a": "(1, 'x')", "b": "custom!", "c": None, "d": True, "e": 2}
+    proxy = MappingProxyType({"a": 1, "b": "é"})
+    assert format_json(proxy) == '{"a":1,"b":"é"}'
+
+
+@pytest.mark.parametrize(
+    "time_ns",
+    [0, 1_763_800_000_000_000_000, 1_763_800_000_999_999_999, 1_763_800_001_000_000_001],
+)
+def test_event_timestamps_are_rfc3339_utc_microseconds(harness: Harness, time_ns: int) -> None:
+    def hello(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"hi"]
+
+    app = harness.wsgi(hello)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        client.get("/")
+    (recorded,) = harness.records()
+    builder = EventBuilder()
+    for at in (time_ns, time_ns + 1_500_000_000, time_ns):  # a new second, then back
+        record = recorded._replace(start_time_ns=at)
+        expected = datetime.datetime.fromtimestamp(at // 1000 / 1e6, datetime.UTC)
+        text = builder.build(record)["timestamp"]
+        assert text == expected.isoformat(timespec="microseconds").replace("+00:00", "Z")
