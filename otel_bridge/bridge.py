@@ -230,6 +230,9 @@ class Bridge:
         self.settings = settings
         self.health = Health()
         self.exporters = tuple(exporters)
+        # The exporters that read records (the Cronitor view, say, reads none): with none,
+        # no record is built at all.
+        self._readers = tuple(e for e in self.exporters if getattr(e, "reads_records", True))
         for exporter in self.exporters:
             exporter.attach(self.health)
         self.excluded = settings.excluded_regex
@@ -241,7 +244,7 @@ class Bridge:
         self.processor = RecordSpanProcessor(self)
         # CPU time per request and per timer is two getrusage() calls each (~1 µs): measured
         # only when a view can show it (records are built only for record exporters).
-        self.measure_cpu = bool(self.exporters)
+        self.measure_cpu = bool(self._readers)
         # How each request's server span is made: the SDK's, or built at its end (_spans).
         self._plan = SpanPlan(sdk_provider, self.tracer, self.processor)
         if sdk_provider is not None:
@@ -521,7 +524,7 @@ class Bridge:
             if builder.open_spans:
                 self.processor.forget(builder)
             builder.otel_token = builder.context_token = None
-            if not self.exporters and not self._body_sizes:
+            if not self._readers and not self._body_sizes:
                 builder.headers = EMPTY
             if not self._worker.submit(builder):
                 self._end_span(builder, builder.span, {})
@@ -531,8 +534,8 @@ class Bridge:
     # -- background thread --------------------------------------------------------------
 
     def _export(self, builders: Sequence[RequestBuilder]) -> None:
-        if not self.exporters:
-            # No view wants records (OTEL_BRIDGE_EXPORTERS=none): end the spans and record
+        if not self._readers:
+            # No view reads records (none on, or only Cronitor): end the spans and record
             # the metrics straight from the builders.
             for builder in builders:
                 try:
@@ -567,7 +570,7 @@ class Bridge:
                 self._record_metrics(record)
             except Exception as exc:  # noqa: BLE001
                 self.health.error("bridge.metrics", exc)
-        for exporter in self.exporters:
+        for exporter in self._readers:
             try:
                 exporter.export(records)
             except Exception as exc:  # noqa: BLE001

@@ -128,6 +128,9 @@ class RecordExporter:
 
     name: str = "exporter"
     health: Health
+    # False for a view that needs no records (it is only attached, flushed and shut down):
+    # when no exporter reads them, the bridge builds none.
+    reads_records: bool = True
 
     def attach(self, health: Health) -> None:
         """Called once by the bridge that will call `export()`."""

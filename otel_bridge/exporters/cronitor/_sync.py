@@ -146,6 +146,9 @@ class CronitorSync(RecordExporter):
         self.thread = threading.Thread(target=run, name="otel-bridge-cronitor", daemon=True)
         self.thread.start()
 
+    # Monitors come from the routes, not from requests.
+    reads_records = False
+
     def export(self, records: list[RequestRecord]) -> None:  # type: ignore[override]
         pass
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -23,6 +25,7 @@ from otel_bridge.exporters.cronitor import (
     monitors_from_app,
 )
 from otel_bridge.exporters.cronitor._client import put_monitors
+from tests.conftest import Harness
 
 from .fake import API_KEY, fake_cronitor
 
@@ -366,3 +369,42 @@ def test_healthcheck_spec_of_true_and_dicts() -> None:
     sync = CronitorSync(otel_bridge.Settings())
     with pytest.raises(otel_bridge.ConfigError, match="OTEL_EXPORTER_CRONITOR_PUBLIC_URL"):
         sync.monitors()
+
+
+def test_the_cronitor_view_alone_builds_no_records_and_keeps_spans_and_metrics(
+    harness: Harness,
+) -> None:
+    # Monitors come from routes: with no view that reads records, none is built (and no CPU
+    # time measured), while the span and the duration metric are what they always are.
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Route("/hi", otel_bridge.healthcheck(hello))])
+    settings = otel_bridge.Settings(exporters=("cronitor",)).replace(cronitor_sync_on_startup=False)
+    wrapped = harness.asgi(app, settings=settings, record_exporters=[])
+    transport = httpx.ASGITransport(app=wrapped)
+
+    async def requests() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(3):
+                assert (await client.get("/hi")).text == "hi"
+
+    bridge = wrapped.bridge
+    built: list[Any] = []
+    original = bridge._build
+
+    def counting_build(builder: Any) -> Any:
+        built.append(builder)
+        return original(builder)
+
+    bridge._build = counting_build
+    asyncio.run(requests())
+    asyncio.run(requests())
+    spans = harness.finished_spans()
+    assert [view.name for view in bridge.exporters] == ["cronitor"]
+    assert built == []
+    assert not bridge.measure_cpu
+    assert [s.name for s in spans] == ["GET /hi"] * 6
+    (point,) = harness.metric_points("http.server.request.duration")
+    assert point.count == 6
+    assert point.attributes["http.route"] == "/hi"
