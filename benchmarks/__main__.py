@@ -24,7 +24,7 @@ from benchmarks import expvar, http, pinba, wide_events
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-HTTP_CONFIGS = ("bare", "contrib", "bridge")
+HTTP_CONFIGS = ("bare", "contrib", "bridge", "bridge_all")
 
 
 def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import benchmarks.apps
 from benchmarks.apps import build
+
+if os.environ.get("BENCH_VIEWS"):
+    benchmarks.apps.ALL_VIEWS = tuple(os.environ["BENCH_VIEWS"].split(","))
 
 app: Any
 app, _flush, _exported = build(
