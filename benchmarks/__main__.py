@@ -102,8 +102,18 @@ def render(
         "with the SDK, BatchSpanProcessor and a periodic metric reader (default settings, "
         "send/receive spans on for ASGI); `contrib_tuned` the same with "
         "`OTEL_SEMCONV_STABILITY_OPT_IN=http` and `exclude_spans=[send, receive]`; `bridge` "
-        "otel_bridge with the same providers and exporters; `bridge_views` otel_bridge "
-        "without a span exporter.",
+        "otel_bridge with the same providers and exporters (spans and metrics, no view); "
+        "`bridge_views` otel_bridge without a span exporter (views only: no SDK span is made, "
+        "the request carries its trace identity alone); `bridge_wide` `bridge` plus wide events "
+        "(JSON Lines to /dev/null); `bridge_all` `bridge` plus all four views: expvar, Pinba "
+        "(to a collector process on 127.0.0.1), wide events to /dev/null and a route that "
+        "declares a Cronitor healthcheck.",
+        "",
+        "With only BatchSpanProcessor / SimpleSpanProcessor on the provider (the `bridge` "
+        "configs), otel_bridge builds the exported server span once, when the request ends, "
+        "instead of the SDK's mutable span at its start (`otel_bridge/_spans.py`); any other "
+        "processor gets the SDK span as `Tracer.start_span` makes it. "
+        "`tests/test_server_span.py` checks that both export the same span.",
         "",
         "## Over HTTP (wrk, 1 thread, 16 connections, 5 s, loopback)",
         "",
@@ -172,7 +182,68 @@ def render(
         "",
     ]
     lines += _scale_lines(scale_result, memory_result)
+    lines += _target_lines(medians, over_http)
     return "\n".join(lines) + "\n"
+
+
+def _target_lines(
+    medians: dict[tuple[str, str], dict[str, float]], over_http: list[dict[str, Any]]
+) -> list[str]:
+    """The targets of the foundation and performance issues, against this run's numbers."""
+
+    def ratio(app: str, config: str) -> float:
+        bare = medians[(app, "bare")]["cpu_us"]
+        return (medians[(app, config)]["cpu_us"] - bare) / (
+            medians[(app, "contrib")]["cpu_us"] - bare
+        )
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    http = {(r["app"], r["config"]): r["rps"] for r in over_http}
+    lines = [
+        "## Targets against this run",
+        "",
+        "| target | asgi | starlette | wsgi |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        ("spans + metrics, overhead ≤ 1/3 of contrib's (in-process)", "bridge", 1 / 3),
+        ("all four views + spans + metrics, overhead ≤ 1/4 of contrib's", "bridge_all", 1 / 4),
+    ]
+    for label, config, limit in rows:
+        cells = [f"{ratio(app, config):.2f} {mark(ratio(app, config) <= limit)}" for app in APPS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    views = [medians[(app, "bridge_views")] for app in APPS]
+    bare = [medians[(app, "bare")] for app in APPS]
+    lines.append(
+        "| views only, request path ≤ 10 µs over bare (all CPU in brackets) | "
+        + " | ".join(
+            f"{v['request_cpu_us'] - b['request_cpu_us']:.1f} µs ({v['cpu_us'] - b['cpu_us']:.1f})"
+            f" {mark(v['request_cpu_us'] - b['request_cpu_us'] <= 10)}"
+            for v, b in zip(views, bare, strict=True)
+        )
+        + " |"
+    )
+    for config in ("bridge", "bridge_all"):
+        cells = []
+        for app in APPS:
+            vs_bare = http[(app, config)] / http[(app, "bare")]
+            vs_contrib = http[(app, config)] / http[(app, "contrib")]
+            cells.append(
+                f"{vs_bare:.2f}x bare {mark(vs_bare >= 0.8)}, "
+                f"{vs_contrib:.2f}x contrib {mark(vs_contrib >= 2)}"
+            )
+        lines.append(f"| HTTP `{config}` ≥ 0.8x bare, ≥ 2x contrib | " + " | ".join(cells) + " |")
+    headroom = {app: http[(app, "bare")] / http[(app, "contrib")] for app in APPS}
+    lines += [
+        "",
+        "Over HTTP the bare app itself serves "
+        + ", ".join(f"{headroom[app]:.2f}x contrib ({app})" for app in APPS)
+        + ": where that is near 2, 2x contrib leaves almost nothing for the instrumentation.",
+        "",
+    ]
+    return lines
 
 
 def _scale_lines(scale_result: dict[str, Any], memory_result: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ CONFIGS = (
     "bridge_wide",
     "bridge_all",
 )
-ALL_VIEWS = ("expvar", "pinba", "wide_events", "cronitor")
+ALL_VIEWS: tuple[str, ...] = ("expvar", "pinba", "wide_events", "cronitor")
 # A Pinba collector in a process of its own (its CPU is not the benchmark's) that reads and
 # drops every datagram. It drains its socket every 10 ms rather than waiting in recv(): a
 # waiting reader on this 2-core machine is woken by every datagram, and the wake-up (and the

@@ -2,6 +2,7 @@
 
 BENCH_APP=starlette BENCH_CONFIG=bridge uvicorn benchmarks.serve:app
 BENCH_APP=wsgi BENCH_CONFIG=contrib gunicorn benchmarks.serve:app
+BENCH_VIEWS=pinba (with BENCH_CONFIG=bridge_all) turns on only the views named: one view's cost.
 """
 
 from __future__ import annotations
