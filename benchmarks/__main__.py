@@ -295,6 +295,14 @@ def _scale_lines(scale_result: dict[str, Any], memory_result: dict[str, Any]) ->
         f"| live objects (gc) | {objects0:,} | {objects1:,} | {objects1 - objects0:+,} |",
         f"| threads | {threads0} | {threads1} | {threads1 - threads0:+} |",
         "",
+        "RSS is read under load at both points, with the queues as full as the load keeps them "
+        f"(this CPU-bound loop keeps the bridge's queue near its bound, "
+        f"{memory_result['queue_size']:,}). Read after draining the queues and a full "
+        "collection, it was "
+        f"{memory_result['settled_rss_mb'][0]:.1f} and {memory_result['settled_rss_mb'][1]:.1f} "
+        "MB: that reading moves by a few MB between runs, depending on whether the allocator "
+        "has handed the freed arenas back to the system yet.",
+        "",
         f"Records dropped: {sum(memory_result['dropped'].values())}; Pinba packets sent "
         f"{memory_result['packets_sent']:,}, received {memory_result['packets_received']:,}.",
         "",

@@ -120,11 +120,17 @@ def run(total: int) -> dict[str, Any]:
             gc.collect()
             return process.memory_info().rss, len(gc.get_objects()), threading.active_count()
 
+        # RSS is read twice at each point: under load (the queues as full as the load keeps
+        # them: the like-for-like reading), and settled (queues drained, gc.collect()), where
+        # the allocator may or may not have handed freed arenas back to the system yet: that
+        # reading moves by a few MB from run to run without anything having grown.
         asyncio.run(drive(0, WARMUP))
+        live0 = process.memory_info().rss
         rss0, objects0, threads0 = settle()
         started = time.perf_counter()
         asyncio.run(drive(WARMUP, total))
         elapsed = time.perf_counter() - started
+        live1 = process.memory_info().rss
         rss1, objects1, threads1 = settle()
         health = app.bridge.health
         app.bridge.shutdown(10_000)
@@ -135,8 +141,10 @@ def run(total: int) -> dict[str, Any]:
             time.sleep(0.05)
     return {
         "requests": total,
-        "rss_after_warmup_mb": rss0 / 2**20,
-        "rss_after_all_mb": rss1 / 2**20,
+        "rss_after_warmup_mb": live0 / 2**20,
+        "rss_after_all_mb": live1 / 2**20,
+        "settled_rss_mb": (rss0 / 2**20, rss1 / 2**20),
+        "queue_size": settings.queue_size,
         "objects": (objects0, objects1),
         "threads": (threads0, threads1),
         "us_per_request": elapsed / (total - WARMUP) * 1e6,
