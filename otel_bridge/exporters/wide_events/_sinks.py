@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -130,14 +131,24 @@ class OTLPSink(Sink):
         from opentelemetry import _logs
 
         self._logger = _logs.get_logger("otel_bridge.wide_events", logger_provider=logger_provider)
+        # SDKs before keyword `emit()` (and LogRecord.event_name) take a LogRecord: there the
+        # event name goes into the `event.name` attribute, the convention of that time.
+        self._keywords = True
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> None:
         for event in events:
             attributes = {k: _clean(v) for k, v in event.items() if _clean(v) is not None}
+            name = f"http.{event.get('event', 'request')}"
+            if self._keywords:
+                try:
+                    self._logger.emit(event_name=name, body=None, attributes=attributes)
+                    continue
+                except TypeError:
+                    self._keywords = False
+            from opentelemetry._logs import LogRecord
+
             self._logger.emit(
-                event_name=f"http.{event.get('event', 'request')}",
-                body=None,
-                attributes=attributes,
+                LogRecord(timestamp=time.time_ns(), attributes={**attributes, "event.name": name})
             )
 
 
