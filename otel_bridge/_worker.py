@@ -3,9 +3,10 @@
 The request path only appends to a bounded deque (O(1), no lock taken when the thread is
 awake). When the deque is full, the request thread waits for room, up to `BACKPRESSURE_S`:
 a process whose request threads keep the CPU (and the GIL) busy would otherwise starve the
-export thread and lose records exactly under load. If the thread makes no room in that time
-(an exporter stuck), the record is dropped and counted, and requests stop waiting for
-`GIVE_UP_S`, so a stuck exporter costs one wait, not one per request.
+export thread and lose records exactly under load. If the thread makes no room in that time,
+the record is dropped and counted, and requests stop waiting until the thread finishes a batch
+again (at most `GIVE_UP_S`): a stuck exporter costs one wait, not one per request, while one
+slow batch (a full garbage collection, a slow disk) costs one record, not a second of them.
 The thread starts lazily on the first record and is restarted in a forked child (PID check),
 so a bridge created in a gunicorn master before `fork()` works in every worker.
 """
@@ -97,6 +98,9 @@ class Worker(Generic[T]):
         self._room = threading.Condition(threading.Lock())
         self._waiting = 0
         self._no_wait_until = 0.0
+        # Batches handled so far, and their number when a wait last found no room.
+        self._batches = 0
+        self._stuck_at = -1
 
     def _after_fork(self) -> None:
         # In a forked child the parent's thread does not exist, and the queue holds the
@@ -125,7 +129,7 @@ class Worker(Generic[T]):
     def _wait_for_room(self) -> bool:
         now = time.monotonic()
         if (
-            now < self._no_wait_until
+            (now < self._no_wait_until and self._batches == self._stuck_at)
             or self._pid != os.getpid()
             or threading.current_thread() is self._thread
         ):
@@ -139,6 +143,7 @@ class Worker(Generic[T]):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self._no_wait_until = time.monotonic() + GIVE_UP_S
+                        self._stuck_at = self._batches
                         return False
                     self._room.wait(remaining)
             finally:
@@ -169,15 +174,18 @@ class Worker(Generic[T]):
             try:
                 while queue:
                     batch = [queue.popleft() for _ in range(min(BATCH_SIZE, len(queue)))]
+                    if self._waiting:
+                        # There is room from now on: a waiting request need not wait for
+                        # the batch's export.
+                        with self._room:
+                            self._room.notify_all()
                     try:
                         self._handle(batch)
                     except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the thread
                         self._health.error("worker", exc)
                     # Let the records go now, not when the next batch replaces this one.
                     del batch
-                    if self._waiting:
-                        with self._room:
-                            self._room.notify_all()
+                    self._batches += 1
             finally:
                 with self._idle:
                     self._busy = False

@@ -568,6 +568,38 @@ async def test_a_full_queue_waits_for_a_busy_exporter_instead_of_dropping(
     assert len(harness.records()) == 40
 
 
+async def test_one_slow_batch_does_not_drop_records_for_the_next_second(
+    harness: Harness,
+) -> None:
+    # A batch longer than a request may wait (a full collection, a slow disk): requests drop
+    # their records while it runs, and wait for room again as soon as the exporter finished
+    # a batch, instead of dropping for the next second as for an exporter that is stuck.
+    calls = [0]
+
+    class OnceSlow(RecordExporter):
+        name = "once_slow"
+
+        def export(self, records: Any) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                time.sleep(0.3)
+
+    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
+    exporters = [OnceSlow(), harness.collector]
+    app = harness.asgi(starlette_app(), settings=settings, record_exporters=exporters)
+    async with client(app) as c:
+        for index in range(200):
+            assert (await c.get(f"/users/{index}")).status_code == 200
+            await asyncio.sleep(0.005)  # ~1.3 s in all
+    assert app.bridge.force_flush(5_000)
+    dropped = app.bridge.health.dropped.get("queue_full", 0)
+    assert 1 <= dropped <= 60, app.bridge.health.dropped
+    recorded = {record.path for record in harness.records()}
+    assert len(recorded) == 200 - dropped
+    # The slow batch ends ~0.3 s in; a second of dropping would reach past request 120.
+    assert {f"/users/{index}" for index in range(100, 200)} <= recorded
+
+
 async def test_sdk_disabled_returns_the_app_unchanged(harness: Harness) -> None:
     app = starlette_app()
     settings = otel_bridge.Settings().replace(sdk_disabled=True)

@@ -41,6 +41,9 @@ def test_rss_objects_and_threads_stay_flat_under_sustained_load() -> None:
     assert objects1 - objects0 < 500, result["objects"]
     assert result["threads"][0] == result["threads"][1]
     assert result["spans_exported"] >= total, "every request's span reached the exporter"
-    assert result["dropped"] == {}
-    assert result["packets_sent"] == total
-    assert result["packets_received"] == total, "loopback with a 4 MB buffer loses nothing"
+    # Nothing is dropped unless the export thread could not pop a batch for 50 ms (a long
+    # collection on a loaded machine): then a few records, never a second's worth.
+    dropped = sum(result["dropped"].values())
+    assert dropped <= total // 1000, result["dropped"]
+    assert result["packets_sent"] == total - dropped
+    assert result["packets_received"] == total - dropped, "loopback, a 4 MB buffer: none lost"
