@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["ServerSpan", "SpanPlan"]
+__all__ = ["Ending", "ServerSpan", "SpanPlan"]
 
 SDK = "sdk"
 DEFERRED = "deferred"
@@ -45,6 +45,18 @@ _RANDOM_TRACE_ID: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _END_ONLY = (BatchSpanProcessor, SimpleSpanProcessor)
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
+
+
+class Ending(NamedTuple):
+    """How a request's server span ends: its final name and attributes, the exception the app
+    raised, whether the span's status is ERROR, and its start and end (ns since the epoch)."""
+
+    name: str
+    final: Mapping[str, AttributeValue]
+    exception: BaseException | None
+    error: bool
+    start_time: int
+    end_time: int
 
 
 class ServerSpan(trace.Span):
@@ -215,16 +227,7 @@ class SpanPlan:
         )
         return ServerSpan(context, name, parent_context, parent, result.attributes, self.others)
 
-    def finish(
-        self,
-        span: ServerSpan,
-        name: str,
-        final: Mapping[str, AttributeValue],
-        exception: BaseException | None,
-        error: bool,
-        start_time: int,
-        end_time: int,
-    ) -> ReadableSpan | SdkSpan | None:
+    def finish(self, span: ServerSpan, ending: Ending) -> ReadableSpan | SdkSpan | None:
         """Hand the finished span to the processors that export it; returns it (None when
         nothing exports it: unexported, or not sampled)."""
         span.closed = True
@@ -232,13 +235,13 @@ class SpanPlan:
         if not others or not span.get_span_context().trace_flags.sampled:
             # Batch and Simple processors take sampled spans only.
             return None
-        if span.changes or exception is not None:
-            return self._replay(span, name, final, exception, error, start_time, end_time)
+        if span.changes or ending.exception is not None:
+            return self._replay(span, ending)
         attributes: dict[str, AttributeValue] = dict(span.start_attributes or {})
-        attributes.update(final)
+        attributes.update(ending.final)
         tracer = self._tracer
         readable = ReadableSpan(
-            name=name,
+            name=ending.name,
             context=span.get_span_context(),
             parent=span.parent,
             resource=self._provider.resource,
@@ -246,9 +249,9 @@ class SpanPlan:
             events=(),
             links=(),
             kind=SpanKind.SERVER,
-            status=_ERROR if error else _UNSET,
-            start_time=start_time,
-            end_time=end_time,
+            status=_ERROR if ending.error else _UNSET,
+            start_time=ending.start_time,
+            end_time=ending.end_time,
             instrumentation_info=getattr(tracer, "instrumentation_info", None),
             instrumentation_scope=tracer._instrumentation_scope,
         )
@@ -256,16 +259,7 @@ class SpanPlan:
             processor.on_end(readable)
         return readable
 
-    def _replay(
-        self,
-        span: ServerSpan,
-        name: str,
-        final: Mapping[str, AttributeValue],
-        exception: BaseException | None,
-        error: bool,
-        start_time: int,
-        end_time: int,
-    ) -> SdkSpan:
+    def _replay(self, span: ServerSpan, ending: Ending) -> SdkSpan:
         """The rare request (an exception, or the app changed its span): build the SDK span
         itself and apply everything in order, so events, limits and status are the SDK's."""
         tracer = self._tracer
@@ -282,19 +276,20 @@ class SpanPlan:
             limits=tracer._span_limits,
             instrumentation_scope=tracer._instrumentation_scope,
         )
-        sdk_span.start(start_time=start_time, parent_context=span.parent_otel_context)
+        sdk_span.start(start_time=ending.start_time, parent_context=span.parent_otel_context)
         for method, args, kwargs in span.changes or ():
             getattr(sdk_span, method)(*args, **kwargs)
-        if final:
-            sdk_span.set_attributes(final)
-        if name != span.name:
-            sdk_span.update_name(name)
+        if ending.final:
+            sdk_span.set_attributes(ending.final)
+        if ending.name != span.name:
+            sdk_span.update_name(ending.name)
+        exception = ending.exception
         if exception is not None:
             sdk_span.record_exception(exception)
-        if error:
+        if ending.error:
             description = f"{type(exception).__name__}: {exception}" if exception else None
             sdk_span.set_status(Status(StatusCode.ERROR, description))
-        sdk_span.end(end_time=end_time)
+        sdk_span.end(end_time=ending.end_time)
         return sdk_span
 
 

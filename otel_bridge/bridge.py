@@ -40,7 +40,7 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._scoreboard import current as _scoreboard_current
-from otel_bridge._spans import SDK, ServerSpan, SpanPlan
+from otel_bridge._spans import SDK, Ending, ServerSpan, SpanPlan
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
@@ -687,15 +687,9 @@ class Bridge:
             if builder.route is not None and builder.interface != "job":
                 name = f"{method if method != '_OTHER' else 'HTTP'} {builder.route}"
             code = final.get("http.response.status_code", 0)
-            finished = self._plan.finish(
-                span,
-                name,
-                final,
-                builder.exception,
-                builder.exception is not None or (isinstance(code, int) and code >= 500),
-                builder.start_time_ns,
-                end_time,
-            )
+            error = builder.exception is not None or (isinstance(code, int) and code >= 500)
+            ending = Ending(name, final, builder.exception, error, builder.start_time_ns, end_time)
+            finished = self._plan.finish(span, ending)
             builder.finished_span = finished
             return
         if not span.is_recording():

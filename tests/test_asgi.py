@@ -546,6 +546,13 @@ async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) ->
     assert len(server) == 10, "dropped records still end their spans"
 
 
+def two_slot_queue_app(harness: Harness, exporter: RecordExporter) -> Any:
+    """The test app with a queue of two records, `exporter` first, then the collector."""
+    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
+    exporters = [exporter, harness.collector]
+    return harness.asgi(starlette_app(), settings=settings, record_exporters=exporters)
+
+
 async def test_a_full_queue_waits_for_a_busy_exporter_instead_of_dropping(
     harness: Harness,
 ) -> None:
@@ -557,9 +564,7 @@ async def test_a_full_queue_waits_for_a_busy_exporter_instead_of_dropping(
         def export(self, records: Any) -> None:
             time.sleep(0.002 * len(records))
 
-    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
-    exporters = [Slow(), harness.collector]
-    app = harness.asgi(starlette_app(), settings=settings, record_exporters=exporters)
+    app = two_slot_queue_app(harness, Slow())
     async with client(app) as c:
         for index in range(40):
             assert (await c.get(f"/users/{index}")).status_code == 200
@@ -584,9 +589,7 @@ async def test_one_slow_batch_does_not_drop_records_for_the_next_second(
             if calls[0] == 1:
                 time.sleep(0.3)
 
-    settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
-    exporters = [OnceSlow(), harness.collector]
-    app = harness.asgi(starlette_app(), settings=settings, record_exporters=exporters)
+    app = two_slot_queue_app(harness, OnceSlow())
     async with client(app) as c:
         for index in range(200):
             assert (await c.get(f"/users/{index}")).status_code == 200
