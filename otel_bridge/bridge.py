@@ -26,7 +26,14 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import __version__
@@ -71,6 +78,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.
 # Byte-shaped buckets (the contrib middlewares reuse the millisecond defaults, which put every
 # body over 10 kB in the overflow bucket).
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 # Span attributes that say what kind of work a child span did (semantic conventions).
 _DB_KEYS = ("db.system.name", "db.system")
@@ -551,6 +560,7 @@ class Bridge:
                             builder.complete_ns - builder.start_ns,
                             builder.response_bytes if builder.method != "HEAD" else 0,
                             builder.headers,
+                            builder.span.get_span_context() if builder.span else None,
                         )
                 except Exception as exc:  # noqa: BLE001
                     self.health.error("bridge.record", exc)
@@ -724,6 +734,9 @@ class Bridge:
             record.duration_ns,
             record.response_bytes,
             record.headers,
+            SpanContext(record.trace_id, record.span_id, False, _SAMPLED)
+            if record.sampled
+            else None,
         )
 
     def _metrics(
@@ -737,7 +750,12 @@ class Bridge:
         duration_ns: int,
         response_bytes: int,
         headers: Mapping[str, str],
+        span_context: SpanContext | None,
     ) -> None:
+        """Record the HTTP server metrics of one request. The duration goes in with the
+        request's span as context, as contrib records it inside the request, so the SDK's
+        default (trace-based) exemplar filter links a sampled request's histogram point to
+        its trace."""
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,
             "url.scheme": scheme,
@@ -749,7 +767,10 @@ class Bridge:
             attributes["http.route"] = route
         if error_type is not None:
             attributes["error.type"] = error_type
-        self._duration.record(duration_ns / 1e9, attributes)
+        context = None
+        if span_context is not None and span_context.trace_flags.sampled:
+            context = trace.set_span_in_context(NonRecordingSpan(span_context))
+        self._duration.record(duration_ns / 1e9, attributes, context=context)
         if self._body_sizes:
             self._response_size.record(response_bytes, attributes)
             length = headers.get("content-length")

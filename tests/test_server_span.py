@@ -277,3 +277,22 @@ def test_span_limits_leave_the_span_to_the_sdk(monkeypatch: pytest.MonkeyPatch) 
     assert app.bridge._plan.mode == "sdk"
     assert attrs(spans["GET"])["url.path"] == "/abc"
     app.bridge.shutdown()
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_the_duration_histogram_links_a_sampled_request_to_its_trace(sampled: bool) -> None:
+    # As contrib, which records inside the request: the SDK's default exemplar filter keeps
+    # a measurement made with a sampled span in its context.
+    h = make_harness(sampler=None if sampled else ALWAYS_OFF)
+    app = h.wsgi(make_wsgi_app(h.tracer_provider))
+    get(app, "/users")
+    (record,) = h.records()
+    (point,) = h.metric_points("http.server.request.duration")
+    exemplars = list(getattr(point, "exemplars", ()))
+    if sampled:
+        (exemplar,) = exemplars
+        assert (exemplar.trace_id, exemplar.span_id) == (record.trace_id, record.span_id)
+        assert exemplar.value == pytest.approx(record.duration_ns / 1e9)
+    else:
+        assert exemplars == []
+    app.bridge.shutdown()
