@@ -31,13 +31,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["Ending", "ServerSpan", "SpanPlan"]
+__all__ = ["SAMPLED", "Ending", "ServerSpan", "SpanPlan", "end_span"]
 
 SDK = "sdk"
 DEFERRED = "deferred"
 UNEXPORTED = "unexported"
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 # W3C Trace Context level 2 (SDK >= 1.45); 0 where the API does not know the flag.
 _RANDOM_TRACE_ID: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
@@ -48,10 +48,11 @@ _ERROR = Status(StatusCode.ERROR)
 
 
 class Ending(NamedTuple):
-    """How a request's server span ends: its final name and attributes, the exception the app
-    raised, whether the span's status is ERROR, and its start and end (ns since the epoch)."""
+    """How a request's server span ends: its final name (None: keep the span's), the
+    attributes set at the end, the exception the app raised, whether the span's status is
+    ERROR, and its start and end (ns since the epoch)."""
 
-    name: str
+    name: str | None
     final: Mapping[str, AttributeValue]
     exception: BaseException | None
     error: bool
@@ -162,20 +163,26 @@ class SpanPlan:
         )
         self._active = active if usable else None
         self._seen: tuple[SpanProcessor, ...] | None = None
-        self.mode = SDK
-        self.others: tuple[SpanProcessor, ...] = ()
+        # (mode, the processors that export a span built at the end): one tuple, replaced
+        # whole, so a thread never pairs one decision's mode with another's processors.
+        self._decision: tuple[str, tuple[SpanProcessor, ...]] = (SDK, ())
 
-    def current(self) -> str:
-        """The mode for the next request (cheap: the processor list is re-read, and only
-        classified again when the SDK replaced it)."""
+    @property
+    def mode(self) -> str:
+        """The mode of the latest decision."""
+        return self._decision[0]
+
+    def current(self) -> tuple[str, tuple[SpanProcessor, ...]]:
+        """The mode for the next request and the processors it exports to (cheap: the
+        processor list is re-read, and only classified again when the SDK replaced it)."""
         active = self._active
         if active is None:
-            return SDK
+            return self._decision
         processors = active._span_processors
         if processors is not self._seen:
+            self._decision = self._classify(processors)
             self._seen = processors
-            self.mode, self.others = self._classify(processors)
-        return self.mode
+        return self._decision
 
     def _classify(
         self, processors: tuple[SpanProcessor, ...]
@@ -201,6 +208,7 @@ class SpanPlan:
         name: str,
         parent: Context | None,
         attributes: Mapping[str, AttributeValue],
+        exporters: tuple[SpanProcessor, ...],
     ) -> ServerSpan:
         """The server span's identity, decided as `Tracer.start_span` decides it."""
         provider = self._provider
@@ -215,7 +223,7 @@ class SpanPlan:
             is_random = getattr(generator, "is_trace_id_random", None)
             random_id = _RANDOM_TRACE_ID if is_random is not None and is_random() else 0
         result = provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
-        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+        flags = SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
         if random_id:
             flags = TraceFlags(flags | random_id)
         context = SpanContext(
@@ -225,7 +233,7 @@ class SpanPlan:
             trace_flags=flags,
             trace_state=result.trace_state,
         )
-        return ServerSpan(context, name, parent_context, parent, result.attributes, self.others)
+        return ServerSpan(context, name, parent_context, parent, result.attributes, exporters)
 
     def finish(self, span: ServerSpan, ending: Ending) -> ReadableSpan | SdkSpan | None:
         """Hand the finished span to the processors that export it; returns it (None when
@@ -241,7 +249,7 @@ class SpanPlan:
         attributes.update(ending.final)
         tracer = self._tracer
         readable = ReadableSpan(
-            name=ending.name,
+            name=ending.name or span.name,
             context=span.get_span_context(),
             parent=span.parent,
             resource=self._provider.resource,
@@ -279,18 +287,24 @@ class SpanPlan:
         sdk_span.start(start_time=ending.start_time, parent_context=span.parent_otel_context)
         for method, args, kwargs in span.changes or ():
             getattr(sdk_span, method)(*args, **kwargs)
-        if ending.final:
-            sdk_span.set_attributes(ending.final)
-        if ending.name != span.name:
-            sdk_span.update_name(ending.name)
-        exception = ending.exception
-        if exception is not None:
-            sdk_span.record_exception(exception)
-        if ending.error:
-            description = f"{type(exception).__name__}: {exception}" if exception else None
-            sdk_span.set_status(Status(StatusCode.ERROR, description))
-        sdk_span.end(end_time=ending.end_time)
+        end_span(sdk_span, ending)
         return sdk_span
+
+
+def end_span(span: trace.Span, ending: Ending) -> None:
+    """Apply the end of the request to a live span and end it: the final attributes and name,
+    the exception as an event, ERROR status. For the SDK's span and for a replayed one alike."""
+    if ending.final:
+        span.set_attributes(ending.final)
+    if ending.name is not None:
+        span.update_name(ending.name)
+    exception = ending.exception
+    if exception is not None:
+        span.record_exception(exception)
+    if ending.error:
+        description = f"{type(exception).__name__}: {exception}" if exception else None
+        span.set_status(Status(StatusCode.ERROR, description))
+    span.end(end_time=ending.end_time)
 
 
 class _ReplayedSpan(SdkSpan):

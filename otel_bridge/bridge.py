@@ -30,9 +30,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
     SpanKind,
-    Status,
     StatusCode,
-    TraceFlags,
 )
 from opentelemetry.util.types import AttributeValue
 
@@ -47,7 +45,7 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._scoreboard import current as _scoreboard_current
-from otel_bridge._spans import SDK, Ending, ServerSpan, SpanPlan
+from otel_bridge._spans import SAMPLED, SDK, Ending, ServerSpan, SpanPlan, end_span
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
 from otel_bridge._worker import Worker
 from otel_bridge.config import Settings
@@ -79,11 +77,14 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.
 # body over 10 kB in the overflow bucket).
 SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-
 # Span attributes that say what kind of work a child span did (semantic conventions).
 _DB_KEYS = ("db.system.name", "db.system")
 _KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
+
+
+def _span_name(method: str) -> str:
+    """A server span's name before the route is known: the method, "HTTP" for `_OTHER`."""
+    return method if method != "_OTHER" else "HTTP"
 
 
 def current_builder() -> RequestBuilder | None:
@@ -354,10 +355,11 @@ class Bridge:
         builder.start_time_ns = _time_ns()
         builder.start_ns = _perf_ns()
         builder.context_token = _current.set(builder)
-        name = normalized if normalized != "_OTHER" else "HTTP"
+        name = _span_name(normalized)
         span: trace.Span
-        if self._plan.current() is not SDK:
-            span = self._plan.start(name, parent, attributes)
+        mode, exporters = self._plan.current()
+        if mode is not SDK:
+            span = self._plan.start(name, parent, attributes, exporters)
         else:
             span = self.tracer.start_span(
                 name,
@@ -689,34 +691,23 @@ class Bridge:
     ) -> None:
         if span is None:
             return
-        # End at the response-complete instant, so the span and the duration metric agree.
-        end_time = builder.start_time_ns + (builder.complete_ns - builder.start_ns)
-        method = builder.method
-        if type(span) is ServerSpan:
-            name = span.name
-            if builder.route is not None and builder.interface != "job":
-                name = f"{method if method != '_OTHER' else 'HTTP'} {builder.route}"
-            code = final.get("http.response.status_code", 0)
-            error = builder.exception is not None or (isinstance(code, int) and code >= 500)
-            ending = Ending(name, final, builder.exception, error, builder.start_time_ns, end_time)
-            finished = self._plan.finish(span, ending)
-            builder.finished_span = finished
-            return
-        if not span.is_recording():
-            return
-        if final:
-            span.set_attributes(final)
+        renamed = None
         if builder.route is not None and builder.interface != "job":
-            name = method if method != "_OTHER" else "HTTP"
-            span.update_name(f"{name} {builder.route}")
-        exception = builder.exception
-        if exception is not None:
-            span.record_exception(exception)
-        status = final.get("http.response.status_code", 0)
-        if exception is not None or (isinstance(status, int) and status >= 500):
-            description = f"{type(exception).__name__}: {exception}" if exception else None
-            span.set_status(Status(StatusCode.ERROR, description))
-        span.end(end_time=end_time)
+            renamed = f"{_span_name(builder.method)} {builder.route}"
+        code = final.get("http.response.status_code", 0)
+        ending = Ending(
+            renamed,
+            final,
+            builder.exception,
+            builder.exception is not None or (isinstance(code, int) and code >= 500),
+            builder.start_time_ns,
+            # The response-complete instant, so the span and the duration metric agree.
+            builder.start_time_ns + (builder.complete_ns - builder.start_ns),
+        )
+        if type(span) is ServerSpan:
+            builder.finished_span = self._plan.finish(span, ending)
+        elif span.is_recording():
+            end_span(span, ending)
 
     def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
         start = builder.start_time_ns
@@ -734,7 +725,7 @@ class Bridge:
             record.duration_ns,
             record.response_bytes,
             record.headers,
-            SpanContext(record.trace_id, record.span_id, False, _SAMPLED)
+            SpanContext(record.trace_id, record.span_id, False, SAMPLED)
             if record.sampled
             else None,
         )
