@@ -13,6 +13,9 @@ the SDK's are measured):
 - ``bridge_all``: ``bridge`` with all four views on: expvar, Pinba (to a collector process on
   127.0.0.1 that reads every datagram), wide events (JSON Lines to /dev/null) and Cronitor
   (the hello route declared a healthcheck; no API key, so nothing is synced).
+- ``floor`` / ``floor_all``: the least any instrumentation on the SDK must do to deliver what
+  ``bridge`` / ``bridge_all`` deliver, without logic of its own (`benchmarks/floor.py`): the
+  yardstick for the targets otel_bridge misses.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ CONFIGS = (
     "bridge_views",
     "bridge_wide",
     "bridge_all",
+    "floor",
+    "floor_all",
 )
 ALL_VIEWS: tuple[str, ...] = ("expvar", "pinba", "wide_events", "cronitor")
 # A Pinba collector in a process of its own (its CPU is not the benchmark's) that reads and
@@ -201,6 +206,13 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
             flush,
             exported,
         )
+    if config.startswith("floor"):
+        from benchmarks import floor
+
+        port = pinba_collector() if config == "floor_all" else None
+        measure = floor.Floor(tracer_provider, meter_provider, port)
+        wrap = floor.wsgi if app_name == "wsgi" else floor.asgi
+        return wrap(base, measure), flush, exported
     import otel_bridge
 
     options: dict[str, Any] = {"wide_events_sink": "file:/dev/null"}

@@ -197,6 +197,8 @@ def _wrap_sampler(provider: TracerProvider) -> None:
         result = original(parent_context, trace_id, name, kind, attributes, links, trace_state)
         return _record_in_request(result, attributes)
 
+    # What it wraps (otel_bridge._spans skips asking the SDK's default sampler, untouched).
+    should_sample.otel_bridge_wraps = original  # type: ignore[attr-defined]
     try:
         inner.should_sample = should_sample  # type: ignore[method-assign]
         inner._otel_bridge_record_all = True  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
@@ -28,6 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
@@ -145,6 +147,19 @@ class ServerSpan(trace.Span):
         return f"ServerSpan({self.name!r}, {self._context})"
 
 
+def _samples_every_root(sampler: Any) -> bool:
+    """Whether `sampler` is the SDK's default, ``ParentBased(ALWAYS_ON)``, left as the SDK made
+    it (or wrapped by otel_bridge only): for a span without a parent it answers
+    RECORD_AND_SAMPLE, the attributes as given and no trace state, every time."""
+    if type(sampler) is not ParentBased or getattr(sampler, "_root", None) is not ALWAYS_ON:
+        return False
+    patched = vars(sampler).get("should_sample")
+    if patched is None:
+        return True
+    wrapped = getattr(patched, "otel_bridge_wraps", None)
+    return getattr(wrapped, "__func__", None) is ParentBased.should_sample
+
+
 class SpanPlan:
     """Decides, per request, how the server span is made (see the module docstring)."""
 
@@ -166,6 +181,8 @@ class SpanPlan:
         # (mode, the processors that export a span built at the end): one tuple, replaced
         # whole, so a thread never pairs one decision's mode with another's processors.
         self._decision: tuple[str, tuple[SpanProcessor, ...]] = (SDK, ())
+        # (sampler, whether it is the SDK's default for a root span): one tuple, as above.
+        self._sampler: tuple[Any, bool] = (None, False)
 
     @property
     def mode(self) -> str:
@@ -222,8 +239,20 @@ class SpanPlan:
             trace_id = generator.generate_trace_id()
             is_random = getattr(generator, "is_trace_id_random", None)
             random_id = _RANDOM_TRACE_ID if is_random is not None and is_random() else 0
-        result = provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
-        flags = SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+        sampler = provider.sampler
+        known = self._sampler
+        if known[0] is not sampler:
+            known = self._sampler = (sampler, _samples_every_root(sampler))
+        if parent_context is None and known[1]:
+            # What that sampler answers for a root span, without the ~1 µs of asking it.
+            flags = SAMPLED
+            trace_state = None
+            sampled_attributes: Mapping[str, AttributeValue] = MappingProxyType(attributes)
+        else:
+            result = sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
+            flags = SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+            trace_state = result.trace_state
+            sampled_attributes = result.attributes
         if random_id:
             flags = TraceFlags(flags | random_id)
         context = SpanContext(
@@ -231,9 +260,9 @@ class SpanPlan:
             generator.generate_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=result.trace_state,
+            trace_state=trace_state,
         )
-        return ServerSpan(context, name, parent_context, parent, result.attributes, exporters)
+        return ServerSpan(context, name, parent_context, parent, sampled_attributes, exporters)
 
     def finish(self, span: ServerSpan, ending: Ending) -> ReadableSpan | SdkSpan | None:
         """Hand the finished span to the processors that export it; returns it (None when

@@ -14,7 +14,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    SamplingResult,
+)
 from opentelemetry.trace import Status, StatusCode
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -296,3 +302,29 @@ def test_the_duration_histogram_links_a_sampled_request_to_its_trace(sampled: bo
     else:
         assert exemplars == []
     app.bridge.shutdown()
+
+
+def test_only_the_untouched_default_sampler_goes_unasked() -> None:
+    # ParentBased(ALWAYS_ON) answers every root span the same way, so it is not asked; a
+    # sampler patched by someone else, or any other sampler, is asked for every request.
+    asked: list[str] = []
+    default = ParentBased(ALWAYS_ON)
+    patched = ParentBased(ALWAYS_ON)
+
+    def drop_all(*args: Any, **kwargs: Any) -> SamplingResult:
+        asked.append(args[2])
+        return SamplingResult(Decision.DROP)
+
+    patched.should_sample = drop_all  # type: ignore[method-assign]
+    for sampler, sampled in ((default, True), (patched, False), (ParentBased(ALWAYS_OFF), False)):
+        h = make_harness(sampler=sampler)
+        app = h.wsgi(make_wsgi_app(h.tracer_provider))
+        out = get(app, "/users").headers["x-out"]
+        (record,) = h.records()
+        assert app.bridge._plan.mode == "deferred"
+        assert record.sampled is sampled
+        assert int(out[-2:], 16) & 1 == sampled  # 0x02 may say the trace id is random
+        assert [s.name for s in h.finished_spans()] == (["SELECT users", "GET"] if sampled else [])
+        app.bridge.shutdown()
+    # The patched sampler was asked for the server span first, then for the child.
+    assert asked == ["GET", "SELECT users"]
