@@ -9,7 +9,6 @@ wrapper instance.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
 from otel_bridge._http import ASGIHeaders, split_host
@@ -121,9 +120,11 @@ class OtelBridgeMiddleware:
                 builder.task = asyncio.current_task()
             except RuntimeError:
                 pass
-            # partial(), not a lambda over `builder`: that would be a reference cycle, and
-            # every request would wait for the cyclic GC to be freed.
-            builder.route_source = functools.partial(_route, scope, scope.get("root_path", ""))
+            # A module function that reads the scope off the builder: a closure over
+            # `builder` would be a reference cycle (every request would wait for the cyclic
+            # GC to be freed), and a partial() one more object per request.
+            builder.scope = scope
+            builder.route_source = _route_of
         builder.root_path = scope.get("root_path", "")
         raw_query = scope.get("query_string", b"")
         if raw_query:
@@ -167,6 +168,12 @@ class OtelBridgeMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+def _route_of(builder: RequestBuilder) -> str | None:
+    """The route of a request still running (a timeout), from the scope it holds."""
+    scope = builder.scope
+    return _route(scope, builder.root_path) if scope is not None else None
 
 
 def _route(scope: Scope, root_path: str) -> str | None:

@@ -136,7 +136,8 @@ class RequestBuilder:
     timed_out = False
     task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack
     # How to learn the route before the request ends (ASGI: from the scope), for timeouts.
-    route_source: Callable[[], str | None] | None = None
+    route_source: Callable[[RequestBuilder], str | None] | None = None
+    scope: Any = None  # the ASGI scope, while the request runs
     user_agent: str | None = None
     client: tuple[str, int | None] | None = None
     server: tuple[str, int | None] | None = None
@@ -435,8 +436,9 @@ class Bridge:
         now = _perf_ns()
         context = builder.span.get_span_context() if builder.span is not None else None
         route = builder.route
-        if route is None and builder.route_source is not None:
-            route = builder.route_source()
+        source = builder.route_source  # once: finish() may clear it meanwhile
+        if route is None and source is not None:
+            route = source(builder)
         return RequestRecord(
             interface=builder.interface,
             method=builder.method,
@@ -537,6 +539,10 @@ class Bridge:
             if builder.open_spans:
                 self.processor.forget(builder)
             builder.otel_token = builder.context_token = None
+            # What only a request still running needs (its timeout's stack and route): the
+            # task and the scope would otherwise ride the queue to the exporter thread and
+            # keep the garbage collector busy with them.
+            builder.task = builder.route_source = builder.scope = None
             if not self._readers and not self._body_sizes:
                 builder.headers = EMPTY
             if not self._worker.submit(builder):
