@@ -14,16 +14,50 @@ import re
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from otel_bridge.config import DEFAULT_SECRET_PARAMS
+from otel_bridge.exporters.wide_events._sinks import format_json
 from otel_bridge.record import RequestRecord
 
 __all__ = ["EventBuilder", "queue_time_ms"]
 
 MESSAGE_LIMIT = 500
 REDACTED = "REDACTED"
+# The fixed fields of a request event, in their order (build()); line() writes them itself.
+_BASE_KEYS = frozenset(
+    (
+        "timestamp",
+        "event",
+        "service.name",
+        "host.name",
+        "process.pid",
+        "request.id",
+        "trace_id",
+        "span_id",
+        "http.request.method",
+        "http.route",
+        "url.path",
+        "url.query",
+        "http.response.status_code",
+        "http.response.body.size",
+        "http.response.completed",
+        "user_agent.original",
+        "client.address",
+        "server.address",
+        "duration_ms",
+        "app_duration_ms",
+        "cpu_ms",
+        "queue_ms",
+    )
+)
+# The JSON encoder's own pieces, as format_json() uses them: strings (C, non-ASCII kept),
+# integers (int.__repr__, also for int subclasses such as HTTPStatus) and floats.
+_quote = encode_basestring
+_int = int.__repr__
+_float = float.__repr__
 
 
 def queue_time_ms(header: str | None, start_time_ns: int) -> float | None:
@@ -97,6 +131,8 @@ class EventBuilder:
         self.secret_params = frozenset(name.lower() for name in secret_params)
         self.trust_forwarded_for = trust_forwarded_for
         self._timestamp = _Timestamps()
+        # (resource, pid, their fields as a JSON fragment) for line(): one tuple, replaced whole.
+        self._process: tuple[Any, int, str] = (None, 0, "")
 
     def request_id(self, record: RequestRecord) -> str:
         given = record.headers.get(self.request_id_header)
@@ -151,32 +187,109 @@ class EventBuilder:
             # What only the wrapper measures (otel_bridge.zerocode): left out, not shown as 0.
             for key in _WRAPPER_ONLY:
                 del event[key]
+        event.update(self._extras(record))
+        return {key: value for key, value in event.items() if value is not None}
+
+    def _extras(self, record: RequestRecord) -> dict[str, Any]:
+        """What follows the fixed fields: timers by kind, the error, tags, the app's fields."""
+        extras: dict[str, Any] = {}
         if record.timers or record.timers_dropped:
-            event["timers.count"] = sum(timer.hit_count for timer in record.timers)
+            extras["timers.count"] = sum(timer.hit_count for timer in record.timers)
             by_kind: dict[str, list[float]] = {}
             for timer in record.timers:
                 totals = by_kind.setdefault(timer.kind, [0, 0.0])
                 totals[0] += timer.hit_count
                 totals[1] += timer.duration_ns / 1e6
             for timer_kind, (count, milliseconds) in sorted(by_kind.items()):
-                event[f"timers.{timer_kind}.count"] = count
-                event[f"timers.{timer_kind}.ms"] = round(milliseconds, 3)
+                extras[f"timers.{timer_kind}.count"] = count
+                extras[f"timers.{timer_kind}.ms"] = round(milliseconds, 3)
             if record.timers_dropped:
-                event["timers.dropped"] = record.timers_dropped
+                extras["timers.dropped"] = record.timers_dropped
         if record.error_type is not None:
-            event["error.type"] = record.error_type
+            extras["error.type"] = record.error_type
         if record.exception is not None:
             message = str(record.exception)
             if len(message) > MESSAGE_LIMIT:
                 message = message[:MESSAGE_LIMIT] + "…"
-            event["exception.message"] = message
-            event["exception.location"] = _location(record.exception)
+            extras["exception.message"] = message
+            extras["exception.location"] = _location(record.exception)
         for name, tag in record.tags.items():
-            event[f"tag.{name}"] = tag
+            extras[f"tag.{name}"] = tag
         for name, field in record.fields.items():
             # A leading "." marks an integration's own field (otel_bridge.django's db.*).
-            event[name[1:] if name.startswith(".") else f"app.{name}"] = field
-        return {key: value for key, value in event.items() if value is not None}
+            extras[name[1:] if name.startswith(".") else f"app.{name}"] = field
+        return extras
+
+    def line(self, record: RequestRecord) -> str:
+        """The request's event as one JSON line: ``format_json(build(record))`` to the byte,
+        written straight from the record (~4 µs a request less than the dict and the encoder;
+        what the JSON Lines sinks get when nothing needs the dict: no scrub, no sampling)."""
+        extras = self._extras(record)
+        if record.interface == "zerocode" or not _BASE_KEYS.isdisjoint(extras):
+            # A field that replaces a fixed one keeps that one's place: the dict knows how.
+            return format_json(self.build(record))
+        resource = record.resource
+        process = self._process
+        if process[0] is not resource or process[1] != record.pid:
+            fixed = {
+                "service.name": resource.get("service.name"),
+                "host.name": resource.get("host.name"),
+                "process.pid": record.pid,
+            }
+            fragment = format_json({k: v for k, v in fixed.items() if v is not None})[1:-1]
+            process = self._process = (resource, record.pid, "," + fragment)
+        trace_id = record.trace_id
+        parts = [
+            '{"timestamp":"',
+            self._timestamp(record.start_time_ns),
+            '","event":"request"',
+            process[2],
+            ',"request.id":',
+            _quote(self.request_id(record)),
+        ]
+        if trace_id:
+            parts += ',"trace_id":"', f"{trace_id:032x}", '"'
+        if record.span_id:
+            parts += ',"span_id":"', f"{record.span_id:016x}", '"'
+        parts += ',"http.request.method":', _quote(record.method)
+        if record.route is not None:
+            parts += ',"http.route":', _quote(record.route)
+        parts += ',"url.path":', _quote(record.path)
+        query = self._query(record.query)
+        if query:
+            parts += ',"url.query":', _quote(query)
+        if record.status:
+            parts += ',"http.response.status_code":', _int(record.status)
+        parts += (
+            ',"http.response.body.size":',
+            _int(record.response_bytes),
+            ',"http.response.completed":',
+            "true" if record.completed else "false",
+        )
+        if record.user_agent is not None:
+            parts += ',"user_agent.original":', _quote(record.user_agent)
+        client = self._client(record)
+        if client is not None:
+            parts += ',"client.address":', _quote(client)
+        if record.server_address is not None:
+            parts += ',"server.address":', _quote(record.server_address)
+        parts += (
+            ',"duration_ms":',
+            _float(round(record.duration_ns / 1e6, 3)),
+            ',"app_duration_ms":',
+            _float(round(record.app_duration_ns / 1e6, 3)),
+            ',"cpu_ms":',
+            _float(round((record.ru_utime_ns + record.ru_stime_ns) / 1e6, 3)),
+        )
+        queued = queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns)
+        if queued is not None:
+            parts += ',"queue_ms":', _float(queued)
+        if extras:
+            kept = {key: value for key, value in extras.items() if value is not None}
+            if kept:
+                parts += ",", format_json(kept)[1:-1]
+        parts.append("}")
+        return "".join(parts)
 
     def _client(self, record: RequestRecord) -> str | None:
         if self.trust_forwarded_for:

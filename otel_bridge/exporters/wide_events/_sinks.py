@@ -70,7 +70,15 @@ FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
 class Sink:
     """Writes formatted events; raises on failure (the exporter counts it)."""
 
+    # Whether `write_lines()` takes events already formatted as JSON Lines (the exporter
+    # then formats them straight from the records).
+    json_lines = False
+
     def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write events formatted by `EventBuilder.line()` (only if `json_lines`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -81,10 +89,14 @@ class StreamSink(Sink):
     def __init__(self, stream: Callable[[], TextIO], formatter: Callable[..., str]) -> None:
         self._stream = stream  # looked up per batch: tests and apps may swap sys.stdout
         self._format = formatter
+        self.json_lines = formatter is format_json
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.write_lines([self._format(event) for event in events])
+
+    def write_lines(self, lines: Sequence[str]) -> None:
         stream = self._stream()
-        stream.write("".join(self._format(event) + "\n" for event in events))
+        stream.write("".join(line + "\n" for line in lines))
         stream.flush()
 
 
@@ -93,12 +105,16 @@ class FileSink(Sink):
         self.path = path
         self._format = formatter
         self._file: TextIO | None = None
+        self.json_lines = formatter is format_json
 
     def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.write_lines([self._format(event) for event in events])
+
+    def write_lines(self, lines: Sequence[str]) -> None:
         if self._file is None:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
         try:
-            self._file.write("".join(self._format(event) + "\n" for event in events))
+            self._file.write("".join(line + "\n" for line in lines))
             self._file.flush()
         except OSError:
             # A full disk or a rotated file: reopen on the next batch, report this one.
