@@ -201,6 +201,7 @@ class PinbaExporter(RecordExporter):
         return None
 
     def export(self, records: Sequence[RequestRecord]) -> None:
+        sent = 0
         for record in records:
             try:
                 data = self.packet(record)
@@ -208,7 +209,9 @@ class PinbaExporter(RecordExporter):
                 self.health.error("exporter.pinba.encode", exc)
                 continue
             if data is not None and self._sender.send(data):
-                self.health.count("pinba.packets_sent")
+                sent += 1
+        if sent:
+            self.health.count("pinba.packets_sent", sent)
 
     def shutdown(self) -> None:
         self._sender.close()
