@@ -40,6 +40,7 @@ elif FAULT == "wide_events":
     from otel_bridge.exporters.wide_events._event import EventBuilder
 
     _break(EventBuilder, "build")
+    _break(EventBuilder, "line")  # what JSON Lines sinks use instead of build()
 elif FAULT == "expvar":
     from otel_bridge.exporters.expvar._stats import RequestStats
 
