@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
@@ -245,9 +244,10 @@ class SpanPlan:
             known = self._sampler = (sampler, _samples_every_root(sampler))
         if parent_context is None and known[1]:
             # What that sampler answers for a root span, without the ~1 µs of asking it.
+            # (The attributes as given: the bridge never changes them after the start.)
             flags = SAMPLED
             trace_state = None
-            sampled_attributes: Mapping[str, AttributeValue] = MappingProxyType(attributes)
+            sampled_attributes: Mapping[str, AttributeValue] = attributes
         else:
             result = sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
             flags = SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED

@@ -27,8 +27,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
     SpanKind,
     StatusCode,
 )
@@ -539,10 +537,12 @@ class Bridge:
             if builder.open_spans:
                 self.processor.forget(builder)
             builder.otel_token = builder.context_token = None
-            # What only a request still running needs (its timeout's stack and route): the
-            # task and the scope would otherwise ride the queue to the exporter thread and
-            # keep the garbage collector busy with them.
-            builder.task = builder.route_source = builder.scope = None
+            if builder.route_source is not None:
+                # What only a request still running needs (its timeout's stack and route):
+                # the task and the scope would otherwise ride the queue to the exporter
+                # thread. (Only where set: a new instance attribute on every builder would
+                # cost more than it saves.)
+                builder.task = builder.route_source = builder.scope = None
             if not self._readers and not self._body_sizes:
                 builder.headers = EMPTY
             if not self._worker.submit(builder):
@@ -570,7 +570,7 @@ class Bridge:
                             builder.complete_ns - builder.start_ns,
                             builder.response_bytes if builder.method != "HEAD" else 0,
                             builder.headers,
-                            builder.span.get_span_context() if builder.span else None,
+                            builder.span,
                         )
                 except Exception as exc:  # noqa: BLE001
                     self.health.error("bridge.record", exc)
@@ -596,7 +596,7 @@ class Bridge:
                     record.duration_ns,
                     record.response_bytes,
                     record.headers,
-                    builder.span.get_span_context() if builder.span else None,
+                    builder.span,
                 )
             except Exception as exc:  # noqa: BLE001
                 self.health.error("bridge.metrics", exc)
@@ -750,7 +750,7 @@ class Bridge:
         duration_ns: int,
         response_bytes: int,
         headers: Mapping[str, str],
-        span_context: SpanContext | None,
+        span: trace.Span | None,
     ) -> None:
         """Record the HTTP server metrics of one request. The duration goes in with the
         request's span as context, as contrib records it inside the request, so the SDK's
@@ -768,9 +768,9 @@ class Bridge:
         if error_type is not None:
             attributes["error.type"] = error_type
         context = None
-        if span_context is not None and span_context.trace_flags.sampled:
+        if span is not None and span.get_span_context().trace_flags.sampled:
             # On an empty context, not the export thread's current one: nothing to copy.
-            context = trace.set_span_in_context(NonRecordingSpan(span_context), _NO_CONTEXT)
+            context = trace.set_span_in_context(span, _NO_CONTEXT)
         self._duration.record(duration_ns / 1e9, attributes, context=context)
         if self._body_sizes:
             self._response_size.record(response_bytes, attributes)
