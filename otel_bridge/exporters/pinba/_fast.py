@@ -21,13 +21,28 @@ _SCALARS = struct.Struct("<BfBfBf")
 Shape = tuple[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
 
 
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))
+
+
 def _varint(value: int) -> bytes:
-    if value < 0:
-        value = 0
-    elif value > UINT32_MAX:
-        value = UINT32_MAX
+    # Unrolled up to four bytes (values below 2**28: sizes, statuses, counts, memory up to
+    # 256 MiB); the loop only beyond.
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value] if value >= 0 else _ONE_BYTE[0]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
+    if value < 0x10000000:
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                (value >> 7) & 0x7F | 0x80,
+                (value >> 14) & 0x7F | 0x80,
+                value >> 21,
+            )
+        )
+    value = min(value, UINT32_MAX)
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -53,6 +68,8 @@ class PacketEncoder:
         self._shapes: dict[Shape, tuple[bytes, bytes]] = {}
         self._strings: dict[bytes, dict[str, bytes]] = {}
         self._packers: dict[int, tuple[struct.Struct, struct.Struct]] = {}
+        # (hostname, server_name, script_name) → fields 1-3, encoded.
+        self._names: dict[tuple[str, str, str], bytes] = {}
 
     def _text(self, key: bytes, text: str) -> bytes:
         strings = self._strings.get(key)
@@ -121,11 +138,19 @@ class PacketEncoder:
         middle, tail = self._shape(
             (tuple(request_tags.items()), tuple([timer.tags for timer in timers]))
         )
+        names_key = (fields.hostname, fields.server_name, fields.script_name)
+        names = self._names.get(names_key)
+        if names is None:
+            if len(self._names) >= self._max:
+                self._names.clear()
+            names = self._names[names_key] = (
+                self._text(b"\x0a", fields.hostname)
+                + self._text(b"\x12", fields.server_name)
+                + self._text(b"\x1a", fields.script_name)
+            )
         head = b"".join(
             (
-                self._text(b"\x0a", fields.hostname),
-                self._text(b"\x12", fields.server_name),
-                self._text(b"\x1a", fields.script_name),
+                names,
                 b"\x20",
                 _varint(fields.request_count),
                 b"\x28",
