@@ -224,7 +224,15 @@ class EventBuilder:
         """The request's event as one JSON line: ``format_json(build(record))`` to the byte,
         written straight from the record (~4 µs a request less than the dict and the encoder;
         what the JSON Lines sinks get when nothing needs the dict: no scrub, no sampling)."""
-        extras = self._extras(record)
+        plain = not (
+            record.timers
+            or record.timers_dropped
+            or record.error_type is not None
+            or record.exception is not None
+            or record.tags
+            or record.fields
+        )
+        extras = {} if plain else self._extras(record)
         if record.interface == "zerocode" or not _BASE_KEYS.isdisjoint(extras):
             # A field that replaces a fixed one keeps that one's place: the dict knows how.
             return format_json(self.build(record))
@@ -238,17 +246,22 @@ class EventBuilder:
             }
             fragment = format_json({k: v for k, v in fixed.items() if v is not None})[1:-1]
             process = self._process = (resource, record.pid, "," + fragment)
-        trace_id = record.trace_id
+        trace_id = f"{record.trace_id:032x}" if record.trace_id else None
+        given = record.headers.get(self.request_id_header)
+        if given and len(given) <= 200 and given.isprintable():
+            request_id = given
+        else:
+            request_id = trace_id or self.request_id(record)
         parts = [
             '{"timestamp":"',
             self._timestamp(record.start_time_ns),
             '","event":"request"',
             process[2],
             ',"request.id":',
-            _quote(self.request_id(record)),
+            _quote(request_id),
         ]
         if trace_id:
-            parts += ',"trace_id":"', f"{trace_id:032x}", '"'
+            parts += ',"trace_id":"', trace_id, '"'
         if record.span_id:
             parts += ',"span_id":"', f"{record.span_id:016x}", '"'
         parts += ',"http.request.method":', _quote(record.method)
