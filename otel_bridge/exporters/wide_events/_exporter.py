@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from otel_bridge._failsafe import Health
@@ -140,13 +140,7 @@ class WideEventsExporter(RecordExporter):
             self._export_lines(records)
             return
         events: list[Event] = []
-        for record in records:
-            if record.interface == "job":
-                continue
-            if record.timed_out:
-                # Its `timeout` event is written: exactly one event per request.
-                self.health.count("wide_events.completed_after_timeout")
-                continue
+        for record in self._requests(records):
             try:
                 event = self.builder.build(record)
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
@@ -176,25 +170,33 @@ class WideEventsExporter(RecordExporter):
         if server:
             for event in events:
                 event.update(server)
+        self._write(self.sink.write, events)
+
+    def _requests(self, records: Sequence[RequestRecord]) -> Iterator[RequestRecord]:
+        for record in records:
+            if record.interface == "job":
+                continue
+            if record.timed_out:
+                # Its `timeout` event is written: exactly one event per request.
+                self.health.count("wide_events.completed_after_timeout")
+                continue
+            yield record
+
+    def _write(self, write: Callable[[list[Any]], None], items: list[Any]) -> None:
         try:
             with self._lock:
-                self.sink.write(events)
+                write(items)
         except Exception as exc:  # noqa: BLE001 - EPIPE, ENOSPC, a logging handler's bug…
             self.health.error("exporter.wide_events.sink", exc)
-            self.health.drop("wide_events.sink_failed", len(events))
+            self.health.drop("wide_events.sink_failed", len(items))
             return
-        self.health.count("wide_events.written", len(events))
+        self.health.count("wide_events.written", len(items))
 
     def _export_lines(self, records: Sequence[RequestRecord]) -> None:
         """`export()` for a JSON Lines sink when every event is kept as built: the lines are
         written straight from the records (`EventBuilder.line()`), the same bytes."""
         lines: list[str] = []
-        for record in records:
-            if record.interface == "job":
-                continue
-            if record.timed_out:
-                self.health.count("wide_events.completed_after_timeout")
-                continue
+        for record in self._requests(records):
             try:
                 lines.append(self.builder.line(record))
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the rest
@@ -206,14 +208,7 @@ class WideEventsExporter(RecordExporter):
             # Last in every event, as `event.update(server)` puts them.
             tail = "," + format_json(server)[1:]
             lines = [line[:-1] + tail for line in lines]
-        try:
-            with self._lock:
-                self.sink.write_lines(lines)
-        except Exception as exc:  # noqa: BLE001
-            self.health.error("exporter.wide_events.sink", exc)
-            self.health.drop("wide_events.sink_failed", len(lines))
-            return
-        self.health.count("wide_events.written", len(lines))
+        self._write(self.sink.write_lines, lines)
 
     def shutdown(self) -> None:
         self.sink.close()
