@@ -25,6 +25,16 @@ __all__ = ["Watchdog", "gunicorn_deadline", "set_gunicorn_timeout"]
 
 STACK_LIMIT = 40
 _gunicorn_timeout: float | None = None
+# This process's pid, kept current across fork() (os.getpid() is a system call, and add()
+# runs on every request).
+_pid = [os.getpid()]
+
+
+def _forked() -> None:
+    _pid[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def set_gunicorn_timeout(seconds: float | None) -> None:
@@ -108,7 +118,7 @@ class Watchdog:
         self._stop = threading.Event()
 
     def add(self, builder: RequestBuilder) -> None:
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None or self._pid != _pid[0]:
             self._start()
         if self.deadline_ns is not None or self._loop is not None:
             self._inflight[id(builder)] = builder
