@@ -11,6 +11,7 @@ mode once per process), three times, interleaved; medians are reported.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -189,7 +190,75 @@ def render(
     ]
     lines += _scale_lines(scale_result, memory_result)
     lines += _target_lines(medians, over_http)
+    lines += _other_target_lines(
+        pinba_result, expvar_result, wide_result, scale_result, memory_result
+    )
     return "\n".join(lines) + "\n"
+
+
+def _other_target_lines(
+    pinba_result: dict[str, float],
+    expvar_result: dict[str, Any],
+    wide_result: dict[str, Any],
+    scale_result: dict[str, Any],
+    memory_result: dict[str, Any],
+) -> list[str]:
+    """The performance issue's targets 4 to 6, against this run's numbers."""
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    wide = max(wide_result["asgi_added_us"], wide_result["wsgi_added_us"])
+    growth = memory_result["rss_after_all_mb"] - memory_result["rss_after_warmup_mb"]
+    objects0, objects1 = memory_result["objects"]
+    threads0, threads1 = memory_result["threads"]
+    # Linear or better: the cost of one more unit over the last step is at most 1.25x its
+    # cost over the first step.
+    timers = scale_result["timers"]
+    per_timer = [
+        (b["us_per_request"] - a["us_per_request"]) / (b["timers"] - a["timers"])
+        for a, b in itertools.pairwise(timers)
+    ]
+    variables = scale_result["vars"]
+    per_var = [
+        (b["median_ms"] - a["median_ms"]) / (b["vars"] - a["vars"]) * 1000
+        for a, b in itertools.pairwise(variables)
+    ]
+    rows = [
+        (
+            "Pinba encode + send ≤ 0.5x protobuf's",
+            f"{pinba_result['ratio']:.2f}x",
+            pinba_result["ratio"] <= 0.5,
+        ),
+        (
+            "wide events, request path ≤ 3 µs (raw ASGI, WSGI)",
+            f"{wide_result['asgi_added_us']:.2f}, {wide_result['wsgi_added_us']:.2f} µs",
+            wide <= 3,
+        ),
+        (
+            "`/debug/vars` with 1,000 vars, median latency ≤ Go's expvar",
+            f"{expvar_result['ratio']:.2f}x",
+            expvar_result["ratio"] <= 1.0,
+        ),
+        (
+            "memory: RSS within 5 MB after 200,000 requests, live objects and threads flat",
+            f"{growth:+.1f} MB, objects {objects1 - objects0:+,}, threads {threads1 - threads0:+}",
+            growth < 5 and objects1 - objects0 < 500 and threads1 == threads0,
+        ),
+        (
+            "cost per timer, steps 0→1, 1→10, 10→100 timers: linear or better",
+            " → ".join(f"{cost:.1f}" for cost in per_timer) + " µs",
+            per_timer[-1] <= 1.25 * per_timer[0],
+        ),
+        (
+            "`/debug/vars` cost per variable, steps 10→1,000→10,000: linear or better",
+            " → ".join(f"{cost:.2f}" for cost in per_var) + " µs",
+            per_var[-1] <= 1.25 * per_var[0],
+        ),
+    ]
+    lines = ["| target | this run | |", "|---|---|---|"]
+    lines += [f"| {label} | {value} | {mark(ok)} |" for label, value, ok in rows]
+    return [*lines, ""]
 
 
 def _target_lines(
