@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,18 +73,16 @@ class _Route:
         milliseconds = record.duration_ns / 1e6
         self.count += 1
         self.sum += milliseconds
-        self.min = min(self.min, milliseconds)
-        self.max = max(self.max, milliseconds)
+        if milliseconds < self.min:
+            self.min = milliseconds
+        if milliseconds > self.max:
+            self.max = milliseconds
         status_class = record.status // 100
         self.classes[status_class if 1 <= status_class <= 5 else 0] += 1
         if record.error_type is not None:
             self.errors += 1
-        index = 0
-        for bound in BUCKETS_MS:
-            if milliseconds <= bound:
-                break
-            index += 1
-        self.buckets[index] += 1
+        # The first bucket whose bound is ≥ the duration; past the last bound, the overflow.
+        self.buckets[bisect_left(BUCKETS_MS, milliseconds)] += 1
 
     def render(self) -> str:
         low = 0.0 if self.count == 0 else self.min
