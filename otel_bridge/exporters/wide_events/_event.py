@@ -26,7 +26,7 @@ __all__ = ["EventBuilder", "queue_time_ms"]
 
 MESSAGE_LIMIT = 500
 REDACTED = "REDACTED"
-# The fixed fields of a request event, in their order (build()); line() writes them itself.
+# The fixed fields of a request event: build() puts them first, line() writes them itself.
 _BASE_KEYS = frozenset(
     (
         "timestamp",
@@ -134,12 +134,14 @@ class EventBuilder:
         # (resource, pid, their fields as a JSON fragment) for line(): one tuple, replaced whole.
         self._process: tuple[Any, int, str] = (None, 0, "")
 
-    def request_id(self, record: RequestRecord) -> str:
+    def request_id(self, record: RequestRecord, trace_hex: str | None = None) -> str:
+        """The request's header if it has a usable one, else its trace id (`trace_hex`, if
+        already formatted), else a digest of what identifies it."""
         given = record.headers.get(self.request_id_header)
         if given and len(given) <= 200 and given.isprintable():
             return given
         return (
-            f"{record.trace_id:032x}"
+            (trace_hex or f"{record.trace_id:032x}")
             if record.trace_id
             else hashlib.sha1(
                 f"{record.pid}-{record.start_time_ns}-{record.path}".encode()
@@ -247,11 +249,7 @@ class EventBuilder:
             fragment = format_json({k: v for k, v in fixed.items() if v is not None})[1:-1]
             process = self._process = (resource, record.pid, "," + fragment)
         trace_id = f"{record.trace_id:032x}" if record.trace_id else None
-        given = record.headers.get(self.request_id_header)
-        if given and len(given) <= 200 and given.isprintable():
-            request_id = given
-        else:
-            request_id = trace_id or self.request_id(record)
+        request_id = self.request_id(record, trace_id)
         parts = [
             '{"timestamp":"',
             self._timestamp(record.start_time_ns),
