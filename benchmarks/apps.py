@@ -46,45 +46,80 @@ CONFIGS = (
     "floor_all",
 )
 ALL_VIEWS: tuple[str, ...] = ("expvar", "pinba", "wide_events", "cronitor")
-# A Pinba collector in a process of its own (its CPU is not the benchmark's) that reads and
-# drops every datagram. It drains its socket every 10 ms rather than waiting in recv(): a
-# waiting reader on this 2-core machine is woken by every datagram, and the wake-up (and the
-# preemption it brings) lands on the sending process, a cost a collector on another host (the
-# real set-up) does not add. The 4 MiB buffer holds far more than 10 ms of datagrams.
-# It leaves when its parent is gone (a server killed by the harness runs no atexit hooks).
-_DRAIN = """
-import os, socket, time
-parent = os.getppid()
+# A Pinba collector in a process of its own (its CPU is not the benchmark's, and a thread of
+# the measured process would wait for the GIL while the exporter sends, and overflow) that
+# reads, counts and drops every datagram. It drains its socket every 10 ms rather than
+# waiting in recv(): a waiting reader on this 2-core machine is woken by every datagram, and
+# the wake-up (and the preemption it brings) lands on the sending process, a cost a collector
+# on another host (the real set-up) does not add. The 4 MiB buffer holds far more than 10 ms
+# of datagrams. When its stdin closes (the parent closed it, or the parent is gone: a server
+# killed by the harness runs no atexit hooks), it drains once more, prints the count and
+# leaves.
+_COLLECTOR = """
+import select, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+try:  # root may go past net.core.rmem_max
+    s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (Linux)
+except OSError:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 s.bind(("127.0.0.1", 0))
 s.setblocking(False)
 print(s.getsockname()[1], flush=True)
-while os.getppid() == parent:
+count = 0
+def drain():
+    global count
     try:
         while True:
             s.recv(65536)
+            count += 1
     except BlockingIOError:
-        time.sleep(0.01)
+        pass
+while True:
+    drain()
+    if select.select([sys.stdin], [], [], 0.01)[0]:  # readable only at end of file
+        drain()
+        print(count, flush=True)
+        break
 """
 
 
-def pinba_collector() -> int:
-    """Start a draining Pinba collector for the rest of this process; returns its port."""
-    import atexit
-    import subprocess
-    import sys
+class PinbaCollector:
+    """A draining, counting Pinba collector process on 127.0.0.1 (see `_COLLECTOR`)."""
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", _DRAIN],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # not the parent's: a harness reading it would wait on us
-        text=True,
-    )
-    atexit.register(process.kill)
-    assert process.stdout is not None
-    return int(process.stdout.readline())
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _COLLECTOR],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # not the parent's: a harness reading it would wait
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+
+    def received(self) -> int:
+        """Stop the collector; the number of datagrams it read."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.close()
+        count = int(self._process.stdout.readline())
+        self._process.wait(10)
+        return count
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+
+
+def pinba_collector() -> int:
+    """Start a collector for the rest of this process; returns its port."""
+    import atexit
+
+    collector = PinbaCollector()
+    atexit.register(collector.kill)
+    return collector.port
 
 
 APPS = ("asgi", "starlette", "wsgi")

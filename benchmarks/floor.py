@@ -37,9 +37,10 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from otel_bridge.bridge import DURATION_BUCKETS
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 _RUSAGE = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 
@@ -58,7 +59,7 @@ class Floor:
         self._duration = meter_provider.get_meter("floor").create_histogram(
             "http.server.request.duration",
             unit="s",
-            explicit_bucket_boundaries_advisory=_BUCKETS,
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,  # the bridge's own
         )
         self._views = pinba_port is not None
         if pinba_port is not None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -30,37 +28,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_bridge
-from benchmarks.apps import NullMetricExporter, NullSpanExporter
+from benchmarks.apps import NullMetricExporter, NullSpanExporter, PinbaCollector
 
 WARMUP = 10_000
-# A Pinba collector in a process of its own, as a real one is: it drains its socket every
-# 10 ms and counts, and prints the count when its stdin closes.
-_COUNTER = """
-import select, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-try:  # root may go past net.core.rmem_max
-    s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (Linux)
-except OSError:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-s.bind(("127.0.0.1", 0))
-s.setblocking(False)
-print(s.getsockname()[1], flush=True)
-count = 0
-def drain():
-    global count
-    try:
-        while True:
-            s.recv(65536)
-            count += 1
-    except BlockingIOError:
-        pass
-while True:
-    drain()
-    if select.select([sys.stdin], [], [], 0.01)[0] and not sys.stdin.readline():
-        drain()
-        print(count, flush=True)
-        break
-"""
 
 
 @otel_bridge.healthcheck(schedule="every 5 minutes")
@@ -97,14 +67,8 @@ def run(total: int) -> dict[str, Any]:
     tracer_provider.add_span_processor(BatchSpanProcessor(spans, max_queue_size=8192))
     reader = PeriodicExportingMetricReader(NullMetricExporter(), export_interval_millis=1_000)
     meter_provider = MeterProvider(metric_readers=[reader])
-    collector = subprocess.Popen(
-        [sys.executable, "-c", _COUNTER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert collector.stdin is not None and collector.stdout is not None
-    port = int(collector.stdout.readline())
+    collector = PinbaCollector()
+    port = collector.port
     try:
         settings = otel_bridge.Settings(
             exporters=("expvar", "pinba", "wide_events", "cronitor")
@@ -153,12 +117,9 @@ def run(total: int) -> dict[str, Any]:
         app.bridge.shutdown(10_000)
         tracer_provider.shutdown()
         meter_provider.shutdown()
-        time.sleep(0.1)  # the collector's next drain
-        collector.stdin.close()
-        received = int(collector.stdout.readline())
+        received = collector.received()
     finally:
         collector.kill()
-        collector.wait()
     return {
         "requests": total,
         "rss_after_warmup_mb": live0 / 2**20,

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import statistics
-import threading
 import time
 from typing import Any
 
@@ -20,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_bridge
-from benchmarks.apps import NullSpanExporter
+from benchmarks.apps import NullSpanExporter, PinbaCollector
 from benchmarks.inprocess import SCOPE
 
 TIMERS = (0, 1, 10, 100)
@@ -38,29 +36,18 @@ def _app(timers: int) -> Any:
     return app
 
 
-def _drain(sock: socket.socket) -> None:
-    sock.settimeout(0.5)
-    while True:
-        try:
-            sock.recv(65536)
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-
-
 def timers_cell(timers: int, n: int) -> dict[str, float]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(
         BatchSpanProcessor(NullSpanExporter(), max_queue_size=1_000_000)
     )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as pinba:
-        pinba.bind(("127.0.0.1", 0))
-        # A collector that reads: sendto() to a full socket costs ~100x more (the kernel).
-        threading.Thread(target=_drain, args=(pinba,), daemon=True).start()
+    # A collector that reads (sendto() to a full socket costs ~100x more: the kernel), in a
+    # process of its own.
+    collector = PinbaCollector()
+    try:
         settings = otel_bridge.Settings(exporters=("expvar", "pinba", "wide_events")).replace(
             wide_events_sink="file:/dev/null",
-            pinba_endpoint=f"127.0.0.1:{pinba.getsockname()[1]}",
+            pinba_endpoint=f"127.0.0.1:{collector.port}",
             max_timers=1_000,
         )
         app: Any = otel_bridge.instrument(
@@ -89,6 +76,8 @@ def timers_cell(timers: int, n: int) -> dict[str, float]:
         cpu = time.process_time() - cpu0
         dropped = sum(app.bridge.health.dropped.values())
         app.bridge.shutdown()
+    finally:
+        collector.kill()
     if dropped:
         raise SystemExit(f"{timers} timers: {dropped} records dropped")
     return {"timers": timers, "us_per_request": cpu / n * 1e6}

@@ -128,7 +128,7 @@ class Watchdog:
 
     def _start(self) -> None:
         # (Re)started lazily, so a bridge built before fork() watches in every worker.
-        self._pid = os.getpid()
+        self._pid = _pid[0]
         self._inflight = {}
         self._stop = threading.Event()
         self._loop = None
@@ -140,7 +140,7 @@ class Watchdog:
     def watch_loop(self, loop: Any, thread_id: int) -> None:
         """Also watch an asyncio loop: a loop that runs no callback for `stall` seconds (a
         blocking call in async code) gets one `loop_blocked` report per stall."""
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None or self._pid != _pid[0]:
             self._start()
         self._loop, self._loop_thread = loop, thread_id
 

@@ -560,18 +560,7 @@ class Bridge:
                 try:
                     status, error_type, _ = self._close(builder)
                     if builder.interface != "job":
-                        self._metrics(
-                            builder.method,
-                            builder.scheme,
-                            builder.protocol_version,
-                            status,
-                            builder.route,
-                            error_type,
-                            builder.complete_ns - builder.start_ns,
-                            builder.response_bytes if builder.method != "HEAD" else 0,
-                            builder.headers,
-                            builder.span,
-                        )
+                        self._metrics(builder, status, error_type)
                 except Exception as exc:  # noqa: BLE001
                     self.health.error("bridge.record", exc)
             return
@@ -586,18 +575,7 @@ class Bridge:
             if record.interface == "job":
                 continue
             try:
-                self._metrics(
-                    record.method,
-                    record.scheme,
-                    record.protocol_version,
-                    record.status,
-                    record.route,
-                    record.error_type,
-                    record.duration_ns,
-                    record.response_bytes,
-                    record.headers,
-                    builder.span,
-                )
+                self._metrics(builder, record.status, record.error_type)
             except Exception as exc:  # noqa: BLE001
                 self.health.error("bridge.metrics", exc)
         if not records:
@@ -739,27 +717,19 @@ class Bridge:
         for span, cpu_user, cpu_system in builder.spans or ():
             yield span_to_timer(span, start, cpu_user, cpu_system)
 
-    def _metrics(
-        self,
-        method: str,
-        scheme: str,
-        protocol_version: str,
-        status: int,
-        route: str | None,
-        error_type: str | None,
-        duration_ns: int,
-        response_bytes: int,
-        headers: Mapping[str, str],
-        span: trace.Span | None,
-    ) -> None:
-        """Record the HTTP server metrics of one request. The duration goes in with the
-        request's span as context, as contrib records it inside the request, so the SDK's
-        default (trace-based) exemplar filter links a sampled request's histogram point to
-        its trace."""
+    def _metrics(self, builder: RequestBuilder, status: int, error_type: str | None) -> None:
+        """Record the HTTP server metrics of one finished request (`status` and `error_type`
+        as `_close()` decided them). The duration goes in with the request's span as
+        context, as contrib records it inside the request, so the SDK's default
+        (trace-based) exemplar filter links a sampled request's histogram point to its
+        trace."""
+        method = builder.method
+        route = builder.route
+        span = builder.span
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,
-            "url.scheme": scheme,
-            "network.protocol.version": protocol_version,
+            "url.scheme": builder.scheme,
+            "network.protocol.version": builder.protocol_version,
         }
         if status:
             attributes["http.response.status_code"] = status
@@ -771,10 +741,16 @@ class Bridge:
         if span is not None and span.get_span_context().trace_flags.sampled:
             # On an empty context, not the export thread's current one: nothing to copy.
             context = trace.set_span_in_context(span, _NO_CONTEXT)
-        self._duration.record(duration_ns / 1e9, attributes, context=context)
+        # To the response's completion, as the record's duration_ns.
+        self._duration.record(
+            (builder.complete_ns - builder.start_ns) / 1e9, attributes, context=context
+        )
         if self._body_sizes:
-            self._response_size.record(response_bytes, attributes)
-            length = headers.get("content-length")
+            # A HEAD response carries no body on the wire, as the record's response_bytes.
+            self._response_size.record(
+                builder.response_bytes if method != "HEAD" else 0, attributes
+            )
+            length = builder.headers.get("content-length")
             if length is not None and length.isdigit():
                 self._request_size.record(int(length), attributes)
 

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.pinba import sample_record
 from otel_bridge._http import ASGIHeaders, WSGIHeaders
 from otel_bridge.exporters.wide_events import WideEventsExporter
-from otel_bridge.exporters.wide_events._event import EventBuilder
+from otel_bridge.exporters.wide_events._event import _BASE_KEYS, EventBuilder
 from otel_bridge.exporters.wide_events._sinks import FileSink, format_json, format_logfmt
 from otel_bridge.record import EMPTY, RequestRecord
 
@@ -63,7 +63,9 @@ VARIANTS: list[dict[str, Any]] = [
 
 
 def records() -> list[RequestRecord]:
-    base = sample_record()._replace(resource=MappingProxyType({"service.name": "shop"}))
+    base = sample_record()._replace(
+        resource=MappingProxyType({"service.name": "shop", "host.name": "web-1"})
+    )
     out = [base._replace(**variant) for variant in VARIANTS]
     # And mixtures of them: the variants' effects must not depend on each other.
     rng = random.Random(7)
@@ -83,8 +85,11 @@ def test_a_line_is_the_dict_event_formatted(trust: bool) -> None:
         event = builder.build(record)
         assert builder.line(record) == format_json(event), record
         keys.update(event)
-    # The records reach every field the builder writes.
+    # The records reach every field the builder writes, and line()'s list of the fixed ones
+    # (what a field may not replace on the fast path) is build()'s.
     assert {"queue_ms", "url.query", "exception.location", "timers.dropped", "tag.q"} <= keys
+    extras = ("timers.", "tag.", "app.", "error.", "exception.", "db.")
+    assert {key for key in keys if not key.startswith(extras)} == _BASE_KEYS
 
 
 def events_written(path: Path, exporter: WideEventsExporter, batch: list[RequestRecord]) -> str:
