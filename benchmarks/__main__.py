@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba, wide_events
+from benchmarks import expvar, http, pinba
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -427,9 +427,9 @@ def main() -> int:
     pinba_result = pinba.run(n=2_000 if args.quick else 20_000, repeats=1 if args.quick else 5)
     expvar_result = expvar.run(seconds=1 if args.quick else 3, rounds=1 if args.quick else 3)
     command = "make bench" + (" (python -m benchmarks --quick)" if args.quick else "")
-    wide_result = wide_events.run(n=10_000 if args.quick else 50_000)
     # Each in an interpreter of its own, as the in-process cells: what the harness itself
     # holds would otherwise weigh on their garbage collections.
+    wide_result = _own_process("benchmarks.wide_events", "10000" if args.quick else "50000")
     scale_result = _own_process("benchmarks.scale", "1000" if args.quick else "5000")
     memory_result = _own_process("benchmarks.memory", "20000" if args.quick else "200000")
     text = render(
