@@ -88,6 +88,13 @@ class _LazyHeaders(Mapping[str, str]):
         return len(self._all())
 
 
+# Header names as ASGI spells them, per name asked for (the views ask for a handful).
+_WANTED: dict[str, bytes] = {}
+_WANTED_SIZE = 256
+# The same for WSGI: header name → environ key.
+_ENVIRON_NAMES: dict[str, str] = {}
+
+
 class ASGIHeaders(_LazyHeaders):
     """Request headers of an ASGI scope, decoded (latin-1, lower-case names) only when read.
 
@@ -112,9 +119,16 @@ class ASGIHeaders(_LazyHeaders):
     def get(self, key: str, default: Any = None) -> Any:
         if self._decoded is not None:
             return self._decoded.get(key, default)
-        wanted = key.lower().encode("latin-1", "replace")
-        values = [value.decode("latin-1") for name, value in self._raw if name.lower() == wanted]
-        return ",".join(values) if values else default
+        wanted = _WANTED.get(key)
+        if wanted is None:
+            wanted = key.lower().encode("latin-1", "replace")
+            if len(_WANTED) < _WANTED_SIZE:
+                _WANTED[key] = wanted
+        found: bytes | None = None
+        for name, value in self._raw:
+            if name == wanted or name.lower() == wanted:
+                found = value if found is None else found + b"," + value
+        return default if found is None else found.decode("latin-1")
 
 
 class WSGIHeaders(_LazyHeaders):
@@ -138,9 +152,14 @@ class WSGIHeaders(_LazyHeaders):
     def get(self, key: str, default: Any = None) -> Any:
         if self._decoded is not None:
             return self._decoded.get(key, default)
-        name = key.upper().replace("-", "_")
-        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            value = self._environ.get(name)
+        name = _ENVIRON_NAMES.get(key)
+        if name is None:
+            name = key.upper().replace("-", "_")
+            if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                name = "HTTP_" + name
+            if len(_ENVIRON_NAMES) < _WANTED_SIZE:
+                _ENVIRON_NAMES[key] = name
+        value = self._environ.get(name)
+        if name[0] == "C":  # CONTENT_TYPE, CONTENT_LENGTH: empty means absent
             return str(value) if value else default
-        value = self._environ.get("HTTP_" + name)
         return default if value is None else str(value)

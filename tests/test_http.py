@@ -68,3 +68,16 @@ def test_wsgi_headers_read_http_and_content_keys() -> None:
     assert dict(headers) == {"x-request-id": "r1", "content-type": "text/plain"}
     assert len(headers) == 2 and headers["content-type"] == "text/plain"
     assert headers.get("x-request-id") == "r1"
+
+
+def test_header_lookups_stay_per_request() -> None:
+    # The names asked for are cached process-wide; the values must come from each request.
+    first = ASGIHeaders([(b"X-Request-Id", b"one"), (b"x-request-id", b"two")])
+    second = ASGIHeaders([(b"x-request-id", b"three")])
+    assert first.get("x-request-id") == "one,two" and second.get("X-Request-ID") == "three"
+    assert ASGIHeaders([]).get("x-request-id") is None
+    environ = {"HTTP_X_REQUEST_ID": "w1", "CONTENT_LENGTH": "5"}
+    assert WSGIHeaders(environ).get("x-request-id") == "w1"
+    assert WSGIHeaders({}).get("x-request-id", "none") == "none"
+    assert WSGIHeaders(environ).get("content-length") == "5"
+    assert WSGIHeaders({"CONTENT_LENGTH": ""}).get("content-length") is None

@@ -19,6 +19,7 @@ __all__ = ["PinbaExporter"]
 
 TAG_CACHE_SIZE = 4096
 _START = attrgetter("start_ns")
+_new_fields = tuple.__new__
 # php-pinba's own fallback when a request has no server or script name.
 UNKNOWN = "unknown"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -122,19 +123,23 @@ class PinbaExporter(RecordExporter):
             script_name = self.script_name(record)
         else:
             script_name = route
-        fields = PacketFields(
-            self.hostname,
-            self.server_name or record.server_address or UNKNOWN,
-            script_name,
-            self.requests,
-            record.response_bytes,
-            record.max_rss_bytes,
-            self._footprint(),
-            record.duration_ns / 1e9,
-            record.ru_utime_ns / 1e9,
-            record.ru_stime_ns / 1e9,
-            record.status,
-            "" if record.interface == "job" else record.scheme,
+        # Positional, in field order: tuple.__new__ skips the named tuple's argument binding.
+        fields = _new_fields(
+            PacketFields,
+            (
+                self.hostname,
+                self.server_name or record.server_address or UNKNOWN,
+                script_name,
+                self.requests,
+                record.response_bytes,
+                record.max_rss_bytes,
+                self._footprint(),
+                record.duration_ns / 1e9,
+                record.ru_utime_ns / 1e9,
+                record.ru_stime_ns / 1e9,
+                record.status,
+                "" if record.interface == "job" else record.scheme,
+            ),
         )
         data = self._encoder.encode(fields, tags, timers)
         if len(data) <= self.max_packet_size:

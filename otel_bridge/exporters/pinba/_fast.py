@@ -13,11 +13,17 @@ import struct
 from collections.abc import Mapping, Sequence
 
 from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer
-from otel_bridge.exporters.pinba._proto import UINT32_MAX, seconds
+from otel_bridge.exporters.pinba._proto import (
+    FLOAT32_MAX,
+    FLOAT32_MIN_NORMAL,
+    UINT32_MAX,
+    seconds,
+)
 
 __all__ = ["PacketEncoder"]
 
 _SCALARS = struct.Struct("<BfBfBf")
+_LOW, _HIGH = FLOAT32_MIN_NORMAL, FLOAT32_MAX
 Shape = tuple[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
 
 
@@ -135,10 +141,15 @@ class PacketEncoder:
         timers: Sequence[PacketTimer],
     ) -> bytes:
         """Same output as `assemble()` for timers merged, tags sorted, times finite and ≥ 0."""
-        middle, tail = self._shape(
-            (tuple(request_tags.items()), tuple([timer.tags for timer in timers]))
-        )
+        if request_tags or timers:
+            middle, tail = self._shape(
+                (tuple(request_tags.items()), tuple([timer.tags for timer in timers]))
+            )
+        else:
+            middle = tail = b""  # what _shape() gives for no tags and no timers
         names_key = (fields.hostname, fields.server_name, fields.script_name)
+        # seconds() only for the times it would change (NaN fails both comparisons).
+        request_time, ru_utime, ru_stime = fields.request_time, fields.ru_utime, fields.ru_stime
         names = self._names.get(names_key)
         if names is None:
             if len(self._names) >= self._max:
@@ -159,11 +170,11 @@ class PacketEncoder:
                 _varint(fields.memory_peak),
                 _SCALARS.pack(
                     0x3D,
-                    seconds(fields.request_time),
+                    request_time if _LOW <= request_time < _HIGH else seconds(request_time),
                     0x45,
-                    seconds(fields.ru_utime),
+                    ru_utime if _LOW <= ru_utime < _HIGH else seconds(ru_utime),
                     0x4D,
-                    seconds(fields.ru_stime),
+                    ru_stime if _LOW <= ru_stime < _HIGH else seconds(ru_stime),
                 ),
             )
         )

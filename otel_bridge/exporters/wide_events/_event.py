@@ -60,6 +60,12 @@ _int = int.__repr__
 _float = float.__repr__
 
 
+def _ms(ns: int) -> float:
+    """Nanoseconds as milliseconds with three decimals, half a microsecond rounded up: the
+    same number as ``round(ns / 1e6, 3)`` but at exact halves, and a third of its cost."""
+    return (ns + 500) // 1000 / 1000
+
+
 def queue_time_ms(header: str | None, start_time_ns: int) -> float | None:
     """Time between the front proxy and the app, from `X-Request-Start` (`t=<epoch>` in s, ms
     or µs, as nginx and Heroku write it); None if absent or implausible."""
@@ -180,9 +186,9 @@ class EventBuilder:
             "user_agent.original": record.user_agent,
             "client.address": self._client(record),
             "server.address": record.server_address,
-            "duration_ms": round(record.duration_ns / 1e6, 3),
-            "app_duration_ms": round(record.app_duration_ns / 1e6, 3),
-            "cpu_ms": round((record.ru_utime_ns + record.ru_stime_ns) / 1e6, 3),
+            "duration_ms": _ms(record.duration_ns),
+            "app_duration_ms": _ms(record.app_duration_ns),
+            "cpu_ms": _ms(record.ru_utime_ns + record.ru_stime_ns),
             "queue_ms": queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns),
         }
         if record.interface == "zerocode":
@@ -286,11 +292,11 @@ class EventBuilder:
             parts += ',"server.address":', _quote(record.server_address)
         parts += (
             ',"duration_ms":',
-            _float(round(record.duration_ns / 1e6, 3)),
+            _float((record.duration_ns + 500) // 1000 / 1000),  # _ms(), inlined
             ',"app_duration_ms":',
-            _float(round(record.app_duration_ns / 1e6, 3)),
+            _float((record.app_duration_ns + 500) // 1000 / 1000),
             ',"cpu_ms":',
-            _float(round((record.ru_utime_ns + record.ru_stime_ns) / 1e6, 3)),
+            _float((record.ru_utime_ns + record.ru_stime_ns + 500) // 1000 / 1000),
         )
         queued = queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns)
         if queued is not None:

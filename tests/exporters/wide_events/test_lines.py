@@ -47,6 +47,8 @@ VARIANTS: list[dict[str, Any]] = [
     {"resource": MappingProxyType({"service.name": ("a", "b"), "host.name": None})},
     {"resource": MappingProxyType({})},
     {"duration_ns": 1, "app_duration_ns": 10**15, "ru_utime_ns": 0, "ru_stime_ns": 7},
+    # Exact half microseconds, where rounding rules part.
+    {"duration_ns": 2_500, "app_duration_ns": 1_000_500, "ru_utime_ns": 499, "ru_stime_ns": 1},
     {
         "headers": ASGIHeaders([(b"x-request-id", b"req-\xe9"), (b"x-request-start", b"t=1.5")]),
     },
@@ -123,3 +125,30 @@ def test_the_dict_path_stays_where_something_needs_the_dict(
     exporter.export(records()[:5])
     assert next(calls) == 0
     exporter.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("nanoseconds", "milliseconds"),
+    [
+        (0, 0.0),
+        (499, 0.0),
+        (500, 0.001),  # half a microsecond rounds up
+        (2_500, 0.003),
+        (1_000_500, 1.001),
+        (999_499, 0.999),
+        (999_500, 1.0),
+        (123_456_789, 123.457),
+        (3_600 * 10**9, 3_600_000.0),
+    ],
+)
+def test_times_are_milliseconds_to_the_microsecond(nanoseconds: int, milliseconds: float) -> None:
+    record = sample_record()._replace(
+        duration_ns=nanoseconds,
+        app_duration_ns=nanoseconds,
+        ru_utime_ns=nanoseconds - 1,
+        ru_stime_ns=1,
+    )
+    builder = EventBuilder()
+    for event in (builder.build(record), json.loads(builder.line(record))):
+        assert event["duration_ms"] == event["app_duration_ms"] == milliseconds
+        assert event["cpu_ms"] == milliseconds
