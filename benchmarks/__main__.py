@@ -21,11 +21,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba
+from benchmarks import expvar, http, pinba, profile
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HTTP_CONFIGS = ("bare", "contrib", "bridge", "bridge_all", "floor", "floor_all")
+PROFILED = ("contrib", "floor_all", "bridge_all")
+# Components of the profile table, in its column order.
+PROFILE_COLUMNS = (
+    ("OpenTelemetry SDK + API", "SDK + API"),
+    ("contrib middleware", "contrib"),
+    ("floor", "floor"),
+    ("otel_bridge core", "otel_bridge core"),
+    ("Pinba", "Pinba"),
+    ("wide events", "wide events"),
+    ("expvar", "expvar"),
+    ("app", "app"),
+    ("driver + event loop", "driver, loop"),
+    ("other", "other"),
+)
 
 
 def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:
@@ -47,9 +61,21 @@ def in_process(n: int, repeats: int) -> dict[tuple[str, str], dict[str, float]]:
     for key, cells in runs.items():
         medians[key] = {
             field: statistics.median(cell[field] for cell in cells)
-            for field in ("wall_us", "cpu_us", "request_cpu_us", "spans_per_request")
+            for field in ("wall_us", "cpu_us", "request_cpu_us", "gc_us", "spans_per_request")
         }
     return medians
+
+
+def profiles(n: int) -> dict[tuple[str, str], dict[str, float]] | str:
+    """py-spy shares per component of the profiled cells; the reason if py-spy cannot run."""
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for app in APPS:
+        for config in PROFILED:
+            try:
+                found[(app, config)] = profile.profile(app, config, n)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                return str(exc)
+    return found
 
 
 def render(
@@ -60,6 +86,7 @@ def render(
     wide_result: dict[str, Any],
     scale_result: dict[str, Any],
     memory_result: dict[str, Any],
+    profiled: dict[tuple[str, str], dict[str, float]] | str,
     command: str,
     n: int,
     repeats: int,
@@ -189,6 +216,7 @@ def render(
         "",
     ]
     lines += _scale_lines(scale_result, memory_result)
+    lines += _profile_lines(medians, profiled)
     lines += _target_lines(medians, over_http)
     lines += _other_target_lines(
         pinba_result, expvar_result, wide_result, scale_result, memory_result
@@ -342,6 +370,65 @@ def _target_lines(
     return lines
 
 
+def _profile_lines(
+    medians: dict[tuple[str, str], dict[str, float]],
+    profiled: dict[tuple[str, str], dict[str, float]] | str,
+) -> list[str]:
+    lines = ["## Where the time goes: a profile of the all-views cells", ""]
+    if isinstance(profiled, str):
+        return [*lines, f"Not profiled in this run: {profiled}.", ""]
+    lines += [
+        "Each cell of the in-process table above, run once more under py-spy "
+        "(`python -m benchmarks.profile APP CONFIG 60000`: 1,000 samples a second of the thread "
+        "holding the GIL, start-up left out). A sample counts for the component of its "
+        "innermost frame that has one (`benchmarks/profile.py`): the SDK's `Histogram.record` "
+        "called by otel_bridge counts as SDK, a JSON encoder called by the wide-event view as "
+        "that view. The shares are applied to the cell's median CPU per request above, so a "
+        "row adds up to its `cpu µs`. `gc` is the time in the cyclic garbage collector "
+        "(`gc.callbacks`, measured in the table's runs): it has no frame of its own, so py-spy "
+        "counts it where the allocation that triggered it was, inside the other columns.",
+        "",
+        "| app | config | cpu µs | "
+        + " | ".join(title for _, title in PROFILE_COLUMNS)
+        + " | gc |",
+        "|---|---|" + "---:|" * (len(PROFILE_COLUMNS) + 2),
+    ]
+    for app in APPS:
+        for config in PROFILED:
+            cpu = medians[(app, config)]["cpu_us"]
+            share = profiled[(app, config)]
+            cells = [
+                f"{share[name] * cpu:.1f}" if share[name] else "" for name, _ in PROFILE_COLUMNS
+            ]
+            lines.append(
+                f"| {app} | {config} | {cpu:.1f} | "
+                + " | ".join(cells)
+                + f" | {medians[(app, config)]['gc_us']:.1f} |"
+            )
+    reach = []
+    for app in APPS:
+        bare = medians[(app, "bare")]["cpu_us"]
+        budget = (medians[(app, "contrib")]["cpu_us"] - bare) / 4
+        cpu = medians[(app, "bridge_all")]["cpu_us"]
+        share = profiled[(app, "bridge_all")]
+        sdk = share["OpenTelemetry SDK + API"] * cpu
+        own = sum(share[name] for name in ("otel_bridge core", "Pinba", "wide events", "expvar"))
+        reach.append(
+            f"{app}: the budget is {budget:.1f} µs over the bare app; the SDK's part of "
+            f"`bridge_all` takes {sdk:.1f} of it, which leaves {budget - sdk:.1f} µs for "
+            f"otel_bridge's own code and the views' system calls, where they take "
+            f"{own * cpu:.1f} now"
+        )
+    lines += [
+        "",
+        "Target 1 (all views at 1/4 of contrib's overhead) against this profile: "
+        + "; ".join(reach)
+        + ".",
+        "",
+    ]
+    return lines
+
+
 def _scale_lines(scale_result: dict[str, Any], memory_result: dict[str, Any]) -> list[str]:
     timers = scale_result["timers"]
     base = timers[0]["us_per_request"]
@@ -432,6 +519,7 @@ def main() -> int:
     wide_result = _own_process("benchmarks.wide_events", "10000" if args.quick else "50000")
     scale_result = _own_process("benchmarks.scale", "1000" if args.quick else "5000")
     memory_result = _own_process("benchmarks.memory", "20000" if args.quick else "200000")
+    profiled = profiles(5_000 if args.quick else 60_000)
     text = render(
         medians,
         over_http,
@@ -440,6 +528,7 @@ def main() -> int:
         wide_result,
         scale_result,
         memory_result,
+        profiled,
         command,
         n,
         repeats,
