@@ -29,6 +29,7 @@ urlpatterns = [
     path("ping", views.ping),  # marked by its decorator
     path("api/", include(api)),
     path("fail", views.fail),
+    path("fail-async", views.fail_async),
     path("notes", views.notes),
     path("me", views.me, name="me"),
     path("_records", views.records),

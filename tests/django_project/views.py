@@ -20,6 +20,7 @@ def summary(record: RequestRecord) -> dict[str, Any]:
         "route": record.route,
         "path": record.path,
         "status": record.status,
+        "error_type": record.error_type,
         "timers": [dict(timer.tags) for timer in record.timers],
         "attributes": {k: v for k, v in record.attributes.items() if k == "http.route"},
     }
@@ -64,6 +65,11 @@ def ping(request: HttpRequest) -> HttpResponse:
 
 def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
+
+
+async def fail_async(request: HttpRequest) -> HttpResponse:
+    await asyncio.sleep(0)
+    raise LookupError("async boom")
 
 
 def records(request: HttpRequest) -> HttpResponse:

@@ -42,6 +42,7 @@ def test_route_templates_of_path_re_path_sync_and_async_views(name: str, middlew
         assert httpx.get(base + "/items/blue-pen").text == "item blue-pen"
         assert httpx.get(base + "/archive/2024/").text == "archive 2024"
         assert httpx.get(base + "/fail").status_code == 500
+        assert httpx.get(base + "/fail-async").status_code == 500
         assert httpx.get(base + "/nowhere").status_code == 404
         records: list[dict[str, Any]] = httpx.get(base + "/_records", timeout=10).json()
         by_route = httpx.get(base + "/debug/vars", timeout=10).json()["requests"]["by_route"]
@@ -52,8 +53,13 @@ def test_route_templates_of_path_re_path_sync_and_async_views(name: str, middlew
         ("/items/blue-pen", "/items/<slug:name>", 200),
         ("/archive/2024/", "^archive/(?P<year>[0-9]{4})/$", 200),
         ("/fail", "/fail", 500),
+        ("/fail-async", "/fail-async", 500),
         ("/nowhere", None, 404),
     ]
+    # The view's own exception, not the 500 Django made of it (under ASGI too, where Django
+    # handles it in a thread of its own).
+    errors = [r["error_type"] for r in records]
+    assert errors == [None, None, None, None, "RuntimeError", "LookupError", None]
     assert records[0]["attributes"] == {"http.route": "/users/<int:uid>/"}
     assert records[0]["timers"] == [{"group": "db", "op": "select"}], "timers inside a view"
     assert by_route["/users/<int:uid>/"]["count"] == 2
