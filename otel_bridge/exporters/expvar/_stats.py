@@ -69,20 +69,18 @@ class _Route:
         self.classes = [0, 0, 0, 0, 0, 0]  # other, 1xx … 5xx
         self.buckets = [0] * (len(BUCKETS_MS) + 1)
 
-    def add(self, record: RequestRecord) -> None:
-        milliseconds = record.duration_ns / 1e6
+    def add(self, milliseconds: float, status_class: int, error: bool, bucket: int) -> None:
+        """Count one request (`status_class` 1-5, else 0; `bucket` from `bisect_left`)."""
         self.count += 1
         self.sum += milliseconds
         if milliseconds < self.min:
             self.min = milliseconds
         if milliseconds > self.max:
             self.max = milliseconds
-        status_class = record.status // 100
-        self.classes[status_class if 1 <= status_class <= 5 else 0] += 1
-        if record.error_type is not None:
+        self.classes[status_class] += 1
+        if error:
             self.errors += 1
-        # The first bucket whose bound is ≥ the duration; past the last bound, the overflow.
-        self.buckets[bisect_left(BUCKETS_MS, milliseconds)] += 1
+        self.buckets[bucket] += 1
 
     def render(self) -> str:
         low = 0.0 if self.count == 0 else self.min
@@ -115,6 +113,7 @@ class RequestStats(RecordExporter):
         self._total = _Route()
 
     def export(self, records: Sequence[RequestRecord]) -> None:
+        total = self._total
         with self._lock:
             for record in records:
                 if record.interface == "job":
@@ -127,8 +126,16 @@ class RequestStats(RecordExporter):
                         route = self._routes.get(OTHER)
                     if route is None:
                         route = self._routes[name] = _Route()
-                route.add(record)
-                self._total.add(record)
+                # Worked out once for the route and the total.
+                milliseconds = record.duration_ns / 1e6
+                status_class = record.status // 100
+                if not 1 <= status_class <= 5:
+                    status_class = 0
+                error = record.error_type is not None
+                # The first bucket whose bound is ≥ the duration; past the last, the overflow.
+                bucket = bisect_left(BUCKETS_MS, milliseconds)
+                route.add(milliseconds, status_class, error, bucket)
+                total.add(milliseconds, status_class, error, bucket)
 
     def render(self) -> str:
         with self._lock:
