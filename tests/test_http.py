@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from otel_bridge import _http
 from otel_bridge._http import (
     ASGIHeaders,
     WSGIHeaders,
@@ -81,3 +82,22 @@ def test_header_lookups_stay_per_request() -> None:
     assert WSGIHeaders({}).get("x-request-id", "none") == "none"
     assert WSGIHeaders(environ).get("content-length") == "5"
     assert WSGIHeaders({"CONTENT_LENGTH": ""}).get("content-length") is None
+
+
+def test_header_name_caches_are_bounded_and_lookups_go_on_past_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fresh caches for this test, the process's own back afterwards.
+    monkeypatch.setattr(_http, "_WANTED", {})
+    monkeypatch.setattr(_http, "_ENVIRON_NAMES", {})
+    names = [f"x-custom-{i}" for i in range(_http._WANTED_SIZE + 10)]
+    asgi = ASGIHeaders([(name.encode(), str(i).encode()) for i, name in enumerate(names)])
+    wsgi = WSGIHeaders(
+        {"HTTP_" + name.upper().replace("-", "_"): str(i) for i, name in enumerate(names)}
+    )
+    assert [asgi.get(name) for name in names] == [str(i) for i in range(len(names))]
+    assert [wsgi.get(name) for name in names] == [str(i) for i in range(len(names))]
+    assert len(_http._WANTED) == len(_http._ENVIRON_NAMES) == _http._WANTED_SIZE
+    # Asked again: the first names from the caches, the rest made again.
+    assert [asgi.get(name) for name in names] == [str(i) for i in range(len(names))]
+    assert [wsgi.get(name) for name in names] == [str(i) for i in range(len(names))]
