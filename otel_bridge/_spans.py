@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
@@ -98,6 +99,19 @@ class ServerSpan(trace.Span):
 
     def get_span_context(self) -> SpanContext:
         return self._context
+
+    def attributes_with(self, final: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue]:
+        """The attributes an SDK span of this request would end with, when none is built
+        (nothing exports it): the start ones, the app's in the order it set them, then
+        `final`; values cleaned as the SDK cleans them."""
+        merged: dict[str, Any] = dict(self.start_attributes or {})
+        for method, args, _ in self.changes or ():
+            if method == "set_attribute":
+                merged[args[0]] = args[1]
+            elif method == "set_attributes":
+                merged.update(args[0])
+        merged.update(final)
+        return BoundedAttributes(attributes=merged, immutable=True)
 
     def is_recording(self) -> bool:
         return not self.closed

@@ -631,7 +631,10 @@ class Bridge:
             builder.finished_span or span, "attributes", None
         )
         if not attributes:
-            attributes = MappingProxyType({**builder.start_attributes, **final})
+            if type(span) is ServerSpan and span.changes:
+                attributes = span.attributes_with(final)  # what the app set on it, too
+            else:
+                attributes = MappingProxyType({**builder.start_attributes, **final})
         context = span.get_span_context() if span is not None else None
         cpu_user, cpu_system, max_rss = builder.cpu
         server_address = server_port = None

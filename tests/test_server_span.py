@@ -177,6 +177,26 @@ def test_the_span_built_at_the_end_is_the_sdk_span(
     assert dict(records["/annotated"].attributes)["app.plan"] == "pro"
 
 
+@pytest.mark.parametrize("sampler", [None, ALWAYS_OFF], ids=["views-only", "sampled-out"])
+def test_a_record_holds_the_span_attributes_with_or_without_an_sdk_span(sampler: Any) -> None:
+    # A record exporter sees the server span's attributes, the app's own included, whether
+    # the span was exported (built at the end) or not (nothing exports it, or sampled out).
+    exported, unexported = make_harness(), views_only(sampler)
+    try:
+        drive(exported, starlette_app())
+        drive(unexported, starlette_app())
+        assert unexported.apps[0].bridge._plan.mode == "unexported"
+        ours = {r.path: dict(r.attributes) for r in unexported.records()}
+        theirs = {r.path: dict(r.attributes) for r in exported.records()}
+        assert ours == theirs
+        assert ours["/annotated"]["app.user"] == "ada" and ours["/annotated"]["app.seats"] == 3
+        assert ours["/broken"]["error.type"] == "ValueError"
+    finally:
+        for h in (exported, unexported):
+            for app in h.apps:
+                app.bridge.shutdown()
+
+
 def test_changes_after_the_request_are_ignored_as_on_an_ended_span(harness: Harness) -> None:
     kept: list[Any] = []
 
