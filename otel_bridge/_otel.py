@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -257,6 +258,62 @@ def remove_span_processor(provider: TracerProvider, processor: object) -> None:
         )
 
 
+class _ExportLogs(logging.Filter):
+    """Lets through the first of each message the exporters otel_bridge made log while they
+    export, and none of its repeats: a Collector that is down would otherwise have the SDK's
+    exporter log every batch and every retry. The failures are counted in the bridge's
+    health (and its periodic summary says how many more). Logs outside those exports, and
+    other exporters' logs, pass untouched."""
+
+    LIMIT = 256  # distinct messages remembered; past it, new ones pass
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.local()
+        self._seen: set[tuple[str, object]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(self.inside, "active", False):
+            return True
+        key = (record.name, record.msg)
+        if key in self._seen:
+            return False
+        if len(self._seen) < self.LIMIT:
+            self._seen.add(key)
+        return True
+
+    def attach(self) -> None:
+        """On every logger of the OTel exporter packages imported so far (a filter on a
+        parent logger does not see its children's records)."""
+        names = [
+            name
+            for name in list(logging.Logger.manager.loggerDict)
+            if name.startswith("opentelemetry.exporter")
+        ]
+        for name in names:
+            found = logging.getLogger(name)
+            if self not in found.filters:
+                found.addFilter(self)
+
+
+_EXPORT_LOGS = _ExportLogs()
+
+
+class _Quiet:
+    """`with _Quiet():` around an export made by otel_bridge's exporters."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _EXPORT_LOGS.inside.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        _EXPORT_LOGS.inside.active = False
+
+
+_QUIET = _Quiet()
+
+
 class CountedSpanExporter(SpanExporter):
     """The exporter otel_bridge made from OTEL_TRACES_EXPORTER, with its failures (a Collector
     down, refusing, timing out) counted in the bridge's health, so `/debug/vars` shows them."""
@@ -265,10 +322,12 @@ class CountedSpanExporter(SpanExporter):
         self.inner = inner
         self._health = health
         self._kind = kind
+        _EXPORT_LOGS.attach()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            result = self.inner.export(spans)
+            with _QUIET:
+                result = self.inner.export(spans)
         except Exception as exc:  # noqa: BLE001 - counted; the batch is lost either way
             self._health.error(self._kind, exc)
             return SpanExportResult.FAILURE
@@ -294,12 +353,14 @@ class CountedMetricExporter(MetricExporter):
         self.inner = inner
         self._health = health
         self._kind = kind
+        _EXPORT_LOGS.attach()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            with _QUIET:
+                result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:  # noqa: BLE001
             self._health.error(self._kind, exc)
             return MetricExportResult.FAILURE
