@@ -43,6 +43,9 @@ SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 # W3C Trace Context level 2 (SDK >= 1.45); 0 where the API does not know the flag.
 _RANDOM_TRACE_ID: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+# Every flags byte, made once: a TraceFlags (an int with a __dict__) per request would be one
+# more object for the garbage collector to follow while the request waits in the queue.
+_FLAGS = tuple(TraceFlags(value) for value in range(256))
 # Processors whose on_start is a no-op: a span they see only at its end is the same to them.
 _END_ONLY = (BatchSpanProcessor, SimpleSpanProcessor)
 _UNSET = Status(StatusCode.UNSET)
@@ -268,7 +271,7 @@ class SpanPlan:
             trace_state = result.trace_state
             sampled_attributes = result.attributes
         if random_id:
-            flags = TraceFlags(flags | random_id)
+            flags = _FLAGS[flags | random_id]
         context = SpanContext(
             trace_id,
             generator.generate_span_id(),
