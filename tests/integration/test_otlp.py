@@ -23,6 +23,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.test_providers import run
+
 from .servers import free_port, serve, uvicorn
 
 pytestmark = pytest.mark.integration
@@ -146,3 +148,37 @@ def test_otlp_gets_the_sampled_traces_and_all_metrics_while_views_see_every_requ
     sampled = [json.loads(line) for line in lines if json.loads(line).get("trace_id")]
     exported_ids = {span.trace_id.hex() for span in spans}
     assert exported_ids <= {event["trace_id"] for event in sampled}
+
+
+def test_a_collector_down_is_logged_once_and_counted_for_every_batch() -> None:
+    # OTLP over HTTP to a port nobody listens on: the SDK's exporter logs each retry of each
+    # batch; through otel_bridge each of its messages shows once, and every lost batch counts.
+    port = free_port()
+    result = run(
+        """
+        import logging
+        from opentelemetry import trace
+        logging.basicConfig(level=logging.WARNING, format="LOG %(name)s %(message)s")
+        wrapped = otel_bridge.instrument(app, exporters="none")
+        for _ in range(3):
+            drive(wrapped, 2)
+            trace.get_tracer_provider().force_flush()
+        health = wrapped.bridge.health
+        print("DROPPED", json.dumps(dict(health.dropped)))
+        """,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",
+    )
+    assert result.returncode == 0, result.stderr
+    dropped = json.loads(result.stdout.split("DROPPED ", 1)[1])
+    # Three batches of two requests, each a server span and its timer's: all counted.
+    assert dropped == {"otel.traces.otlp": 12}
+    exporter_logs = [
+        line for line in result.stderr.splitlines() if line.startswith("LOG opentelemetry.exporter")
+    ]
+    assert exporter_logs, "the first failure is shown"
+    templates = {line.split(" ", 3)[2] + line.split(" ", 3)[3][:20] for line in exporter_logs}
+    assert len(exporter_logs) == len(templates), "\n".join(exporter_logs)
