@@ -88,10 +88,10 @@ class _LazyHeaders(Mapping[str, str]):
         return len(self._all())
 
 
-# Header names as ASGI spells them, per name asked for (the views ask for a handful).
+# Per header name asked for (the views ask for a handful), bounded: the name as ASGI spells
+# it, and the WSGI environ key.
+_NAME_CACHE_SIZE = 256
 _WANTED: dict[str, bytes] = {}
-_WANTED_SIZE = 256
-# The same for WSGI: header name → environ key.
 _ENVIRON_NAMES: dict[str, str] = {}
 
 
@@ -122,7 +122,7 @@ class ASGIHeaders(_LazyHeaders):
         wanted = _WANTED.get(key)
         if wanted is None:
             wanted = key.lower().encode("latin-1", "replace")
-            if len(_WANTED) < _WANTED_SIZE:
+            if len(_WANTED) < _NAME_CACHE_SIZE:
                 _WANTED[key] = wanted
         found: bytes | None = None
         for name, value in self._raw:
@@ -157,7 +157,7 @@ class WSGIHeaders(_LazyHeaders):
             name = key.upper().replace("-", "_")
             if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 name = "HTTP_" + name
-            if len(_ENVIRON_NAMES) < _WANTED_SIZE:
+            if len(_ENVIRON_NAMES) < _NAME_CACHE_SIZE:
                 _ENVIRON_NAMES[key] = name
         value = self._environ.get(name)
         if name[0] == "C":  # CONTENT_TYPE, CONTENT_LENGTH: empty means absent

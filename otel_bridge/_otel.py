@@ -263,7 +263,7 @@ class _ExportLogs(logging.Filter):
     export, and none of its repeats: a Collector that is down would otherwise have the SDK's
     exporter log every batch and every retry. The failures are counted in the bridge's
     health (and its periodic summary says how many more). Logs outside those exports, and
-    other exporters' logs, pass untouched."""
+    other exporters' logs, pass untouched. `with _EXPORT_LOGS:` marks such an export."""
 
     LIMIT = 256  # distinct messages remembered; past it, new ones pass
 
@@ -282,6 +282,12 @@ class _ExportLogs(logging.Filter):
             self._seen.add(key)
         return True
 
+    def __enter__(self) -> None:
+        self.inside.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.inside.active = False
+
     def attach(self) -> None:
         """On every logger of the OTel exporter packages imported so far (a filter on a
         parent logger does not see its children's records)."""
@@ -299,21 +305,6 @@ class _ExportLogs(logging.Filter):
 _EXPORT_LOGS = _ExportLogs()
 
 
-class _Quiet:
-    """`with _Quiet():` around an export made by otel_bridge's exporters."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        _EXPORT_LOGS.inside.active = True
-
-    def __exit__(self, *exc: object) -> None:
-        _EXPORT_LOGS.inside.active = False
-
-
-_QUIET = _Quiet()
-
-
 class CountedSpanExporter(SpanExporter):
     """The exporter otel_bridge made from OTEL_TRACES_EXPORTER, with its failures (a Collector
     down, refusing, timing out) counted in the bridge's health, so `/debug/vars` shows them."""
@@ -326,7 +317,7 @@ class CountedSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            with _QUIET:
+            with _EXPORT_LOGS:
                 result = self.inner.export(spans)
         except Exception as exc:  # noqa: BLE001 - counted; the batch is lost either way
             self._health.error(self._kind, exc)
@@ -359,7 +350,7 @@ class CountedMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         try:
-            with _QUIET:
+            with _EXPORT_LOGS:
                 result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:  # noqa: BLE001
             self._health.error(self._kind, exc)

@@ -90,14 +90,14 @@ def test_header_name_caches_are_bounded_and_lookups_go_on_past_them(
     # Fresh caches for this test, the process's own back afterwards.
     monkeypatch.setattr(_http, "_WANTED", {})
     monkeypatch.setattr(_http, "_ENVIRON_NAMES", {})
-    names = [f"x-custom-{i}" for i in range(_http._WANTED_SIZE + 10)]
+    names = [f"x-custom-{i}" for i in range(_http._NAME_CACHE_SIZE + 10)]
     asgi = ASGIHeaders([(name.encode(), str(i).encode()) for i, name in enumerate(names)])
     wsgi = WSGIHeaders(
         {"HTTP_" + name.upper().replace("-", "_"): str(i) for i, name in enumerate(names)}
     )
     assert [asgi.get(name) for name in names] == [str(i) for i in range(len(names))]
     assert [wsgi.get(name) for name in names] == [str(i) for i in range(len(names))]
-    assert len(_http._WANTED) == len(_http._ENVIRON_NAMES) == _http._WANTED_SIZE
+    assert len(_http._WANTED) == len(_http._ENVIRON_NAMES) == _http._NAME_CACHE_SIZE
     # Asked again: the first names from the caches, the rest made again.
     assert [asgi.get(name) for name in names] == [str(i) for i in range(len(names))]
     assert [wsgi.get(name) for name in names] == [str(i) for i in range(len(names))]

@@ -7,26 +7,18 @@ nothing is dropped on the way."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from benchmarks.memory import WARMUP
-from tests.integration.servers import ROOT, python_path
+from tests.integration.servers import run_python
 
 
 def run(total: int) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", str(total)],
-        cwd=ROOT,
-        env={"PYTHONPATH": python_path(), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    done = run_python("-m", "benchmarks.memory", str(total), timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     result: dict[str, object] = json.loads(out.splitlines()[-1])
     return result
 

@@ -3,11 +3,9 @@ watchdog thread of its own (the parent's does not exist there)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from tests.integration.servers import ROOT, python_path
+from tests.integration.servers import run_python
 
 
 def test_a_forked_child_starts_its_own_watchdog_thread() -> None:
@@ -38,15 +36,7 @@ def test_a_forked_child_starts_its_own_watchdog_thread() -> None:
         watchdog.stop()
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PYTHONPATH": python_path(), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     # Child: no live parent thread, a new thread, and only its own request in flight;
     # parent: the same thread, both of its requests.

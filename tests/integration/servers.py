@@ -21,6 +21,20 @@ def python_path() -> str:
     return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
+def run_python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` from this checkout in a clean environment (no OTEL_* or test variables),
+    output captured as text; the caller checks the return code."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={"PYTHONPATH": python_path(), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

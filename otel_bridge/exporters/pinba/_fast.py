@@ -13,17 +13,11 @@ import struct
 from collections.abc import Mapping, Sequence
 
 from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer
-from otel_bridge.exporters.pinba._proto import (
-    FLOAT32_MAX,
-    FLOAT32_MIN_NORMAL,
-    UINT32_MAX,
-    seconds,
-)
+from otel_bridge.exporters.pinba._proto import UINT32_MAX, seconds
 
 __all__ = ["PacketEncoder"]
 
 _SCALARS = struct.Struct("<BfBfBf")
-_LOW, _HIGH = FLOAT32_MIN_NORMAL, FLOAT32_MAX
 Shape = tuple[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], ...]]
 
 
@@ -148,8 +142,6 @@ class PacketEncoder:
         else:
             middle = tail = b""  # what _shape() gives for no tags and no timers
         names_key = (fields.hostname, fields.server_name, fields.script_name)
-        # seconds() only for the times it would change (NaN fails both comparisons).
-        request_time, ru_utime, ru_stime = fields.request_time, fields.ru_utime, fields.ru_stime
         names = self._names.get(names_key)
         if names is None:
             if len(self._names) >= self._max:
@@ -170,11 +162,11 @@ class PacketEncoder:
                 _varint(fields.memory_peak),
                 _SCALARS.pack(
                     0x3D,
-                    request_time if _LOW <= request_time < _HIGH else seconds(request_time),
+                    seconds(fields.request_time),
                     0x45,
-                    ru_utime if _LOW <= ru_utime < _HIGH else seconds(ru_utime),
+                    seconds(fields.ru_utime),
                     0x4D,
-                    ru_stime if _LOW <= ru_stime < _HIGH else seconds(ru_stime),
+                    seconds(fields.ru_stime),
                 ),
             )
         )

@@ -58,6 +58,8 @@ def _uint32(value: int) -> int:
 
 def seconds(value: float) -> float:
     """A time the collectors accept: finite, not negative, not subnormal as a float32."""
+    if FLOAT32_MIN_NORMAL <= value < FLOAT32_MAX:
+        return value  # the usual time, one comparison (NaN fails it)
     if not value > 0.0 or value != value:  # negative, zero, or NaN
         return 0.0
     if value >= FLOAT32_MAX or math.isinf(value):

@@ -292,11 +292,11 @@ class EventBuilder:
             parts += ',"server.address":', _quote(record.server_address)
         parts += (
             ',"duration_ms":',
-            _float((record.duration_ns + 500) // 1000 / 1000),  # _ms(), inlined
+            _float(_ms(record.duration_ns)),
             ',"app_duration_ms":',
-            _float((record.app_duration_ns + 500) // 1000 / 1000),
+            _float(_ms(record.app_duration_ns)),
             ',"cpu_ms":',
-            _float((record.ru_utime_ns + record.ru_stime_ns + 500) // 1000 / 1000),
+            _float(_ms(record.ru_utime_ns + record.ru_stime_ns)),
         )
         queued = queue_time_ms(record.headers.get("x-request-start"), record.start_time_ns)
         if queued is not None:
