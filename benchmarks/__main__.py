@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba, profile
+from benchmarks import expvar, http, pinba, profile, slow_clients
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -540,6 +540,7 @@ def main() -> int:
     scale_result = _own_process("benchmarks.scale", "1000" if args.quick else "5000")
     memory_result = _own_process("benchmarks.memory", "20000" if args.quick else "200000")
     profiled = profiles(5_000 if args.quick else 60_000)
+    slow_result = slow_clients.run(rounds=repeats, seconds=duration)
     text = render(
         medians,
         over_http,
@@ -553,6 +554,7 @@ def main() -> int:
         n,
         repeats,
     )
+    text += "\n" + slow_clients.section(slow_result, command)
     print(text)
     if args.write:
         RESULTS.write_text(text)

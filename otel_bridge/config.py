@@ -29,23 +29,6 @@ DEFAULT_VIEWS: tuple[str, ...] = AVAILABLE_VIEWS
 T = TypeVar("T")
 
 # Query parameters whose values wide events never show (OTEL_EXPORTER_WIDE_EVENTS_REDACT_PARAMS).
-DEFAULT_SECRET_PARAMS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
-    "apikey",
-    "key",
-    "signature",
-    "sig",
-    "auth",
-    "code",
-    "session",
-)
 
 
 @dataclass(frozen=True)
@@ -168,6 +151,18 @@ def _networks(name: str, raw: str) -> tuple[str, ...]:
                 name, raw, "comma-separated IP networks (CIDR), e.g. 10.0.0.0/8,::1/128"
             ) from None
     return items
+
+
+def _proxies(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in re.split(r"[,\s]+", raw) if item.strip())
+    try:
+        return tuple(item for item in items if item == "unix") + _networks(
+            name, ",".join(item for item in items if item != "unix")
+        )
+    except ConfigError:
+        raise ConfigError(
+            name, raw, "comma-separated IP networks (CIDR) and/or `unix`, e.g. 127.0.0.1/32,unix"
+        ) from None
 
 
 def _token(name: str, raw: str) -> str:
@@ -383,7 +378,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "CIDR list",
         "10.0.0.0/8,192.168.1.7",
         "Networks whose clients may read it; by default loopback only (any client, when a "
-        "token is set and this is not).",
+        "token is set and this is not). A unix-socket peer counts as loopback.",
         bad="10.0.0.0/33",
     ),
     Variable(
@@ -399,11 +394,14 @@ VARIABLES: tuple[Variable[Any], ...] = (
     Variable(
         "OTEL_EXPORTER_EXPVAR_TRUSTED_PROXIES",
         "expvar_trusted_proxies",
-        _networks,
+        _proxies,
         (),
-        "CIDR list",
-        "10.0.0.1/32",
-        "Peers whose `X-Forwarded-For` is believed when checking the client's address.",
+        "CIDR list, `unix`",
+        "127.0.0.1/32,unix",
+        "Proxies that only pass requests on (`unix`: a Unix-socket peer). The client they "
+        "forward for (`Forwarded`, `X-Forwarded-For` or `X-Real-IP`) is checked instead of "
+        "them; without this, any forwarded request is checked as the client it names, and "
+        "refused if it names nobody.",
         bad="proxy.local",
     ),
     Variable(
@@ -496,13 +494,13 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "OTEL_EXPORTER_WIDE_EVENTS_REDACT_PARAMS",
         "wide_events_redact_params",
         _words,
-        DEFAULT_SECRET_PARAMS,
+        (),
         "name list",
-        "password,token,otp",
-        "Query parameters whose values are replaced by REDACTED in `url.query` (this list "
-        "replaces the default one).",
+        "otp,state",
+        "More query and matrix parameters whose values are replaced by REDACTED. A name "
+        "holding a secret word (token, secret, password, key, signature, auth, session, jwt, "
+        "credential, cookie, …) and `code` always are.",
         bad="a b",
-        default_text="password,token,api_key,signature,… (15 names)",
     ),
     Variable(
         "OTEL_EXPORTER_WIDE_EVENTS_TRUST_FORWARDED_FOR",
@@ -728,7 +726,7 @@ class Settings:
     wide_events_sample_rate: int = 1
     wide_events_slow_ms: float = 1000.0
     wide_events_request_id_header: str = "x-request-id"
-    wide_events_redact_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
+    wide_events_redact_params: tuple[str, ...] = ()
     wide_events_trust_forwarded_for: bool = False
     wide_events_user_id: bool = True
     expvar_path: str = "/debug/vars"

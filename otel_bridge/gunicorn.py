@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from otel_bridge._scoreboard import COUNTERS, Scoreboard, set_current
+from otel_bridge._secrets import redact_path
 from otel_bridge._watchdog import set_gunicorn_timeout
 
 __all__ = ["child_exit", "on_exit", "on_starting", "post_fork", "pre_fork", "when_ready"]
@@ -106,7 +107,7 @@ def _report_killed(pid: int, slot: int, lost: dict[str, Any]) -> None:
         "process.pid": pid,
         "worker.slot": slot,
         "request.id": lost["request_id"],
-        "url.path": lost["path"],
+        "url.path": redact_path(lost["path"]),
         "duration_ms": round((now - started) / 1e6, 3),
         "error.type": "worker_killed",
     }

@@ -432,16 +432,50 @@ class ExpvarReader(ExpvarMetricReader):
         self.view.monitor.uninstall()
 
 
-def _listen(view: Any, host: str, port: int) -> ThreadingHTTPServer:
+class _Listener(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once: past that a new
+    connection is closed at once, so slow clients cannot pile up threads."""
+
+    max_connections = 32
+    daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 drops connections in a burst of scrapes
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "otel-bridge"
+
+        def setup(self) -> None:
+            super().setup()
+            # A client that sends its request slowly, or does not read the answer, is
+            # dropped after `timeout` seconds instead of holding a thread.
+            self.connection.settimeout(timeout)
 
         def do_GET(self) -> None:
             path = self.path.partition("?")[0]
             if path not in (view.path, view.ui_path):
                 self.send_error(404)
                 return
-            headers = {key.lower(): value for key, value in self.headers.items()}
+            headers: dict[str, str] = {}
+            for key, value in self.headers.items():
+                key = key.lower()
+                headers[key] = f"{headers[key]},{value}" if key in headers else value
             status, response_headers, body = view.respond(
                 self.command, self.client_address[0], headers, path
             )
@@ -458,15 +492,14 @@ def _listen(view: Any, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server_class = ThreadingHTTPServer
+    server_class: type[ThreadingHTTPServer] = _Listener
     if ":" in host:
 
-        class V6(ThreadingHTTPServer):
+        class V6(_Listener):
             address_family = socket.AF_INET6
 
         server_class = V6
     server = server_class((host, port), Handler)
-    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="otel-bridge-expvar", daemon=True)
     thread.start()
     logger.info("otel_bridge: /debug/vars on http://%s:%d%s", host, port, view.path)

@@ -143,3 +143,34 @@ def test_tags_and_fields_ride_on_span_attributes_in_zero_code_mode(
         otel_bridge.tag(shard=3)
     (span,) = exporter.get_finished_spans()
     assert "otel_bridge.tag.shard" not in (span.attributes or {}), "only in zero-code mode"
+
+
+def test_the_zero_code_listener_bounds_slow_clients() -> None:
+    """Its own HTTP listener: at most 32 connections at once (more are closed at once), a
+    silent client dropped after the timeout, and a normal scrape served meanwhile."""
+    import select
+    import socket
+    import time
+
+    from otel_bridge.exporters.expvar._view import ExpvarView
+    from otel_bridge.zerocode import _listen
+
+    server = _listen(ExpvarView(), "127.0.0.1", 0, timeout=1.0)
+    port = server.server_address[1]
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+    try:
+        time.sleep(0.3)
+        readable, _, _ = select.select(silent, [], [], 0)
+        assert [sock.recv(1) for sock in readable] == [b""] * 8, "past the 32nd: closed at once"
+        time.sleep(1.2)
+        for sock in silent[:32]:
+            sock.settimeout(1)
+            assert sock.recv(1) in (b"", b"H"), "a silent client is dropped after the timeout"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as scrape:
+            scrape.sendall(b"GET /debug/vars HTTP/1.0\r\n\r\n")
+            assert scrape.recv(12) == b"HTTP/1.0 200"
+    finally:
+        for sock in silent:
+            sock.close()
+        server.shutdown()
+        server.server_close()

@@ -44,8 +44,13 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    args: Sequence[str], port: int, env: dict[str, str] | None = None, timeout: float = 30.0
+    args: Sequence[str],
+    port: int | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> Iterator[subprocess.Popen[str]]:
+    """Run `python -m ARGS` until it accepts connections on 127.0.0.1:`port` (or on the unix
+    socket at `port`, a path); SIGTERM it at the end."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment["PYTHONPATH"] = python_path()
     environment["OTEL_BRIDGE_EXPORTERS"] = "none"  # tests that want a view say so
@@ -65,7 +70,7 @@ def serve(
                 out, err = process.communicate()
                 raise RuntimeError(f"server exited early:\n{out}\n{err}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                connect(port).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -82,6 +87,20 @@ def serve(
             process.communicate()
         except ValueError:
             pass  # stop() already collected the output
+
+
+def connect(port: int | Path, timeout: float = 0.2) -> socket.socket:
+    """A connection to 127.0.0.1:`port`, or to the unix socket at `port`."""
+    if isinstance(port, Path):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -132,3 +151,101 @@ def gunicorn(app: str, port: int, *extra: str, hooks: bool = True) -> list[str]:
         "warning",
         *extra,
     ]
+
+
+NGINX_SITE = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+{user}
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        # Tests stand for a remote client with `X-Test-Client: ADDRESS`: nginx then takes
+        # the connection as coming from ADDRESS ($remote_addr), as the realip module does
+        # behind a load balancer, and forwards it as it forwards any client.
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Test-Client;
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Test-Client "";
+            {forwarding}
+        }}
+    }}
+}}
+"""
+# What nginx sends upstream in the usual production configurations.
+FORWARDING = {
+    "x-forwarded-for": "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "x-real-ip": "proxy_set_header X-Real-IP $remote_addr;",
+    "forwarded": 'proxy_set_header Forwarded "for=$remote_addr;proto=$scheme";',
+}
+
+
+@contextmanager
+def nginx(
+    upstream: int | Path, directory: Path, forwarding: Sequence[str] = tuple(FORWARDING)
+) -> Iterator[int]:
+    """Debian's nginx on 127.0.0.1 (the port it yields), proxying to 127.0.0.1:`upstream`
+    or to the unix socket at `upstream`, with the `forwarding` headers set."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    target = f"unix:{upstream}:" if isinstance(upstream, Path) else f"127.0.0.1:{upstream}"
+    config = directory / "nginx.conf"
+    config.write_text(
+        NGINX_SITE.format(
+            dir=directory,
+            port=port,
+            upstream=target,
+            # As root, nginx's workers would switch to nobody, who cannot reach the socket.
+            user="user root;" if os.geteuid() == 0 else "",
+            forwarding="\n            ".join(FORWARDING[name] for name in forwarding),
+        )
+    )
+    binary = "/usr/sbin/nginx"
+    assert os.path.exists(binary), "nginx is missing: scripts/system-deps installs it"
+    process = subprocess.Popen(
+        [
+            binary,
+            "-e",
+            str(directory / "error.log"),
+            "-p",
+            str(directory),
+            "-c",
+            str(config),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {process.communicate()}")
+            try:
+                connect(port).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nginx did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

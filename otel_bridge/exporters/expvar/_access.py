@@ -1,43 +1,108 @@
-"""Who may read `/debug/vars`, and what of the command line it shows.
+"""Who may read `/debug/vars`.
 
-By default only loopback clients (and local sockets, which have no address). Configured with
-an allow-list of networks and/or a bearer token: a token alone opens the endpoint to any
-client that presents it; both require both. `X-Forwarded-For` is believed only when the direct
-peer is a configured trusted proxy. Tokens are compared in constant time.
+By default only local clients: loopback addresses, and a Unix-socket peer that forwards nobody.
+Configured with an allow-list of networks and/or a bearer token: a token alone opens the
+endpoint to any client that presents it; both require both.
+
+A request that a proxy forwards for someone else is that someone's request. Every party a
+request names (`Forwarded: for=`, `X-Forwarded-For`, `X-Real-IP`), and the peer itself, must be
+allowed, except the proxies configured as trusted, which only pass the request on. A request
+that shows it was proxied but names nobody (`Via`, `X-Forwarded-Host`, …) is refused: its client
+is unknown. So a same-host proxy that says who it forwards for never makes a remote client
+local, whether or not the server (uvicorn's `--proxy-headers`) has already put the forwarded
+address in the peer's place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Final
 
-__all__ = ["Access", "redact_argv"]
+__all__ = ["UNIX", "Access"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class _UnixPeer:
+    """The peer of a Unix socket: no network address, on this host by construction."""
+
+    def __repr__(self) -> str:
+        return "unix"
+
+
+UNIX: Final = _UnixPeer()
+Party = Address | _UnixPeer
 
 LOOPBACK: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
-ANYWHERE: tuple[Network, ...] = (
-    ipaddress.ip_network("0.0.0.0/0"),
-    ipaddress.ip_network("::/0"),
+_LOCAL = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+# The headers that name the party a request is forwarded for.
+NAMING = ("forwarded", "x-forwarded-for", "x-real-ip")
+# Headers that only proxies add: a request with one was forwarded, for someone.
+PROXIED = (
+    *NAMING,
+    "via",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-original-forwarded-for",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
 )
 
 
-def _address(text: str | None) -> Address | None:
-    if not text:
-        return None
+def _address(text: str) -> Address | None:
+    """An address as a proxy writes it: bare, `[v6]`, `v4:port`, `[v6]:port`, or quoted."""
+    text = text.strip().strip('"').strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _peer(peer: str | None) -> Party | None:
+    """The direct peer: an address, UNIX when the server has none (uvicorn --uds gives no
+    client, gunicorn on a socket an empty REMOTE_ADDR), None when it is not an address."""
+    if not peer:
+        return UNIX
+    return _address(peer)
+
+
+def _forwarded_for(value: str) -> list[Address | None]:
+    """The `for=` parties of an RFC 7239 `Forwarded` header, first hop first (None for an
+    element without one, `unknown`, or an obfuscated identifier)."""
+    parties: list[Address | None] = []
+    for element in value.split(","):
+        party: Address | None = None
+        for pair in element.split(";"):
+            name, _, text = pair.partition("=")
+            if name.strip().lower() == "for":
+                party = _address(text)
+        parties.append(party)
+    return parties
+
+
+def _chain(name: str, value: str) -> list[Address | None]:
+    if name == "forwarded":
+        return _forwarded_for(value)
+    return [_address(hop) for hop in value.split(",")]
 
 
 class Access:
@@ -46,7 +111,9 @@ class Access:
     Args:
         allow: networks whose clients may read (default: loopback, or anywhere with a token).
         token: the bearer token required in `Authorization`, if any.
-        trusted_proxies: peers whose `X-Forwarded-For` names the real client.
+        trusted_proxies: proxies that pass requests on; the parties they name are checked
+            instead of them.
+        trust_unix: a Unix-socket peer is such a proxy too.
     """
 
     def __init__(
@@ -54,78 +121,54 @@ class Access:
         allow: Sequence[Network] | None = None,
         token: str | None = None,
         trusted_proxies: Sequence[Network] = (),
+        trust_unix: bool = False,
     ) -> None:
-        if allow:
-            self.allow = tuple(allow)
-        else:
-            self.allow = ANYWHERE if token else LOOPBACK
-        self._token = f"Bearer {token}".encode() if token else None
+        self.anywhere = bool(token) and not allow
+        self.allow = tuple(allow) if allow else LOOPBACK
+        # Compared as digests: constant time whatever the presented value's length.
+        self._token = _digest(f"Bearer {token}") if token else None
         self.trusted = tuple(trusted_proxies)
+        self.trust_unix = trust_unix
 
-    def client(self, peer: str | None, forwarded_for: str | None) -> Address | None:
-        """The client's address: the peer, or from `X-Forwarded-For` behind trusted proxies."""
-        address = _address(peer)
-        if address is None or not forwarded_for or not self._is_trusted(address):
-            return address
-        hops = [_address(hop) for hop in forwarded_for.split(",")]
-        for hop in reversed(hops):
-            if hop is None:
-                return None  # an unparsable hop: believe nothing further left
-            if not self._is_trusted(hop):
-                return hop
-            address = hop
-        return address
-
-    def _is_trusted(self, address: Address) -> bool:
-        return any(address in network for network in self.trusted)
-
-    def allowed(
-        self, peer: str | None, forwarded_for: str | None, authorization: str | None
-    ) -> bool:
+    def allowed(self, peer: str | None, headers: Mapping[str, str]) -> bool:
         """Whether this request may read the endpoint."""
         if self._token is not None:
-            presented = (authorization or "").encode("utf-8", "replace")
+            presented = _digest(headers.get("authorization") or "")
             if not hmac.compare_digest(presented, self._token):
                 return False
-        return self.network_allowed(peer, forwarded_for)
+        return self.network_allowed(peer, headers)
 
-    def network_allowed(self, peer: str | None, forwarded_for: str | None) -> bool:
-        """Whether the client's address is allowed (the token aside)."""
-        if peer is None:
-            # A Unix socket (uvicorn --uds): local by construction.
+    def network_allowed(self, peer: str | None, headers: Mapping[str, str]) -> bool:
+        """Whether every party the request comes from is allowed (the token aside)."""
+        if self.anywhere:
             return True
-        client = self.client(peer, forwarded_for)
-        if client is None:
+        direct = _peer(peer)
+        if direct is None:
             return False
-        return any(client in network for network in self.allow)
+        chains = [_chain(name, value) for name in NAMING if (value := headers.get(name))]
+        if not chains:
+            if any(headers.get(name) is not None for name in PROXIED):
+                return False  # forwarded, for nobody we know of
+            return self._allows(direct)
+        return all(self._chain_allowed([*chain, direct]) for chain in chains)
+
+    def _chain_allowed(self, chain: list[Party | None]) -> bool:
+        # Trusted proxies only pass the request on; every other party must be allowed. A
+        # chain of trusted proxies alone is judged by its first party.
+        parties = [party for party in chain if not self._trusts(party)] or chain[:1]
+        return all(party is not None and self._allows(party) for party in parties)
+
+    def _trusts(self, party: Party | None) -> bool:
+        if party is UNIX:
+            return self.trust_unix
+        return party is not None and any(party in network for network in self.trusted)
+
+    def _allows(self, party: Party) -> bool:
+        if party is UNIX:
+            # As local as loopback: allowed wherever loopback is.
+            return any(address in network for address in _LOCAL for network in self.allow)
+        return any(party in network for network in self.allow)
 
 
-_SECRET_NAME = re.compile(
-    r"pass(word|wd)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth",
-    re.IGNORECASE,
-)
-_URL_CREDENTIALS = re.compile(r"([a-zA-Z][\w+.-]*://[^/@:\s]*):[^/@\s]*@")
-_ASSIGNMENT = re.compile(r"^(-{0,2}[\w.-]+)=(.*)$", re.S)
-REDACTED = "REDACTED"
-
-
-def redact_argv(argv: Sequence[str], extra: Sequence[re.Pattern[str]] = ()) -> list[str]:
-    """The command line with secrets replaced: `--password=…`, `token=…`, the value after a
-    `--secret-key` flag, passwords in URLs, and whatever the `extra` patterns match."""
-    out: list[str] = []
-    redact_next = False
-    for argument in argv:
-        if redact_next:
-            out.append(REDACTED)
-            redact_next = False
-            continue
-        text = _URL_CREDENTIALS.sub(rf"\1:{REDACTED}@", argument)
-        match = _ASSIGNMENT.match(text)
-        if match is not None and _SECRET_NAME.search(match.group(1)):
-            text = f"{match.group(1)}={REDACTED}"
-        elif text.startswith("-") and match is None and _SECRET_NAME.search(text):
-            redact_next = True
-        for pattern in extra:
-            text = pattern.sub(REDACTED, text)
-        out.append(text)
-    return out
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()

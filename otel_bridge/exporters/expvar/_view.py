@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from otel_bridge import __version__
 from otel_bridge._failsafe import Health
 from otel_bridge._scoreboard import current
-from otel_bridge.exporters.expvar._access import Access, redact_argv
+from otel_bridge._secrets import redact_argv
+from otel_bridge.exporters.expvar._access import Access
 from otel_bridge.exporters.expvar._format import go_quote, json_value
 from otel_bridge.exporters.expvar._memstats import GCMonitor, memstats
 from otel_bridge.exporters.expvar._stats import ExpvarMetricReader, RequestStats
@@ -95,8 +96,11 @@ class ExpvarView:
             allow=[ipaddress.ip_network(n, strict=False) for n in settings.expvar_allow],
             token=settings.expvar_token,
             trusted_proxies=[
-                ipaddress.ip_network(n, strict=False) for n in settings.expvar_trusted_proxies
+                ipaddress.ip_network(n, strict=False)
+                for n in settings.expvar_trusted_proxies
+                if n != "unix"
             ],
+            trust_unix="unix" in settings.expvar_trusted_proxies,
         )
         return cls(
             path=settings.expvar_path,
@@ -211,10 +215,7 @@ class ExpvarView:
         accept = headers.get("accept") or ""
         if path == self.ui_path or (path in (None, self.path) and "text/html" in accept):
             return self._dashboard(peer, headers)
-        allowed = self.access.allowed(
-            peer, headers.get("x-forwarded-for"), headers.get("authorization")
-        )
-        if not allowed:
+        if not self.access.allowed(peer, headers):
             self.health.count("expvar.refused")
             body = b"403 Forbidden: /debug/vars answers configured clients only\n"
             return 403, [("content-type", "text/plain; charset=utf-8")], body
@@ -225,7 +226,7 @@ class ExpvarView:
     def _dashboard(self, peer: str | None, headers: Mapping[str, str]) -> Response:
         # The page holds no data (it fetches the JSON, sending a token from the URL's
         # #token=… fragment), so the network rule alone decides who gets it.
-        if not self.access.network_allowed(peer, headers.get("x-forwarded-for")):
+        if not self.access.network_allowed(peer, headers):
             self.health.count("expvar.refused")
             return 403, [("content-type", "text/plain; charset=utf-8")], b"403 Forbidden\n"
         page, policy = _dashboard_page()

@@ -3,8 +3,9 @@
 Answers "what did this request do": identity, HTTP, time (to response complete, to app
 return, CPU, queue time from `X-Request-Start`), a summary of its timers by kind, the error
 (type, truncated message, location), the request's tags and the fields the app set. Secrets
-never reach an event: no Authorization or Cookie header is copied, and configured query
-parameters are redacted.
+never reach an event: no Authorization or Cookie header is copied, and the values of secret
+query and matrix parameters are redacted (`otel_bridge._secrets`). Every value copied from the
+request is capped at `VALUE_LIMIT` characters and marked when cut.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import traceback
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
-from otel_bridge.config import DEFAULT_SECRET_PARAMS
+from otel_bridge._secrets import SECRET_PARAMS, cap, redact_path, redact_query
 from otel_bridge.exporters.wide_events._sinks import format_json
 from otel_bridge.record import RequestRecord
 
 __all__ = ["EventBuilder", "queue_time_ms"]
 
 MESSAGE_LIMIT = 500
-REDACTED = "REDACTED"
 # The fixed fields of a request event: build() puts them first, line() writes them itself.
 _BASE_KEYS = frozenset(
     (
@@ -122,7 +121,8 @@ class EventBuilder:
 
     Args:
         request_id_header: header whose value becomes `request.id` (else the trace id).
-        secret_params: query parameters whose values are redacted.
+        secret_params: more query parameters whose values are redacted (names holding a
+            secret word always are).
         trusted_proxies: whether `X-Forwarded-For`'s first address is the client's.
     """
 
@@ -130,11 +130,11 @@ class EventBuilder:
         self,
         *,
         request_id_header: str = "x-request-id",
-        secret_params: Sequence[str] = DEFAULT_SECRET_PARAMS,
+        secret_params: Sequence[str] = (),
         trust_forwarded_for: bool = False,
     ) -> None:
         self.request_id_header = request_id_header.lower()
-        self.secret_params = frozenset(name.lower() for name in secret_params)
+        self.secret_params = SECRET_PARAMS | {name.lower() for name in secret_params}
         self.trust_forwarded_for = trust_forwarded_for
         self._timestamp = _Timestamps()
         # (resource, pid, their fields as a JSON fragment) for line(): one tuple, replaced whole.
@@ -155,14 +155,10 @@ class EventBuilder:
         )
 
     def _query(self, query: str) -> str:
-        if not query or not self.secret_params:
-            return query
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if not any(name.lower() in self.secret_params for name, _ in pairs):
-            return query
-        return urlencode(
-            [(n, REDACTED if n.lower() in self.secret_params else v) for n, v in pairs]
-        )
+        return cap(redact_query(query, self.secret_params)) if query else query
+
+    def _path(self, path: str) -> str:
+        return cap(redact_path(path, self.secret_params))
 
     def build(self, record: RequestRecord, kind: str = "request") -> dict[str, Any]:
         """The event for `record` (`kind` is "request", or "timeout" for a partial record)."""
@@ -177,15 +173,15 @@ class EventBuilder:
             "trace_id": f"{record.trace_id:032x}" if record.trace_id else None,
             "span_id": f"{record.span_id:016x}" if record.span_id else None,
             "http.request.method": record.method,
-            "http.route": record.route,
-            "url.path": record.path,
+            "http.route": None if record.route is None else cap(record.route),
+            "url.path": self._path(record.path),
             "url.query": self._query(record.query) or None,
             "http.response.status_code": record.status or None,
             "http.response.body.size": record.response_bytes,
             "http.response.completed": record.completed,
-            "user_agent.original": record.user_agent,
+            "user_agent.original": None if record.user_agent is None else cap(record.user_agent),
             "client.address": self._client(record),
-            "server.address": record.server_address,
+            "server.address": None if record.server_address is None else cap(record.server_address),
             "duration_ms": _ms(record.duration_ns),
             "app_duration_ms": _ms(record.app_duration_ns),
             "cpu_ms": _ms(record.ru_utime_ns + record.ru_stime_ns),
@@ -270,8 +266,8 @@ class EventBuilder:
             parts += ',"span_id":"', f"{record.span_id:016x}", '"'
         parts += ',"http.request.method":', _quote(record.method)
         if record.route is not None:
-            parts += ',"http.route":', _quote(record.route)
-        parts += ',"url.path":', _quote(record.path)
+            parts += ',"http.route":', _quote(cap(record.route))
+        parts += ',"url.path":', _quote(self._path(record.path))
         query = self._query(record.query)
         if query:
             parts += ',"url.query":', _quote(query)
@@ -284,12 +280,12 @@ class EventBuilder:
             "true" if record.completed else "false",
         )
         if record.user_agent is not None:
-            parts += ',"user_agent.original":', _quote(record.user_agent)
+            parts += ',"user_agent.original":', _quote(cap(record.user_agent))
         client = self._client(record)
         if client is not None:
             parts += ',"client.address":', _quote(client)
         if record.server_address is not None:
-            parts += ',"server.address":', _quote(record.server_address)
+            parts += ',"server.address":', _quote(cap(record.server_address))
         parts += (
             ',"duration_ms":',
             _float(_ms(record.duration_ns)),
@@ -312,5 +308,5 @@ class EventBuilder:
         if self.trust_forwarded_for:
             forwarded = record.headers.get("x-forwarded-for")
             if forwarded:
-                return forwarded.split(",")[0].strip()
+                return cap(forwarded.split(",")[0].strip(), 64)
         return record.client_address

@@ -111,6 +111,50 @@ async def test_event_contents_and_secrets(harness: Harness) -> None:
     assert "test_wide_events.py" in failed["exception.location"]
 
 
+CORPUS = Path(__file__).parents[2] / "data" / "secrets.jsonl"
+
+
+async def test_secret_shapes_and_huge_values_never_reach_an_event(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The corpus's query and matrix-parameter shapes, and 60 KB request values, in events
+    built as dicts (any sink) and written as JSON lines straight from the record."""
+    shapes = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    queries = [shape for shape in shapes if shape["view"] == "query"]
+    paths = [shape for shape in shapes if shape["view"] == "path"]
+    listed = ListSink()
+    lines = FileSink(str(tmp_path / "events.jsonl"), format_json)
+
+    async def anything(request: Any) -> Response:
+        return PlainTextResponse("ok")
+
+    plain = Starlette(routes=[Route("/{rest:path}", anything)])
+    wrapped = harness.asgi(
+        plain, record_exporters=[WideEventsExporter(listed), WideEventsExporter(lines)]
+    )
+    huge = "A" * 60_000
+    async with client(wrapped) as c:
+        for shape in queries:
+            await c.get(f"/q?{shape['given']}")
+        for shape in paths:
+            await c.get(shape["given"])
+        half = huge[:30_000]  # httpx takes URLs up to 64 KiB
+        await c.get(f"/{half}?q={half}", headers={"user-agent": huge, "x-request-id": huge})
+    wrapped.bridge.force_flush()
+    written = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert written == listed.events, "both ways write the same events"
+    events = listed.events
+    assert [e["url.query"] for e in events[: len(queries)]] == [q["shown"] for q in queries]
+    found = events[len(queries) : len(queries) + len(paths)]
+    assert [e["url.path"] for e in found] == [p["shown"] for p in paths]
+    big = events[-1]
+    for key in ("url.path", "url.query", "user_agent.original"):
+        assert len(big[key]) <= 2048 + len("…[truncated]"), key
+        assert big[key].endswith("…[truncated]"), key
+    assert big["request.id"] == big["trace_id"], "an oversized request id is not used"
+    assert max(len(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()) < 8000
+
+
 def test_queue_time_reads_seconds_milliseconds_and_microseconds() -> None:
     start = 1_700_000_000_500_000_000
     assert queue_time_ms("t=1700000000.400", start) == pytest.approx(100.0)
@@ -294,7 +338,7 @@ def test_settings_build_the_exporter(tmp_path: Path) -> None:
     )
     exporter = WideEventsExporter.from_settings(settings)
     assert isinstance(exporter.sink, FileSink) and exporter.sample_rate == 5
-    assert exporter.builder.secret_params == frozenset({"otp"})
+    assert exporter.builder.secret_params == frozenset({"otp", "code"}), "the list adds names"
     assert exporter.builder.trust_forwarded_for is True
 
 
