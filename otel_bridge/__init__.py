@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from otel_bridge import wide_event as wide_event  # a module: otel_bridge.wide_event.set()
 from otel_bridge._instrument import instrument, instrument_wsgi
+from otel_bridge._version import __version__ as __version__
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 from otel_bridge.exporters.cronitor._derive import healthcheck
+from otel_bridge.jobs import ScriptMonitor
 from otel_bridge.record import RecordExporter, RequestRecord, Timer
 from otel_bridge.tags import tag
 from otel_bridge.timers import timer
@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "RecordExporter",
     "RequestRecord",
+    "ScriptMonitor",
     "Settings",
     "Timer",
     "healthcheck",

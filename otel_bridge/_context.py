@@ -1,14 +1,11 @@
-"""The contextvar that holds the request being recorded (a `RequestBuilder`)."""
+"""The request being recorded (`current`, a contextvar defined with `RequestBuilder`), and
+the zero-code fallback for tags and fields set outside one."""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from otel_bridge.builder import current
 
-if TYPE_CHECKING:
-    from otel_bridge.bridge import RequestBuilder
-
-current: ContextVar[RequestBuilder | None] = ContextVar("otel_bridge.request", default=None)
+__all__ = ["current", "mode", "span_attribute_fallback"]
 
 
 class _Mode:

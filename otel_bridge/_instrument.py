@@ -2,64 +2,20 @@
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
 
-from otel_bridge.asgi import SHUTDOWN_TIMEOUT_MS, OtelBridgeMiddleware
+from otel_bridge.asgi import OtelBridgeMiddleware
 from otel_bridge.bridge import Bridge
 from otel_bridge.config import Settings
 from otel_bridge.record import RecordExporter
+from otel_bridge.registry import Scrub, View, ViewContext, build_bridge
 from otel_bridge.types import ASGIApp, WSGIApp
 from otel_bridge.wsgi import OtelBridgeWSGIMiddleware
 
-if TYPE_CHECKING:
-    from otel_bridge.exporters.expvar import ExpvarView
-
 __all__ = ["instrument", "instrument_wsgi"]
-
-
-def _expvar_view(settings: Settings) -> ExpvarView:
-    from otel_bridge.exporters.expvar import ExpvarView
-
-    return ExpvarView.from_settings(settings)
-
-
-def _pinba(settings: Settings) -> RecordExporter:
-    from otel_bridge.exporters.pinba import PinbaExporter
-
-    return PinbaExporter.from_settings(settings)
-
-
-# The views OTEL_BRIDGE_EXPORTERS can name, built from the settings when the app is wrapped.
-def _wide_events(settings: Settings) -> RecordExporter:
-    from otel_bridge.exporters.wide_events import WideEventsExporter
-
-    return WideEventsExporter.from_settings(settings)
-
-
-# (expvar is not a plain RecordExporter: it is also served by the wrappers, see _bridge.)
-VIEWS: dict[str, Callable[[Settings], RecordExporter]] = {
-    "pinba": _pinba,
-    "wide_events": _wide_events,
-}
-
-
-def _join_supervised(bridge: Bridge) -> None:
-    # Under `uvicorn --workers` no master runs our hooks: the workers share a scoreboard of
-    # their own, so /debug/vars can still show server-wide totals.
-    from otel_bridge._scoreboard import current, join_supervised, leave_supervised, set_current
-
-    if current() is not None:
-        return
-    claim = join_supervised()
-    if claim is None:
-        return
-    set_current(*claim)
-    bridge.on_shutdown.append(lambda: leave_supervised(*claim))
 
 
 def _settings(
@@ -85,8 +41,10 @@ def _bridge(
     tracer_provider: trace.TracerProvider | None,
     meter_provider: metrics.MeterProvider | None,
     record_exporters: Sequence[RecordExporter],
-    wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    wide_event_scrub: Scrub | None = None,
+    views: Sequence[View] = (),
 ) -> Bridge:
+    from otel_bridge.django._healthchecks import discover_for
     from otel_bridge.django._settings import django_handler
 
     handler = django_handler(app)
@@ -101,49 +59,8 @@ def _bridge(
         from otel_bridge._flask import hook as hook_flask
 
         hook_flask(flask)  # Flask's URL rule as the route
-    views: list[RecordExporter] = []
-    for name in settings.exporters:
-        if name == "wide_events" and wide_event_scrub is not None:
-            from otel_bridge.exporters.wide_events import WideEventsExporter
-
-            views.append(WideEventsExporter.from_settings(settings, scrub=wide_event_scrub))
-        elif name == "cronitor":
-            from otel_bridge.exporters.cronitor import CronitorSync
-
-            views.append(CronitorSync(settings, app))
-        elif name in VIEWS:
-            views.append(VIEWS[name](settings))
-    expvar = _expvar_view(settings) if "expvar" in settings.exporters else None
-    if expvar is not None:
-        from otel_bridge.exporters.expvar._stats import ScoreboardWriter
-
-        views.extend((expvar.stats, ScoreboardWriter()))
-    bridge = Bridge(
-        settings,
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        exporters=[*views, *record_exporters],
-        metric_readers=[expvar.reader] if expvar is not None else [],
-    )
-    if expvar is not None:
-        expvar.attach(bridge)
-        bridge.expvar = expvar
-    if expvar is not None or "wide_events" in settings.exporters:
-        _join_supervised(bridge)
-    for view in views:
-        start = getattr(view, "start", None)
-        if view.name == "cronitor" and start is not None:
-            start()
-    # Export what is still queued when the interpreter exits (WSGI servers have no lifespan).
-    reference = weakref.ref(bridge)
-
-    def shutdown_at_exit() -> None:
-        alive = reference()
-        if alive is not None:
-            alive.shutdown(SHUTDOWN_TIMEOUT_MS)
-
-    atexit.register(shutdown_at_exit)
-    return bridge
+    context = ViewContext(settings, app, wide_event_scrub, discover_for(app))
+    return build_bridge(context, tracer_provider, meter_provider, record_exporters, views)
 
 
 def _follow_django_settings(
@@ -169,6 +86,7 @@ def _wrap(
     meter_provider: metrics.MeterProvider | None,
     record_exporters: Sequence[RecordExporter],
     wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+    views: Sequence[View] = (),
 ) -> Any:
     resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
@@ -182,6 +100,7 @@ def _wrap(
             meter_provider,
             record_exporters,
             wide_event_scrub,
+            views,
         )
 
     wrapper = wrapper_class(app, bridge=build(resolved))
@@ -201,6 +120,7 @@ def instrument(
     meter_provider: metrics.MeterProvider | None = None,
     record_exporters: Sequence[RecordExporter] = (),
     wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    views: Sequence[View] = (),
 ) -> ASGIApp:
     """Wrap an ASGI application so every HTTP request is recorded.
 
@@ -215,6 +135,8 @@ def instrument(
         record_exporters: extra `RecordExporter`s (custom views, `otel_bridge.testing`).
         wide_event_scrub: called with every wide event before it is written; returns it
             (changed or not) or None to drop it.
+        views: your own views, each a function of `otel_bridge.ViewContext` returning
+            `otel_bridge.ViewParts`, as the built-in ones are (`otel_bridge.registry`).
 
     Returns:
         The wrapped application; its ``bridge`` attribute has `force_flush()`/`shutdown()`.
@@ -234,6 +156,7 @@ def instrument(
         meter_provider,
         record_exporters,
         wide_event_scrub,
+        views,
     )
     return wrapped
 
@@ -249,6 +172,7 @@ def instrument_wsgi(
     meter_provider: metrics.MeterProvider | None = None,
     record_exporters: Sequence[RecordExporter] = (),
     wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    views: Sequence[View] = (),
 ) -> WSGIApp:
     """Wrap a WSGI application so every request is recorded; arguments as for `instrument()`.
 
@@ -266,5 +190,6 @@ def instrument_wsgi(
         meter_provider,
         record_exporters,
         wide_event_scrub,
+        views,
     )
     return wrapped_wsgi

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_bridge.bridge import RequestBuilder
+    from otel_bridge.builder import RequestBuilder
 
 __all__ = ["Watchdog", "gunicorn_deadline", "set_gunicorn_timeout"]
 

@@ -12,13 +12,11 @@ import asyncio
 import time
 
 from otel_bridge._http import ASGIHeaders, split_host
-from otel_bridge.bridge import Bridge, RequestBuilder
+from otel_bridge.bridge import SHUTDOWN_TIMEOUT_MS, Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SHUTDOWN_TIMEOUT_MS", "OtelBridgeMiddleware"]
 
-# How long shutting down may take: our queue, then the OTel providers' exporters.
-SHUTDOWN_TIMEOUT_MS = 5_000
 
 _perf_ns = time.perf_counter_ns
 

@@ -13,29 +13,22 @@ Background thread (one per process):
 from __future__ import annotations
 
 import os
-import resource
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import (
     SpanKind,
-    StatusCode,
 )
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge import __version__
-from otel_bridge._context import current as _current
 from otel_bridge._failsafe import Health
-from otel_bridge._http import normalize_method, sanitize_text
+from otel_bridge._http import normalize_method
 from otel_bridge._otel import (
     build_resource,
     remove_span_processor,
@@ -43,181 +36,52 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._scoreboard import current as _scoreboard_current
-from otel_bridge._spans import SDK, Ending, ServerSpan, SpanPlan, end_span
-from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of
+from otel_bridge._spans import SDK, ServerSpan, SpanPlan
+from otel_bridge._version import __version__
+from otel_bridge._watchdog import Watchdog
 from otel_bridge._worker import Worker
+from otel_bridge.builder import (
+    RUSAGE_WHO,
+    TIMER_SCOPE,
+    RequestBuilder,
+    _span_name,
+    current_builder,
+    getrusage,
+)
+from otel_bridge.builder import current as _current
+from otel_bridge.child_spans import RecordSpanProcessor, span_to_timer
+from otel_bridge.closing import Closing
 from otel_bridge.config import Settings
+from otel_bridge.http_metrics import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
 from otel_bridge.record import (
     EMPTY,
     RecordExporter,
     RequestRecord,
-    TagValue,
     TimeoutAware,
-    Timer,
 )
+from otel_bridge.timeouts import Timeouts
 
-__all__ = ["Bridge", "RecordSpanProcessor", "RequestBuilder", "current_builder"]
+__all__ = [
+    "DURATION_BUCKETS",
+    "SIZE_BUCKETS",
+    "Bridge",
+    "RecordSpanProcessor",
+    "RequestBuilder",
+    "current_builder",
+    "span_to_timer",
+]
 
-_getrusage = resource.getrusage
-_new_record = tuple.__new__
-_NO_CONTEXT = Context()
-# Per-thread CPU where the platform has it (Linux); whole-process CPU elsewhere.
-_RUSAGE = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+_getrusage = getrusage
+_RUSAGE = RUSAGE_WHO
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
-_get_ident = threading.get_ident
-# ru_maxrss is KiB on Linux, bytes on macOS.
-_MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024
-
-# Instrumentation scope of otel_bridge.timer() spans: their attributes are the user's tags.
-TIMER_SCOPE = "otel_bridge.timer"
-
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
-# Byte-shaped buckets (the contrib middlewares reuse the millisecond defaults, which put every
-# body over 10 kB in the overflow bucket).
-SIZE_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
-
-# Span attributes that say what kind of work a child span did (semantic conventions).
-_DB_KEYS = ("db.system.name", "db.system")
-_KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
 
 
-def _span_name(method: str) -> str:
-    """A server span's name before the route is known: the method, "HTTP" for `_OTHER`."""
-    return method if method != "_OTHER" else "HTTP"
+# How long shutting down may take: our queue, then the OTel providers' exporters.
+SHUTDOWN_TIMEOUT_MS = 5_000
 
 
-def current_builder() -> RequestBuilder | None:
-    """The request being recorded in this context, if any."""
-    return _current.get()
-
-
-class RequestBuilder:
-    """Mutable, per-request state; lives in a contextvar while the request runs.
-
-    Only the wrapper that created it and the span processor write to it; after `finish()` it
-    is handed to the background thread and never touched by the request path again. Defaults
-    live on the class, so a request pays only for the fields it sets.
-    """
-
-    span: trace.Span | None = None
-    # The exported span, when it was built at the end (otel_bridge._spans).
-    finished_span: ReadableSpan | None = None
-    context_token: Any = None
-    otel_token: object = None
-    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    completed = False
-    trailers = False
-    root_path = ""
-    start_ns = 0
-    start_time_ns = 0
-    method = "GET"
-    method_original = "GET"
-    path = ""
-    query = ""
-    scheme = "http"
-    protocol_version = "1.1"
-    status = 0
-    response_bytes = 0
-    complete_ns = 0
-    app_end_ns = 0
-    route: str | None = None
-    exception: BaseException | None = None
-    # Created on the first child span: most requests have none.
-    spans: list[tuple[ReadableSpan, int, int]] | None = None
-    open_spans: dict[int, Span] | None = None
-    timers_dropped = 0
-    tags: dict[str, str] | None = None
-    fields: dict[str, object] | None = None
-    db_seen: set[int] | None = None  # otel_bridge.django: queries seen, for duplicates
-    closed = False
-    timed_out = False
-    task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack
-    # How to learn the route before the request ends (ASGI: from the scope), for timeouts.
-    route_source: Callable[[RequestBuilder], str | None] | None = None
-    scope: Any = None  # the ASGI scope, while the request runs
-    user_agent: str | None = None
-    client: tuple[str, int | None] | None = None
-    server: tuple[str, int | None] | None = None
-    headers: Mapping[str, str] = EMPTY
-    start_attributes: Mapping[str, AttributeValue] = EMPTY
-
-    def __init__(self, bridge: Bridge, interface: str) -> None:
-        self.bridge = bridge
-        self.interface = interface
-        self.thread_id = _get_ident()
-
-
-class RecordSpanProcessor(SpanProcessor):
-    """Turns every span that starts and ends inside a request into a timer of its record.
-
-    O(1) per span on the request thread: a dict insert in `on_start`, a pop and an append in
-    `on_end`. Converting spans into `Timer`s happens later, on the bridge's thread.
-    """
-
-    def __init__(self, bridge: Bridge) -> None:
-        self._bridge = bridge
-        self._live: dict[int, tuple[RequestBuilder, int, float, float]] = {}
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        builder = _current.get()
-        if (
-            builder is None
-            or builder.span is None
-            or builder.closed  # a task the request spawned, outliving it: not its timer
-            or builder.bridge is not self._bridge
-        ):
-            return
-        span_id = span.context.span_id
-        if self._bridge.measure_cpu:
-            usage = _getrusage(_RUSAGE)
-            self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
-        else:
-            self._live[span_id] = (builder, 0, 0.0, 0.0)
-        if builder.open_spans is None:
-            builder.open_spans = {}
-        builder.open_spans[span_id] = span
-
-    def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None:
-            return
-        entry = self._live.pop(context.span_id, None)
-        if entry is None:
-            return
-        builder, thread_id, utime, stime = entry
-        if builder.open_spans is not None:
-            builder.open_spans.pop(context.span_id, None)
-        if builder.closed:
-            self._bridge.health.drop("timer_after_request")
-            return
-        if builder.spans is None:
-            builder.spans = []
-        if len(builder.spans) >= self._bridge.settings.max_timers:
-            builder.timers_dropped += 1
-            return
-        if thread_id == _get_ident() and thread_id:
-            usage = _getrusage(_RUSAGE)
-            cpu_user = int((usage.ru_utime - utime) * 1e9)
-            cpu_system = int((usage.ru_stime - stime) * 1e9)
-        else:
-            cpu_user = cpu_system = 0
-        builder.spans.append((span, cpu_user, cpu_system))
-
-    def forget(self, builder: RequestBuilder) -> None:
-        """Drop the entries of spans still open when their request finished (bounded memory)."""
-        if builder.open_spans:
-            for span_id in list(builder.open_spans):
-                self._live.pop(span_id, None)
-
-    def shutdown(self) -> None:
-        self._live.clear()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class Bridge:
+class Bridge(HttpMetrics, Timeouts, Closing):
     """Owns the span processor, the metrics, the background thread and the exporters.
 
     Args:
@@ -269,34 +133,7 @@ class Bridge:
             settings, meter_provider, metric_readers, self.health
         )
         meter = self.meter_provider.get_meter("otel_bridge", __version__)
-        self._duration = meter.create_histogram(
-            "http.server.request.duration",
-            unit="s",
-            description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        # Opt-in, as in the semantic conventions: two more histogram records per request.
-        self._body_sizes = settings.body_size_metrics
-        self._response_size = meter.create_histogram(
-            "http.server.response.body.size",
-            unit="By",
-            description="Size of HTTP server response bodies.",
-            explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
-        )
-        self._request_size = meter.create_histogram(
-            "http.server.request.body.size",
-            unit="By",
-            description="Size of HTTP server request bodies (from Content-Length).",
-            explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
-        )
-        self._active: dict[tuple[str, str], int] = {}
-        self._active_lock = threading.Lock()
-        meter.create_observable_up_down_counter(
-            "http.server.active_requests",
-            callbacks=[self._observe_active],
-            unit="{request}",
-            description="Number of active HTTP server requests.",
-        )
+        self._create_metrics(meter, settings.body_size_metrics)
         self._propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(self._propagator.fields)
         self._pid = os.getpid()
@@ -382,100 +219,6 @@ class Bridge:
             context = span.get_span_context()
             request_id = builder.headers.get("x-request-id") or f"{context.trace_id:032x}"
             claim[0].begin_request(claim[1], builder.start_time_ns, builder.path, request_id)
-
-    def _watch(self, builder: RequestBuilder) -> None:
-        if not self._watchdog_resolved:
-            # Resolved at the first request, not at construction: under gunicorn the
-            # arbiter's timeout is known only after fork (post_fork), also with --preload.
-            self._watchdog_resolved = True
-            configured = self.settings.wide_events_timeout
-            deadline = configured if configured is not None else gunicorn_deadline()
-            asynchronous = builder.task is not None
-            if (deadline or asynchronous) and self._timeout_exporters:
-                self._watchdog = Watchdog(deadline or None, self._timed_out, self._loop_blocked)
-                if asynchronous:
-                    self._watchdog.watch_loop(builder.task.get_loop(), builder.thread_id)
-        if self._watchdog is not None:
-            self._watchdog.add(builder)
-
-    def _loop_blocked(self, info: dict[str, Any]) -> None:
-        inflight = [
-            {
-                "url.path": sanitize_text(builder.path),
-                "http.request.method": builder.method,
-                "running_ms": round((_perf_ns() - builder.start_ns) / 1e6, 3),
-            }
-            for builder in info.pop("inflight")
-        ]
-        for exporter in self._timeout_exporters:
-            try:
-                exporter.loop_blocked_event({**info, "inflight": inflight})
-            except Exception as exc:  # noqa: BLE001
-                self.health.error(f"exporter.{exporter.name}.loop_blocked", exc)
-
-    def _timed_out(self, builder: RequestBuilder) -> None:
-        claim = _scoreboard_current()
-        if claim is not None:
-            claim[0].mark_timeout_written(claim[1])  # the master must not report it again
-        record = self._partial(builder)
-        open_spans = [
-            {"name": span.name, "running_ms": round((_time_ns() - (span.start_time or 0)) / 1e6, 3)}
-            for span in list((builder.open_spans or {}).values())
-        ]
-        stack = stack_of(builder)
-        for exporter in self._timeout_exporters:
-            try:
-                exporter.timeout_event(record, open_spans, stack)
-            except Exception as exc:  # noqa: BLE001
-                self.health.error(f"exporter.{exporter.name}.timeout", exc)
-
-    def _partial(self, builder: RequestBuilder) -> RequestRecord:
-        """What is known of a request still running: times so far, ended timers, fields."""
-        now = _perf_ns()
-        context = builder.span.get_span_context() if builder.span is not None else None
-        route = builder.route
-        source = builder.route_source  # once: finish() may clear it meanwhile
-        if route is None and source is not None:
-            route = source(builder)
-        return RequestRecord(
-            interface=builder.interface,
-            method=builder.method,
-            method_original=builder.method_original,
-            route=route,
-            path=sanitize_text(builder.path),
-            query=sanitize_text(builder.query),
-            scheme=builder.scheme,
-            protocol_version=builder.protocol_version,
-            server_address=builder.server[0] if builder.server else None,
-            server_port=builder.server[1] if builder.server else None,
-            client_address=builder.client[0] if builder.client else None,
-            client_port=builder.client[1] if builder.client else None,
-            user_agent=builder.user_agent,
-            headers=builder.headers,
-            status=builder.status,
-            response_bytes=builder.response_bytes,
-            completed=False,
-            start_time_ns=builder.start_time_ns,
-            duration_ns=now - builder.start_ns,
-            app_duration_ns=now - builder.start_ns,
-            ru_utime_ns=0,
-            ru_stime_ns=0,
-            max_rss_bytes=0,
-            timers=tuple(self._timers(builder)),
-            timers_dropped=builder.timers_dropped,
-            tags=MappingProxyType(dict(builder.tags)) if builder.tags else EMPTY,
-            fields=MappingProxyType(dict(builder.fields)) if builder.fields else EMPTY,
-            timed_out=True,
-            exception=None,
-            error_type="timeout",
-            trace_id=context.trace_id if context is not None else 0,
-            span_id=context.span_id if context is not None else 0,
-            sampled=bool(context is not None and context.trace_flags.sampled),
-            attributes=MappingProxyType(dict(builder.start_attributes)),
-            resource=self.resource,
-            pid=self._pid,
-            thread_id=builder.thread_id,
-        )
 
     def begin_job(self, builder: RequestBuilder, name: str) -> None:
         """Start recording a job (not an HTTP request): an INTERNAL span named `name`.
@@ -586,183 +329,6 @@ class Bridge:
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
 
-    def _close(self, builder: RequestBuilder) -> tuple[int, str | None, dict[str, AttributeValue]]:
-        """The final status and error type; ends the span with its final attributes."""
-        status = builder.status
-        exception = builder.exception
-        job = builder.interface == "job"
-        if exception is not None and status == 0:
-            status = 1 if job else 500
-        error_type: str | None = None
-        if exception is not None:
-            error_type = type(exception).__qualname__
-        elif status >= 500 and not job:
-            error_type = str(status)
-        final: dict[str, AttributeValue] = {}
-        if job:
-            if error_type is not None:
-                final["error.type"] = error_type
-        else:
-            if builder.route is not None:
-                final["http.route"] = builder.route
-            if status:
-                final["http.response.status_code"] = status
-            if error_type is not None:
-                final["error.type"] = error_type
-            if builder.user_agent is not None:
-                final["user_agent.original"] = builder.user_agent
-            if builder.client is not None:
-                final["client.address"] = builder.client[0]
-                if builder.client[1] is not None:
-                    final["client.port"] = builder.client[1]
-            final["network.protocol.version"] = builder.protocol_version
-        self._end_span(builder, builder.span, final)
-        return status, error_type, final
-
-    def _build(self, builder: RequestBuilder) -> RequestRecord:
-        method = builder.method
-        exception = builder.exception
-        status, error_type, final = self._close(builder)
-        span = builder.span
-        # The SDK span holds the attributes as set (start + final); a non-recording span
-        # holds none, so fall back to what we know.
-        # After end() the SDK span's attributes are immutable: share them rather than copy.
-        attributes: Mapping[str, AttributeValue] | None = getattr(
-            builder.finished_span or span, "attributes", None
-        )
-        if not attributes:
-            if type(span) is ServerSpan and span.changes:
-                attributes = span.attributes_with(final)  # what the app set on it, too
-            else:
-                attributes = MappingProxyType({**builder.start_attributes, **final})
-        context = span.get_span_context() if span is not None else None
-        cpu_user, cpu_system, max_rss = builder.cpu
-        server_address = server_port = None
-        if builder.server is not None:
-            server_address, server_port = builder.server
-        client_address = client_port = None
-        if builder.client is not None:
-            client_address, client_port = builder.client
-        # Positional, in field order: tuple.__new__ skips the named tuple's keyword binding
-        # (~1 µs a record). Swapped fields fail tests/test_asgi.py (checked by swapping).
-        return _new_record(
-            RequestRecord,
-            (
-                builder.interface,  # interface
-                method,  # method
-                builder.method_original,  # method_original
-                builder.route,  # route
-                sanitize_text(builder.path),  # path
-                sanitize_text(builder.query),  # query
-                builder.scheme,  # scheme
-                builder.protocol_version,  # protocol_version
-                server_address,  # server_address
-                server_port,  # server_port
-                client_address,  # client_address
-                client_port,  # client_port
-                builder.user_agent,  # user_agent
-                builder.headers,  # headers
-                status,  # status
-                # A HEAD response carries no body on the wire, whatever the app handed over.
-                builder.response_bytes if method != "HEAD" else 0,  # response_bytes
-                builder.completed,  # completed
-                builder.start_time_ns,  # start_time_ns
-                builder.complete_ns - builder.start_ns,  # duration_ns
-                builder.app_end_ns - builder.start_ns,  # app_duration_ns
-                int(cpu_user * 1e9),  # ru_utime_ns
-                int(cpu_system * 1e9),  # ru_stime_ns
-                int(max_rss) * _MAXRSS_UNIT,  # max_rss_bytes
-                tuple(self._timers(builder)) if builder.spans else (),  # timers
-                builder.timers_dropped,  # timers_dropped
-                MappingProxyType(builder.tags) if builder.tags else EMPTY,  # tags
-                MappingProxyType(builder.fields) if builder.fields else EMPTY,  # fields
-                builder.timed_out,  # timed_out
-                exception,  # exception
-                error_type,  # error_type
-                context.trace_id if context is not None else 0,  # trace_id
-                context.span_id if context is not None else 0,  # span_id
-                bool(context is not None and context.trace_flags.sampled),  # sampled
-                attributes,  # attributes
-                self.resource,  # resource
-                self._pid,  # pid
-                builder.thread_id,  # thread_id
-            ),
-        )
-
-    def _end_span(
-        self,
-        builder: RequestBuilder,
-        span: trace.Span | None,
-        final: Mapping[str, AttributeValue],
-    ) -> None:
-        if span is None:
-            return
-        renamed = None
-        if builder.route is not None and builder.interface != "job":
-            renamed = f"{_span_name(builder.method)} {builder.route}"
-        code = final.get("http.response.status_code", 0)
-        ending = Ending(
-            renamed,
-            final,
-            builder.exception,
-            builder.exception is not None or (isinstance(code, int) and code >= 500),
-            builder.start_time_ns,
-            # The response-complete instant, so the span and the duration metric agree.
-            builder.start_time_ns + (builder.complete_ns - builder.start_ns),
-        )
-        if type(span) is ServerSpan:
-            builder.finished_span = self._plan.finish(span, ending)
-        elif span.is_recording():
-            end_span(span, ending)
-
-    def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
-        start = builder.start_time_ns
-        for span, cpu_user, cpu_system in builder.spans or ():
-            yield span_to_timer(span, start, cpu_user, cpu_system)
-
-    def _metrics(self, builder: RequestBuilder, status: int, error_type: str | None) -> None:
-        """Record the HTTP server metrics of one finished request (`status` and `error_type`
-        as `_close()` decided them). The duration goes in with the request's span as
-        context, as contrib records it inside the request, so the SDK's default
-        (trace-based) exemplar filter links a sampled request's histogram point to its
-        trace."""
-        method = builder.method
-        route = builder.route
-        span = builder.span
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": method,
-            "url.scheme": builder.scheme,
-            "network.protocol.version": builder.protocol_version,
-        }
-        if status:
-            attributes["http.response.status_code"] = status
-        if route is not None:
-            attributes["http.route"] = route
-        if error_type is not None:
-            attributes["error.type"] = error_type
-        context = None
-        if span is not None and span.get_span_context().trace_flags.sampled:
-            # On an empty context, not the export thread's current one: nothing to copy.
-            context = trace.set_span_in_context(span, _NO_CONTEXT)
-        # To the response's completion, as the record's duration_ns.
-        self._duration.record(
-            (builder.complete_ns - builder.start_ns) / 1e9, attributes, context=context
-        )
-        if self._body_sizes:
-            # A HEAD response carries no body on the wire, as the record's response_bytes.
-            self._response_size.record(
-                builder.response_bytes if method != "HEAD" else 0, attributes
-            )
-            length = builder.headers.get("content-length")
-            if length is not None and length.isdigit():
-                self._request_size.record(int(length), attributes)
-
-    def _observe_active(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        with self._active_lock:
-            items = list(self._active.items())
-        for (method, scheme), value in items:
-            yield metrics.Observation(value, {"http.request.method": method, "url.scheme": scheme})
-
     # -- lifecycle ----------------------------------------------------------------------
 
     @property
@@ -823,78 +389,3 @@ class Bridge:
         if self.tracer_provider is not None:
             # A shut-down bridge's processor only costs: every span would still call it.
             remove_span_processor(self.tracer_provider, self.processor)
-
-
-def span_to_timer(
-    span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int
-) -> Timer:
-    """Fold one ended child span into a `Timer`.
-
-    Spans of `otel_bridge.timer()` keep their tags as given. Spans of other instrumentations
-    get the tags ``group`` (db, http, rpc, messaging or internal), ``op`` (the span name) and,
-    when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
-    wide-event summary can group by.
-    """
-    attributes = span.attributes or {}
-    start = span.start_time or 0
-    end = span.end_time or start
-    status = span.status
-    error_type = None
-    if status.status_code is StatusCode.ERROR:
-        raw = attributes.get("error.type")
-        error_type = str(raw) if raw is not None else "error"
-    scope = span.instrumentation_scope
-    tags: tuple[tuple[str, TagValue], ...]
-    if scope is not None and scope.name == TIMER_SCOPE:
-        kind = "custom"
-        tags = tuple(
-            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
-        )
-    else:
-        kind = _kind(span, attributes)
-        items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
-        server = _server_of(attributes)
-        if server is not None:
-            items.append(("server", str(server)))
-        tags = tuple(items)
-    return Timer(
-        name=span.name,
-        kind=kind,
-        tags=tags,
-        start_ns=max(0, start - request_start_ns),
-        duration_ns=max(0, end - start),
-        ru_utime_ns=cpu_user,
-        ru_stime_ns=cpu_system,
-        error_type=error_type,
-    )
-
-
-def _tag_value(value: Any) -> TagValue:
-    if isinstance(value, (str, bool, int, float)):
-        return value
-    return tuple(value)
-
-
-def _server_of(attributes: Mapping[str, Any]) -> str | None:
-    for key in ("server.address", "net.peer.name"):
-        value = attributes.get(key)
-        if value is not None:
-            return str(value)
-    url = attributes.get("url.full", attributes.get("http.url"))
-    if isinstance(url, str):
-        return urlsplit(url).hostname
-    return None
-
-
-def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
-    for key in _DB_KEYS:
-        if key in attributes:
-            return "db"
-    for key, kind in _KIND_KEYS:
-        if key in attributes:
-            return kind
-    if span.kind is SpanKind.CLIENT and (
-        "http.request.method" in attributes or "http.method" in attributes
-    ):
-        return "http"
-    return "internal"

@@ -64,7 +64,10 @@ def _healthchecks(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings.from_env()
-        sync = CronitorSync(settings, _load_app(args.app))
+        from otel_bridge.django._healthchecks import discover_for
+
+        app = _load_app(args.app)
+        sync = CronitorSync(settings, app, discover_for(app))
     except (ConfigError, HealthcheckError, ValueError, ImportError, AttributeError) as exc:
         print(f"otel-bridge healthchecks: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 import otel_bridge
-from otel_bridge.config import AVAILABLE_VIEWS, Settings
+from otel_bridge.config import VIEW_NAMES, Settings
 
 __all__ = ["build_app", "run"]
 
@@ -181,7 +181,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
                 return 1
             raise
     settings = Settings.from_env().replace(
-        exporters=list(AVAILABLE_VIEWS),
+        exporters=list(VIEW_NAMES),
         pinba_endpoint=f"127.0.0.1:{PINBA_PORT}",
         wide_events_sink="stdout",
         wide_events_format="logfmt",
@@ -194,7 +194,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, traffic: bool = True) -> int:
     pinba_note = _pinba_collector(stop)
     print(
         f"otel-bridge demo on {base}  (Ctrl-C stops it)\n"
-        f"  views on: {', '.join(AVAILABLE_VIEWS)}\n"
+        f"  views on: {', '.join(VIEW_NAMES)}\n"
         f"  pinba:    packets to 127.0.0.1:{PINBA_PORT}; {pinba_note}\n"
         f"  expvar:   {base}/debug/vars   dashboard: {base}/debug/vars/ui\n"
         f"            terminal view: otel-bridge vars {base}\n"

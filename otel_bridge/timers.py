@@ -17,10 +17,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge import __version__
 from otel_bridge._context import current as _current
 from otel_bridge._decorate import decorate
-from otel_bridge.bridge import TIMER_SCOPE
+from otel_bridge._version import __version__
+from otel_bridge.builder import TIMER_SCOPE
 
 __all__ = ["timer"]
 
@@ -80,7 +80,8 @@ class timer:
     def _tracer(self) -> trace.Tracer:
         builder = _current.get()
         if builder is not None:
-            return builder.bridge.timer_tracer
+            tracer: trace.Tracer = builder.bridge.timer_tracer
+            return tracer
         return trace.get_tracer(TIMER_SCOPE, __version__)
 
     def __enter__(self) -> timer:

@@ -16,6 +16,24 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.excluded_regex is None
 
 
+def test_the_table_and_the_dataclass_agree_field_by_field() -> None:
+    """Each default is written twice, in `VARIABLES` (what the docs show) and in `Settings`
+    (what `Settings()` gives): they must be the same value, for every field, and every
+    field but the compiled regex must have its variable."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "excluded_regex"}
+    by_attr = {variable.attr: variable for variable in VARIABLES}
+    assert set(fields) == set(by_attr), "a field without a variable, or the reverse"
+    differing = {
+        name: (field.default, by_attr[name].default)
+        for name, field in fields.items()
+        if field.default != by_attr[name].default
+        or type(field.default) is not type(by_attr[name].default)
+    }
+    assert differing == {}
+
+
 def test_every_variable_is_read_from_the_given_mapping_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -152,8 +152,8 @@ def test_the_zero_code_listener_bounds_slow_clients() -> None:
     import socket
     import time
 
+    from otel_bridge.exporters.expvar._listen import listen as _listen
     from otel_bridge.exporters.expvar._view import ExpvarView
-    from otel_bridge.zerocode import _listen
 
     server = _listen(ExpvarView(), "127.0.0.1", 0, timeout=1.0)
     port = server.server_address[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_bridge.django.middleware import after_response, record_match
+from otel_bridge.django._routes import after_response, record_match
 
 __all__ = ["hook"]
 

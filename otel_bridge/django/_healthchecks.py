@@ -13,7 +13,7 @@ it has unnamed groups.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from otel_bridge.exporters.cronitor._derive import ATTRIBUTE
@@ -83,3 +83,11 @@ def django_healthchecks(urlconf: Any = None) -> list[tuple[str, str, Healthcheck
         name = getattr(entry, "name", None) or path.strip("/") or "root"
         found.append((name, path, spec))
     return found
+
+
+def discover_for(app: Any) -> Callable[[], list[tuple[str, str, Healthcheck]]] | None:
+    """What the `cronitor` view calls for `app`'s own healthchecks: Django's URL patterns when
+    `app` is Django's handler, else nothing (the view reads Starlette routes itself)."""
+    from otel_bridge.django._settings import is_django_handler
+
+    return django_healthchecks if is_django_handler(app) else None

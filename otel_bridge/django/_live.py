@@ -34,6 +34,9 @@ _wrappers = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _standalone: tuple[Bridge, tuple[tuple[str, str], ...]] | None = None
 _middleware = False
+# Called when OTEL_BRIDGE changes, after the bridges are rebuilt (otel_bridge.django.views
+# forgets its standalone view).
+on_change: list[Callable[[], None]] = []
 
 
 def register(
@@ -81,7 +84,7 @@ def _build_standalone() -> tuple[Bridge, tuple[tuple[str, str], ...]] | None:
     with _lock:
         if _standalone is not None:
             return _standalone
-        from otel_bridge._instrument import _bridge
+        from otel_bridge.registry import ViewContext, build_bridge
         from otel_bridge.wsgi import propagation_keys
 
         resolved = settings()
@@ -92,7 +95,7 @@ def _build_standalone() -> tuple[Bridge, tuple[tuple[str, str], ...]] | None:
         resolved = resolved.replace(
             exporters=[name for name in resolved.exporters if name != "cronitor"]
         )
-        bridge = _bridge(None, resolved, None, None, ())
+        bridge = build_bridge(ViewContext(resolved))
         _standalone = (bridge, propagation_keys(bridge))
         return _standalone
 
@@ -131,9 +134,8 @@ def _setting_changed(*, setting: str, **_: Any) -> None:
     if old_standalone is not None:
         # The next request builds the new one; what the old one holds is exported now.
         old_standalone[0].shutdown(5_000)
-    from otel_bridge.django import views
-
-    views.forget()
+    for forget in on_change:
+        forget()
 
 
 def _hand_over(old: Bridge, new: Bridge) -> None:

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.utils.functional import empty
 
 from otel_bridge._context import current
 from otel_bridge.bridge import RequestBuilder
 from otel_bridge.django import _live
+from otel_bridge.django._routes import after_response, record_match, route_template
 from otel_bridge.wsgi import begin_environ
 
 __all__ = [
@@ -35,20 +35,6 @@ __all__ = [
 ]
 
 _perf_ns = time.perf_counter_ns
-
-
-def route_template(resolver_match: Any) -> str | None:
-    """The template as `http.route` wants it: ``users/<int:uid>/`` → ``/users/<int:uid>/``.
-
-    Patterns from `re_path()` are regular expressions and stay as written (``^a/(?P<y>…)$``),
-    since no leading slash makes them clearer. Never raises.
-    """
-    route = getattr(resolver_match, "route", None)
-    if not isinstance(route, str):
-        return None
-    if route.startswith("^"):
-        return route
-    return "/" + route
 
 
 class OtelBridgeMiddleware:
@@ -154,43 +140,3 @@ def _finish(builder: RequestBuilder, response: Any) -> None:
     except Exception as exc:  # noqa: BLE001
         builder.bridge.health.error("django.response", exc)
     builder.bridge.finish(builder)
-
-
-def record_match(match: Any) -> None:
-    """The resolved pattern as the request's route, and the view's name for its wide event.
-    Never raises."""
-    builder = current.get()
-    if builder is None:
-        return
-    try:
-        route = route_template(match)
-        if route is not None:
-            builder.route = route
-        view = getattr(match, "_func_path", None) or getattr(match, "view_name", None)
-        if view:
-            fields = builder.fields
-            if fields is None:
-                fields = builder.fields = {}
-            fields[".django.view"] = view
-    except Exception as exc:  # noqa: BLE001 - the request goes on without a route
-        builder.bridge.health.error("django.route", exc)
-
-
-def after_response(request: Any) -> None:
-    """The signed-in user's id, when the request loaded the user (reading `request.user`
-    otherwise would cost a session and a user query)."""
-    builder = current.get()
-    if builder is None or not builder.bridge.settings.wide_events_user_id:
-        return
-    try:
-        user = request.__dict__.get("user")
-        wrapped = getattr(user, "_wrapped", user)
-        if wrapped is None or wrapped is empty:  # no auth middleware, or never loaded
-            return
-        if getattr(wrapped, "is_authenticated", False) is True:
-            fields = builder.fields
-            if fields is None:
-                fields = builder.fields = {}
-            fields[".user.id"] = str(wrapped.pk)
-    except Exception as exc:  # noqa: BLE001
-        builder.bridge.health.error("django.user", exc)

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
+from otel_bridge.django import _live
+
 __all__ = ["ExpVarView"]
 
 _standalone: Any = None
@@ -24,18 +26,15 @@ def _expvar_view() -> Any:
     """The expvar view of the bridge recording requests (the wrapper's or the middleware's),
     else one built from the settings."""
     global _standalone
-    from otel_bridge.django._live import expvar_view
-
-    view = expvar_view()
+    view = _live.expvar_view()
     if view is not None:
         return view
     if _standalone is None:
         with _lock:
             if _standalone is None:
-                from otel_bridge.django._live import settings
                 from otel_bridge.exporters.expvar._view import ExpvarView
 
-                _standalone = ExpvarView.from_settings(settings())
+                _standalone = ExpvarView.from_settings(_live.settings())
                 _standalone.monitor.install()
     return _standalone
 
@@ -47,6 +46,9 @@ def forget() -> None:
         old, _standalone = _standalone, None
     if old is not None:
         old.monitor.uninstall()
+
+
+_live.on_change.append(forget)
 
 
 class ExpVarView(View):  # type: ignore[misc]  # Django ships no types

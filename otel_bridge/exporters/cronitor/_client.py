@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_bridge import __version__
+from otel_bridge._version import __version__
 
 __all__ = ["SyncResult", "put_monitors"]
 

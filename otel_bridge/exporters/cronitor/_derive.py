@@ -13,12 +13,12 @@ never from a Host header, a wildcard or loopback.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 from urllib.parse import urlencode, urlsplit
 
+from otel_bridge.config.parsers import public_url_problem
 from otel_bridge.exporters.cronitor._spec import Healthcheck, HealthcheckError, interval
 
 __all__ = ["ATTRIBUTE", "check_public_url", "healthcheck", "monitors_from_app"]
@@ -65,18 +65,9 @@ def check_public_url(url: str) -> str:
     Raises:
         HealthcheckError: relative, wildcard, loopback or unspecified host.
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host:
-        raise HealthcheckError(f"{url!r}: an absolute http(s) URL, e.g. https://shop.example.com")
-    if "*" in host or host.startswith(".") or host in ("localhost", "localhost.localdomain"):
-        raise HealthcheckError(f"{url!r}: Cronitor probes from the internet; {host} is not a host")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return url.rstrip("/")
-    if address.is_loopback or address.is_unspecified or address.is_link_local:
-        raise HealthcheckError(f"{url!r}: Cronitor cannot reach {host}")
+    problem = public_url_problem(url)
+    if problem is not None:
+        raise HealthcheckError(problem)
     return url.rstrip("/")
 
 

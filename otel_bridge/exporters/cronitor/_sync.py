@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from otel_bridge.config import Settings
@@ -59,9 +60,17 @@ class CronitorSync(RecordExporter):
 
     name = "cronitor"
 
-    def __init__(self, settings: Settings, app: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app: Any = None,
+        discover: Callable[[], list[tuple[str, str, Healthcheck]]] | None = None,
+    ) -> None:
+        """`discover`: more healthchecks, for apps whose routes this view cannot read itself
+        (otel_bridge.django passes Django's URL patterns)."""
         self.settings = settings
         self.app = app
+        self.discover = discover
         self.extra: list[tuple[str, str, Healthcheck]] = []
         self.result: SyncResult | None = None
         self.thread: threading.Thread | None = None
@@ -76,12 +85,8 @@ class CronitorSync(RecordExporter):
                 "OTEL_EXPORTER_CRONITOR_PUBLIC_URL", None, "the public URL Cronitor probes"
             )
         extra = list(self.extra)
-        from otel_bridge.django._settings import is_django_handler
-
-        if is_django_handler(self.app):
-            from otel_bridge.django._healthchecks import django_healthchecks
-
-            extra.extend(django_healthchecks())
+        if self.discover is not None:
+            extra.extend(self.discover())
         return monitors_from_app(
             self.app,
             public_url=settings.cronitor_public_url,

@@ -22,12 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from otel_bridge import __version__
 from otel_bridge._failsafe import Health
 from otel_bridge._scoreboard import current
 from otel_bridge._secrets import redact_argv
+from otel_bridge._version import __version__
 from otel_bridge.exporters.expvar._access import Access
 from otel_bridge.exporters.expvar._format import go_quote, json_value
 from otel_bridge.exporters.expvar._memstats import GCMonitor, memstats
@@ -35,8 +35,19 @@ from otel_bridge.exporters.expvar._stats import ExpvarMetricReader, RequestStats
 from otel_bridge.exporters.expvar._vars import Registry, default_registry
 
 if TYPE_CHECKING:
-    from otel_bridge.bridge import Bridge
     from otel_bridge.config import Settings
+
+
+class Engine(Protocol):
+    """What the view shows of the engine recording requests (otel_bridge.bridge.Bridge)."""
+
+    health: Health
+    readers_attached: bool
+    exporters: tuple[Any, ...]
+
+    @property
+    def queue_depth(self) -> int: ...
+
 
 __all__ = ["ExpvarView"]
 
@@ -109,7 +120,7 @@ class ExpvarView:
             full_process=settings.expvar_process == "full",
         )
 
-    def attach(self, bridge: Bridge) -> None:
+    def attach(self, bridge: Engine) -> None:
         """Show `bridge`'s health and metrics; start measuring GC pauses (not at import)."""
         self.health = bridge.health
         self.queue_depth = lambda: bridge.queue_depth

@@ -7,7 +7,7 @@ import pytest
 
 import otel_bridge
 from otel_bridge.bridge import Bridge
-from otel_bridge.exporters.pinba import ScriptMonitor
+from otel_bridge.jobs import ScriptMonitor
 from tests.conftest import Harness
 
 from .test_exporter import Collector, exporter_for, request_tags_of, tags_of
@@ -82,3 +82,13 @@ def test_concurrent_async_runs_keep_their_own_timers(bridge: Bridge, collector: 
     packets = collector.packets(3)
     assert sorted(tags_of(p)[0]["message"] for p in packets) == ["0", "1", "2"]
     assert all(len(tags_of(p)) == 1 for p in packets)
+
+
+def test_the_old_paths_name_the_same_script_monitor() -> None:
+    """`ScriptMonitor` moved to `otel_bridge.jobs`; the README's old import still works."""
+    import otel_bridge.exporters.pinba as pinba
+
+    assert pinba.ScriptMonitor is ScriptMonitor
+    assert otel_bridge.ScriptMonitor is ScriptMonitor
+    with pytest.raises(AttributeError):
+        _ = pinba.NoSuchThing

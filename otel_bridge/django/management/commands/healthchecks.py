@@ -33,6 +33,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
 
         from otel_bridge.cli import run_healthchecks
         from otel_bridge.config import Settings
+        from otel_bridge.django._healthchecks import django_healthchecks
         from otel_bridge.django._settings import django_environ
         from otel_bridge.errors import ConfigError
         from otel_bridge.exporters.cronitor import CronitorSync
@@ -43,7 +44,8 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
             self.stderr.write(f"healthchecks: {exc}")
             sys.exit(2)
         status = run_healthchecks(
-            CronitorSync(settings, WSGIHandler()),  # the app: Django, as a server runs it
+            # The app: Django, as a server runs it.
+            CronitorSync(settings, WSGIHandler(), django_healthchecks),
             public_url=options["public_url"],
             dry_run=not options["sync"],
             output_format=options["format"],

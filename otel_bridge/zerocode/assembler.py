@@ -1,69 +1,33 @@
-"""Zero-code mode: the views as OpenTelemetry exporters, for `opentelemetry-instrument`.
+"""`RecordAssembler`: the contrib instrumentations' server spans, and the spans under them, as
+they arrive in batches from a BatchSpanProcessor, folded into one `RequestRecord` a request.
 
-    OTEL_TRACES_EXPORTER=otlp,pinba,wide_events OTEL_METRICS_EXPORTER=otlp,expvar \\
-        opentelemetry-instrument uvicorn app:app
-
-The SDK's configurator finds these classes by entry point (groups
-``opentelemetry_traces_exporter`` and ``opentelemetry_metrics_exporter``) and builds each with
-no arguments; their options come from the same ``OTEL_EXPORTER_<NAME>_*`` variables as with
-`instrument()`, validated at startup (`ConfigError` names the variable).
-
-Trace side: the contrib instrumentations' server spans and the spans under them arrive in
-batches from a BatchSpanProcessor. `RecordAssembler` waits for a request's server span (its
-children end first, possibly in an earlier batch), folds it and its descendants into a
-`RequestRecord`, and hands that to the view. Bounded: at most `MAX_TRACES` traces wait, each
-with at most `MAX_SPANS` spans, for at most `MAX_AGE_S`; what falls out is counted.
-
-Metric side: `ExpvarReader` is a pull reader for `/debug/vars`; with no wrapper to serve it,
-it listens on a loopback address of its own (`OTEL_EXPORTER_EXPVAR_LISTEN`), with the same
-access rules. Its per-route request statistics come from the trace side, when a trace-side
-view is on too.
-
-What only the wrapper knows, and zero-code records lack: CPU time, response body size,
-whether the response completed, request headers (unless the instrumentation captures them
-as ``http.request.header.*``) and requests the sampler drops (a BatchSpanProcessor passes
-sampled spans only). `otel_bridge.timer()`, `otel_bridge.tag()` and
-`otel_bridge.wide_event.set()` work in both modes: without a wrapper, tags and fields are
-kept as attributes (``otel_bridge.tag.*``, ``otel_bridge.field.*``) of the current span.
+It waits for a request's server span (its children end first, possibly in an earlier batch).
+Bounded: at most `MAX_TRACES` traces wait, each with at most `MAX_SPANS` spans, for at most
+`MAX_AGE_S`; what falls out is counted.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import socket
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._context import mode
 from otel_bridge._failsafe import Health
 from otel_bridge._http import normalize_method, sanitize_text, split_host
-from otel_bridge.bridge import _MAXRSS_UNIT, span_to_timer
-from otel_bridge.config import Settings
-from otel_bridge.errors import ConfigError
-from otel_bridge.exporters.expvar._stats import ExpvarMetricReader
-from otel_bridge.record import EMPTY, RecordExporter, RequestRecord
+from otel_bridge.builder import MAXRSS_UNIT as _MAXRSS_UNIT
+from otel_bridge.child_spans import span_to_timer
+from otel_bridge.record import EMPTY, RequestRecord
 
-__all__ = [
-    "ExpvarReader",
-    "PinbaSpanExporter",
-    "RecordAssembler",
-    "WideEventsSpanExporter",
-    "active",
-]
-
-logger = logging.getLogger("otel_bridge")
+__all__ = ["MAX_AGE_S", "MAX_SPANS", "MAX_TRACES", "RecordAssembler"]
 
 MAX_TRACES = 4096
 MAX_SPANS = 1000
@@ -72,31 +36,6 @@ TAG_PREFIX = "otel_bridge.tag."
 FIELD_PREFIX = "otel_bridge.field."
 # Server spans otel_bridge's own wrapper made: the wrapper records those requests itself.
 OWN_SCOPE = "otel_bridge"
-
-_lock = threading.Lock()
-_health = Health()
-_expvar: Any = None  # the ExpvarView of ExpvarReader, fed by the trace side
-_feeder: object = None  # the trace-side exporter that feeds it (one, not one per view)
-
-
-def active() -> bool:
-    """Whether a zero-code exporter was built in this process (tags and wide-event fields
-    then fall back to span attributes outside a wrapper's request)."""
-    return mode.zerocode
-
-
-def _mark_active() -> None:
-    mode.zerocode = True
-
-
-def _settings() -> Settings:
-    """The settings, or the process stops: `opentelemetry-instrument` logs an exporter's
-    exception and runs the app without telemetry, so a bad variable would pass unnoticed.
-    SystemExit gets through its handler and stops startup with the variable named."""
-    try:
-        return Settings.from_env()
-    except ConfigError as error:
-        raise SystemExit(f"otel_bridge: {error}") from error
 
 
 def _first(attributes: Mapping[str, Any], *keys: str) -> Any:
@@ -313,194 +252,3 @@ class RecordAssembler:
 def _is_http(span: ReadableSpan) -> bool:
     attributes = span.attributes or EMPTY
     return "http.request.method" in attributes or "http.method" in attributes
-
-
-class _ViewSpanExporter(SpanExporter):
-    """A view fed by the SDK's BatchSpanProcessor. Never raises into the SDK."""
-
-    view_name = ""
-
-    def __init__(self) -> None:
-        global _feeder
-        settings = _settings()
-        self._view = self._build(settings)
-        self._view.attach(_health)
-        self._assembler = RecordAssembler(_health)
-        with _lock:
-            if _feeder is None:
-                _feeder = self
-        _mark_active()
-
-    def _build(self, settings: Settings) -> RecordExporter:
-        raise NotImplementedError
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            records = self._assembler.add(spans)
-        except Exception as exc:  # noqa: BLE001 - never raise into the SDK's thread
-            _health.error("zerocode.assemble", exc)
-            return SpanExportResult.SUCCESS
-        if not records:
-            return SpanExportResult.SUCCESS
-        try:
-            self._view.export(records)
-        except Exception as exc:  # noqa: BLE001
-            _health.error(f"exporter.{self._view.name}", exc)
-        expvar = _expvar
-        if expvar is not None and _feeder is self:
-            try:
-                expvar.stats.export(records)
-            except Exception as exc:  # noqa: BLE001
-                _health.error("exporter.expvar", exc)
-        return SpanExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        try:
-            return self._view.force_flush(timeout_millis)
-        except Exception as exc:  # noqa: BLE001
-            _health.error(f"exporter.{self._view.name}", exc)
-            return False
-
-    def shutdown(self) -> None:
-        try:
-            self._view.shutdown()
-        except Exception as exc:  # noqa: BLE001
-            _health.error(f"exporter.{self._view.name}", exc)
-
-
-class PinbaSpanExporter(_ViewSpanExporter):
-    """``OTEL_TRACES_EXPORTER=pinba``: one Pinba packet per request."""
-
-    view_name = "pinba"
-
-    def _build(self, settings: Settings) -> RecordExporter:
-        from otel_bridge.exporters.pinba import PinbaExporter
-
-        return PinbaExporter.from_settings(settings)
-
-
-class WideEventsSpanExporter(_ViewSpanExporter):
-    """``OTEL_TRACES_EXPORTER=wide_events``: one wide event per request."""
-
-    view_name = "wide_events"
-
-    def _build(self, settings: Settings) -> RecordExporter:
-        from otel_bridge.exporters.wide_events import WideEventsExporter
-
-        return WideEventsExporter.from_settings(settings)
-
-
-class ExpvarReader(ExpvarMetricReader):
-    """``OTEL_METRICS_EXPORTER=expvar``: `/debug/vars` on a loopback listener of its own."""
-
-    def __init__(self) -> None:
-        global _expvar
-        super().__init__()
-        from otel_bridge.exporters.expvar._view import ExpvarView
-
-        settings = _settings()
-        view = ExpvarView.from_settings(settings)
-        view.reader = self
-        view.reader_attached = True
-        view.health = _health
-        view.exporter_names = ("expvar",)
-        view.monitor.install()
-        self.view = view
-        self.server: ThreadingHTTPServer | None = None
-        _expvar = view
-        _mark_active()
-        host, port = settings.expvar_listen
-        try:
-            self.server = _listen(view, host, port)
-        except OSError as exc:
-            # Another process of the same server (a pre-fork worker) may hold the port.
-            _health.error("expvar.listen", exc)
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """Where the listener accepts connections, None if it could not bind."""
-        if self.server is None:
-            return None
-        host, port = self.server.server_address[:2]
-        return str(host), int(port)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        self.view.monitor.uninstall()
-
-
-class _Listener(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` at once: past that a new
-    connection is closed at once, so slow clients cannot pile up threads."""
-
-    max_connections = 32
-    daemon_threads = True
-    request_queue_size = 64  # socketserver's 5 drops connections in a burst of scrapes
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-def _listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "otel-bridge"
-
-        def setup(self) -> None:
-            super().setup()
-            # A client that sends its request slowly, or does not read the answer, is
-            # dropped after `timeout` seconds instead of holding a thread.
-            self.connection.settimeout(timeout)
-
-        def do_GET(self) -> None:
-            path = self.path.partition("?")[0]
-            if path not in (view.path, view.ui_path):
-                self.send_error(404)
-                return
-            headers: dict[str, str] = {}
-            for key, value in self.headers.items():
-                key = key.lower()
-                headers[key] = f"{headers[key]},{value}" if key in headers else value
-            status, response_headers, body = view.respond(
-                self.command, self.client_address[0], headers, path
-            )
-            self.send_response(status)
-            for name, value in response_headers:
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server_class: type[ThreadingHTTPServer] = _Listener
-    if ":" in host:
-
-        class V6(_Listener):
-            address_family = socket.AF_INET6
-
-        server_class = V6
-    server = server_class((host, port), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="otel-bridge-expvar", daemon=True)
-    thread.start()
-    logger.info("otel_bridge: /debug/vars on http://%s:%d%s", host, port, view.path)
-    return server

@@ -1,4 +1,7 @@
-"""`ScriptMonitor`: one Pinba packet per run of a job (a script, a cron task, a consumer loop).
+"""Jobs: `ScriptMonitor`, one Pinba packet per run of a script, a cron task or a consumer loop.
+
+An entry point of its own, beside the ASGI and WSGI wrappers: it drives the engine for work
+that is not an HTTP request.
 
 The job is recorded like a request — an OTel span named after the job, `otel_bridge.timer()`
 blocks and any child spans as timers, its CPU time — and sent with `script_name` = the job's

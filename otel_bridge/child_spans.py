@@ -1,0 +1,172 @@
+"""Child spans → timers: every span that starts and ends inside a request becomes a `Timer`
+of its record. `RecordSpanProcessor` notes them on the request path (O(1) a span);
+`span_to_timer()` folds each into a timer on the export thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
+from otel_bridge.builder import current as _current
+from otel_bridge.record import TagValue, Timer
+
+__all__ = ["RecordSpanProcessor", "span_to_timer"]
+
+_getrusage = getrusage
+_RUSAGE = RUSAGE_WHO
+_get_ident = threading.get_ident
+
+# Span attributes that say what kind of work a child span did (semantic conventions).
+_DB_KEYS = ("db.system.name", "db.system")
+_KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
+
+
+class RecordSpanProcessor(SpanProcessor):
+    """Turns every span that starts and ends inside a request into a timer of its record.
+
+    O(1) per span on the request thread: a dict insert in `on_start`, a pop and an append in
+    `on_end`. Converting spans into `Timer`s happens later, on the bridge's thread.
+    """
+
+    def __init__(self, bridge: Any) -> None:
+        self._bridge = bridge
+        self._live: dict[int, tuple[RequestBuilder, int, float, float]] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        builder = _current.get()
+        if (
+            builder is None
+            or builder.span is None
+            or builder.closed  # a task the request spawned, outliving it: not its timer
+            or builder.bridge is not self._bridge
+        ):
+            return
+        span_id = span.context.span_id
+        if self._bridge.measure_cpu:
+            usage = _getrusage(_RUSAGE)
+            self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
+        else:
+            self._live[span_id] = (builder, 0, 0.0, 0.0)
+        if builder.open_spans is None:
+            builder.open_spans = {}
+        builder.open_spans[span_id] = span
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        entry = self._live.pop(context.span_id, None)
+        if entry is None:
+            return
+        builder, thread_id, utime, stime = entry
+        if builder.open_spans is not None:
+            builder.open_spans.pop(context.span_id, None)
+        if builder.closed:
+            self._bridge.health.drop("timer_after_request")
+            return
+        if builder.spans is None:
+            builder.spans = []
+        if len(builder.spans) >= self._bridge.settings.max_timers:
+            builder.timers_dropped += 1
+            return
+        if thread_id == _get_ident() and thread_id:
+            usage = _getrusage(_RUSAGE)
+            cpu_user = int((usage.ru_utime - utime) * 1e9)
+            cpu_system = int((usage.ru_stime - stime) * 1e9)
+        else:
+            cpu_user = cpu_system = 0
+        builder.spans.append((span, cpu_user, cpu_system))
+
+    def forget(self, builder: RequestBuilder) -> None:
+        """Drop the entries of spans still open when their request finished (bounded memory)."""
+        if builder.open_spans:
+            for span_id in list(builder.open_spans):
+                self._live.pop(span_id, None)
+
+    def shutdown(self) -> None:
+        self._live.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def span_to_timer(
+    span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int
+) -> Timer:
+    """Fold one ended child span into a `Timer`.
+
+    Spans of `otel_bridge.timer()` keep their tags as given. Spans of other instrumentations
+    get the tags ``group`` (db, http, rpc, messaging or internal), ``op`` (the span name) and,
+    when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
+    wide-event summary can group by.
+    """
+    attributes = span.attributes or {}
+    start = span.start_time or 0
+    end = span.end_time or start
+    status = span.status
+    error_type = None
+    if status.status_code is StatusCode.ERROR:
+        raw = attributes.get("error.type")
+        error_type = str(raw) if raw is not None else "error"
+    scope = span.instrumentation_scope
+    tags: tuple[tuple[str, TagValue], ...]
+    if scope is not None and scope.name == TIMER_SCOPE:
+        kind = "custom"
+        tags = tuple(
+            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
+        )
+    else:
+        kind = _kind(span, attributes)
+        items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
+        server = _server_of(attributes)
+        if server is not None:
+            items.append(("server", str(server)))
+        tags = tuple(items)
+    return Timer(
+        name=span.name,
+        kind=kind,
+        tags=tags,
+        start_ns=max(0, start - request_start_ns),
+        duration_ns=max(0, end - start),
+        ru_utime_ns=cpu_user,
+        ru_stime_ns=cpu_system,
+        error_type=error_type,
+    )
+
+
+def _tag_value(value: Any) -> TagValue:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return tuple(value)
+
+
+def _server_of(attributes: Mapping[str, Any]) -> str | None:
+    for key in ("server.address", "net.peer.name"):
+        value = attributes.get(key)
+        if value is not None:
+            return str(value)
+    url = attributes.get("url.full", attributes.get("http.url"))
+    if isinstance(url, str):
+        return urlsplit(url).hostname
+    return None
+
+
+def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
+    for key in _DB_KEYS:
+        if key in attributes:
+            return "db"
+    for key, kind in _KIND_KEYS:
+        if key in attributes:
+            return kind
+    if span.kind is SpanKind.CLIENT and (
+        "http.request.method" in attributes or "http.method" in attributes
+    ):
+        return "http"
+    return "internal"
