@@ -14,7 +14,7 @@ from otel_bridge.errors import ConfigError
 
 __all__ = ["MAX_PINBA_ENDPOINTS", "VIEW_NAMES", "Variable", "public_url_problem"]
 
-# The four views, in the order the README lists them; all on by default.
+# The four views, in the order the docs list them; all on by default.
 VIEW_NAMES = ("expvar", "pinba", "wide_events", "cronitor")
 
 T = TypeVar("T")
@@ -31,9 +31,9 @@ class Variable(Generic[T]):
     kind: str
     example: str
     doc: str
-    # A value the variable refuses, shown in the README with the error it gets.
+    # A value the variable refuses, shown in the docs with the error it gets.
     bad: str | None = None
-    # How the README spells the default, when str() of the parsed value would not do.
+    # How the docs spell the default, when str() of the parsed value would not do.
     default_text: str | None = None
 
 

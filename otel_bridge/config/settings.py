@@ -147,7 +147,8 @@ def _coerce(variable: Variable[Any], attr: str, value: object) -> Any:
 
 
 def variables_table() -> str:
-    """The README's configuration table, generated from `VARIABLES` (a test keeps them equal)."""
+    """The configuration table of docs/configuration.md, generated from `VARIABLES` (a test
+    keeps them equal)."""
     rows = [
         "| variable | type | default | example | meaning | on a bad value |",
         "|---|---|---|---|---|---|",

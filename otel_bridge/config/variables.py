@@ -1,5 +1,5 @@
 """`VARIABLES`: every environment variable otel_bridge reads, with its parser, default,
-example and documentation. The README's configuration table is generated from it."""
+example and documentation. the configuration table in docs/configuration.md is generated from it."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def otel_bridge_setting(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors = [
         Error(
             f"OTEL_BRIDGE[{name!r}]: not a variable otel_bridge reads",
-            hint="The names are the environment variables of the README's table.",
+            hint="The names are the environment variables of docs/configuration.md.",
             id="otel_bridge.E001",
         )
         for name in sorted(set(map(str, configured)) - known)
