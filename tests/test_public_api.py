@@ -39,6 +39,7 @@ def test_a_users_own_view_enters_like_the_built_in_ones() -> None:
     """A view is a function of ViewContext returning ViewParts, for the user's as for ours:
     its consumer gets the records, its start runs once, it sees the settings and the app."""
     import asyncio
+    from typing import Any
 
     import httpx
     from opentelemetry.sdk.metrics import MeterProvider
@@ -60,7 +61,7 @@ def test_a_users_own_view_enters_like_the_built_in_ones() -> None:
         return PlainTextResponse("hi")
 
     app = Starlette(routes=[Route("/hello/{name}", hello)])
-    wrapped = otel_bridge.instrument(
+    wrapped: Any = otel_bridge.instrument(
         app,
         exporters="none",
         views=[my_view],
