@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 __all__ = [
     "REDACTED",
@@ -50,25 +50,94 @@ _STRONG = (
     "auth",
     "bearer",
 )
-_SHORT = frozenset(("key", "pass", "pwd", "pw", "sig", "sid", "otp", "pin"))
-# Words that hold a strong word but name nothing secret.
+_SHORT = frozenset(("key", "pass", "pwd", "pw", "sig", "sid", "otp"))
+# Words that hold a strong word (or end in "pass") but name nothing secret.
 _HARMLESS = frozenset(
-    ("author", "authors", "authored", "authority", "authorities", "tokens", "tokenizer")
+    (
+        "author",
+        "authors",
+        "authored",
+        "authority",
+        "authorities",
+        "tokens",
+        "tokenizer",
+        "bypass",
+        "compass",
+        "surpass",
+        "trespass",
+        "overpass",
+        "underpass",
+    )
+)
+# On the command line, a secret word followed by one of these names a setting about the
+# secret, not the secret (`--session-timeout=30`, `--cookie-name=sid`, `--token-limit 512`).
+_QUALIFIERS = frozenset(
+    (
+        "age",
+        "algorithm",
+        "backend",
+        "class",
+        "count",
+        "dir",
+        "domain",
+        "enabled",
+        "endpoint",
+        "engine",
+        "expiry",
+        "expires",
+        "file",
+        "format",
+        "header",
+        "host",
+        "interval",
+        "length",
+        "level",
+        "lifetime",
+        "limit",
+        "max",
+        "method",
+        "min",
+        "mode",
+        "name",
+        "path",
+        "policy",
+        "port",
+        "prefix",
+        "provider",
+        "realm",
+        "samesite",
+        "scheme",
+        "secure",
+        "size",
+        "store",
+        "timeout",
+        "ttl",
+        "type",
+        "uri",
+        "url",
+        "version",
+    )
 )
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
-def secret_name(name: str, extra: Collection[str] = ()) -> bool:
+def secret_name(name: str, extra: Collection[str] = (), *, qualified: bool = False) -> bool:
     """Whether a value named `name` (an option, a parameter, a header) is a secret. `extra`:
-    more names (lower case) that are, whole."""
+    more names (lower case) that are, whole. `qualified`: a last word such as `timeout` or
+    `name` makes it a setting about the secret instead (the command line's rule; requests
+    redact by the secret word alone)."""
     if name.lower() in extra:
         return True
-    for word in _WORDS.findall(name):
-        word = word.lower()
+    words = [word.lower() for word in _WORDS.findall(name[:200])]
+    if qualified and len(words) > 1 and words[-1] in _QUALIFIERS:
+        return False
+    for word in words:
         if word in _SHORT:
             return True
-        # Words run together (dbpassword, xauthtoken) hold a strong word too.
-        if word not in _HARMLESS and any(strong in word for strong in _STRONG):
+        if word in _HARMLESS:
+            continue
+        # Words run together (dbpassword, xauthtoken, requirepass) hold a secret word too.
+        if word.endswith("pass") or any(strong in word for strong in _STRONG):
             return True
     return False
 
@@ -93,53 +162,80 @@ _PROVIDER_KEY = re.compile(
 # "?" or "#"), so a password with "@" or "/" in it is covered whole.
 _URL_USERINFO = re.compile(r"([a-zA-Z][\w+.-]*://[^/@:\s?#]*):([^\s]*?)@(?=[^@?#\s]*(?:[?#\s]|$))")
 _URL_USERINFO_LOOSE = re.compile(r"([a-zA-Z][\w+.-]*://[^/@:\s?#]*):([^\s]*)@")
-# name=value inside a value: URL query and matrix parameters, DSN and conninfo pairs. A value
-# is quoted or braced, or runs to the next separator; which separators end it depends on where
-# it stands (a path's matrix value ends at "/", an ADO DSN's value at ";" only).
-_NAME = r"(?P<lead>^|[?&;,\s])(?P<name>[\w.%\-\[\]]+)(?P<eq>\s*=\s*)"
-_QUOTED = r"\{[^}]*\}|\"[^\"]*\"|'[^']*'|"
-_PAIR = re.compile(_NAME + r"(?P<value>" + _QUOTED + r"[^&;,#\s]*)")
-_PATH_PAIR = re.compile(_NAME + r"(?P<value>[^&;,#/\s]*)")
-_DSN_PAIR = re.compile(_NAME + r"(?P<value>" + _QUOTED + r"[^;]*)")
+# user:password@host without a scheme (Go's MySQL DSN `user:pw@tcp(db:3306)/x`, scp-like).
+_BARE_USERINFO = re.compile(r"(?<![\w/:.@%+-])([\w.%+-]+):([^\s@/:][^\s@]*)@(?=[\w\[(])")
+# ADO / ODBC: `Name=value;` pairs, a value braced ({…}, "}}" inside is one "}"), quoted, or
+# running to the next ";".
+_ADO = re.compile(r"^\s*[A-Za-z][\w ]*=[^;]*;")
+_ADO_PAIR = re.compile(
+    r"(?P<lead>^|;)(?P<name>\s*[^=;]+?)(?P<eq>\s*=\s*)"
+    r"(?P<value>\{(?:[^}]|\}\})*\}|\"(?:[^\"]|\"\")*\"|[^;]*)"
+)
+# libpq conninfo: `name=value` pairs separated by spaces, a value quoted ('…', \' inside).
+_CONNINFO = re.compile(r"^\s*\w+\s*=\s*\S*\s+\w+\s*=")
+_CONNINFO_PAIR = re.compile(
+    r"(?P<lead>^|\s)(?P<name>\w+)(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|\S*)"
+)
+# name=value pairs anywhere else (a URL's query, `a=1,token=x`).
+_PAIR = re.compile(r"(?P<lead>^|[?&;,\s])(?P<name>[^=&;,?#\s]+)(?P<eq>=)(?P<value>[^&;,#\s]*)")
+# "password": "…" in JSON.
+_JSON_PAIR = re.compile(r'"(?P<name>[^"\\]{1,100})"(?P<eq>\s*:\s*)"(?P<value>(?:[^"\\]|\\.)*)"')
 # A header written out: `Authorization: Bearer x`, `Cookie: a=b`, `X-Api-Key: x`.
 _HEADER = re.compile(r"^(?P<name>[\w-]+)(?P<colon>\s*:\s*)(?P<value>.+)$", re.S)
 _SCHEME = re.compile(r"^(Bearer|Basic|Digest|Token|Bot|Negotiate|NTLM|AWS4-HMAC-SHA256)\s+", re.I)
-_BEARER = re.compile(r"\b(Bearer|Basic|Token)(\s+)[\w\-.~+/=:]{8,}", re.I)
+# A credential after its scheme: at least 8 characters, one of them a digit (so "Basic
+# configuration" stays as written).
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)(\s+)(?=[\w\-.~+/=:]*\d)[\w\-.~+/=:]{8,}", re.I)
+# How deep a value inside a value (next=/reset?token=…) is searched.
+_NESTING = 2
 
 
 def _userinfo(text: str) -> str:
-    if "://" not in text or "@" not in text:
+    if "@" not in text:
         return text
-    redacted = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
-    if redacted == text:
-        redacted = _URL_USERINFO_LOOSE.sub(rf"\1:{REDACTED}@", text)
-    return redacted
+    if "://" in text:
+        redacted = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
+        if redacted == text:
+            redacted = _URL_USERINFO_LOOSE.sub(rf"\1:{REDACTED}@", text)
+        text = redacted
+    return _BARE_USERINFO.sub(rf"\1:{REDACTED}@", text)
 
 
-def _pairs(text: str, extra: Collection[str], pair: re.Pattern[str] = _PAIR) -> str:
-    if "=" not in text:
-        return text
-
+def _replace_secret_pairs(
+    pattern: re.Pattern[str], text: str, extra: Collection[str], qualified: bool
+) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match["name"]
-        if not secret_name(unquote(name) if "%" in name else name, extra):
+        plain = unquote(name).strip() if "%" in name else name.strip()
+        if not secret_name(plain, extra, qualified=qualified):
             return match[0]
-        return f"{match['lead']}{name}{match['eq']}{REDACTED}"
+        whole, offset = match[0], match.start()
+        return (
+            whole[: match.start("value") - offset] + REDACTED + whole[match.end("value") - offset :]
+        )
 
-    return pair.sub(replace, text)
+    return pattern.sub(replace, text)
 
 
 def redact_text(text: str, extra_names: Collection[str] = ()) -> str:
     """`text` with every secret it holds replaced: URL passwords, secret `name=value` pairs
-    (query, DSN, conninfo), a secret header's value, bearer credentials and provider keys."""
+    (ADO/ODBC and conninfo DSNs, queries, JSON), a secret header's value, bearer credentials
+    and provider keys."""
     header = _HEADER.match(text)
-    if header is not None and secret_name(header["name"], extra_names):
+    if header is not None and secret_name(header["name"], extra_names, qualified=True):
         scheme = _SCHEME.match(header["value"])
         kept = scheme[0] if scheme and header["name"].lower().endswith("authorization") else ""
         return f"{header['name']}{header['colon']}{kept}{REDACTED}"
     text = _userinfo(text)
-    dsn = ";" in text and "&" not in text and "://" not in text
-    text = _pairs(text, extra_names, _DSN_PAIR if dsn else _PAIR)
+    if "=" in text:
+        if _ADO.match(text):
+            text = _replace_secret_pairs(_ADO_PAIR, text, extra_names, True)
+        elif _CONNINFO.match(text):
+            text = _replace_secret_pairs(_CONNINFO_PAIR, text, extra_names, True)
+        else:
+            text = _replace_secret_pairs(_PAIR, text, extra_names, True)
+    if '"' in text:
+        text = _replace_secret_pairs(_JSON_PAIR, text, extra_names, True)
     text = _BEARER.sub(rf"\1\2{REDACTED}", text)
     return _PROVIDER_KEY.sub(REDACTED, text)
 
@@ -148,28 +244,51 @@ _OPTION = re.compile(r"^(?P<name>-{0,2}[A-Za-z_][\w.\-\[\]]*)=(?P<value>.*)$", r
 _FLAG = re.compile(r"^--?[A-Za-z][\w.-]*$")
 # mysql's -pSECRET (a number after -p is a port, as in many tools, and stays).
 _SHORT_PASSWORD = re.compile(r"^-p(?!\d+$)(?=.)")
+_MYSQL = re.compile(r"^(mysql\w*|mariadb[\w-]*)$")
+_BASIC_USER = ("-u", "--user", "--proxy-user", "-U")
 
 
 def redact_argv(argv: Sequence[str], extra: Sequence[re.Pattern[str]] = ()) -> list[str]:
     """The command line with every secret replaced, each argument still one string: the value
-    of a secret option (`--password=…`, `--api-key …`, `-pSECRET`, `TOKEN=…`), and the secrets
-    inside any argument (see `redact_text`); then whatever the `extra` patterns match."""
+    of a secret option (`--password=…`, `--api-key …`, mysql's `-pSECRET`, `TOKEN=…`, curl's
+    `-u user:password`), and the secrets inside any argument (see `redact_text`); then
+    whatever the `extra` patterns match."""
     out: list[str] = []
-    pending = False
+    pending = ""  # "secret": the next argument is one; "user": it is user:password
+    mysql = False
     for argument in argv:
         text = argument
-        if pending and not text.startswith("--"):
+        mysql = mysql or bool(_MYSQL.match(argument.rpartition("/")[2]))
+        if pending == "secret" and not text.startswith("--"):
             text = REDACTED
-            pending = False
+            pending = ""
+        elif pending == "user" and ":" in text:
+            text = text.partition(":")[0] + ":" + REDACTED
+            pending = ""
         else:
-            pending = False
+            pending = ""
             option = _OPTION.match(text)
-            if option is not None and secret_name(option["name"].lstrip("-")):
+            name = option["name"].lstrip("-") if option is not None else ""
+            if (
+                option is not None
+                and not text.startswith("-")
+                and (_ADO.match(text) or _CONNINFO.match(text))
+            ):
+                text = redact_text(text)  # a DSN that starts with its secret: pair by pair
+            elif option is not None and secret_name(name, qualified=True):
                 text = f"{option['name']}={REDACTED}"
-            elif _SHORT_PASSWORD.match(text):
+            elif option is not None and option["name"] in _BASIC_USER and ":" in option["value"]:
+                text = f"{option['name']}={option['value'].partition(':')[0]}:{REDACTED}"
+            elif mysql and _SHORT_PASSWORD.match(text):
                 text = f"-p{REDACTED}"
-            elif _FLAG.match(text) and secret_name(text.lstrip("-")):
-                pending = True
+            elif text in _BASIC_USER:
+                pending = "user"
+            elif (
+                _FLAG.match(text)
+                and not text.startswith("--no-")
+                and secret_name(text.lstrip("-"), qualified=True)
+            ):
+                pending = "secret"
             elif option is not None:
                 text = f"{option['name']}={redact_text(option['value'])}"
             else:
@@ -180,16 +299,63 @@ def redact_argv(argv: Sequence[str], extra: Sequence[re.Pattern[str]] = ()) -> l
     return out
 
 
-def redact_query(query: str, extra_names: Collection[str] = ()) -> str:
+def redact_query(query: str, extra_names: Collection[str] = (), _depth: int = 0) -> str:
     """A query string with the values of secret parameters (`token`, `X-Amz-Signature`,
-    `user[password]`, `token[]`, percent-encoded or not) replaced; the rest kept byte for
-    byte."""
-    return _pairs(query, extra_names)
+    `user[password]`, `token[]`, percent-encoded or not, any characters in the name) replaced,
+    and secrets in a URL or query inside a value (`next=/reset?token=…`); the rest kept byte
+    for byte. Linear in the length of `query`."""
+    if "=" not in query:
+        return query
+    pieces = _SEPARATORS.split(query)
+    for index in range(0, len(pieces), 2):
+        piece = pieces[index]
+        name, equals, value = piece.partition("=")
+        if not equals:
+            continue
+        plain = unquote_plus(name) if ("%" in name or "+" in name) else name
+        if secret_name(plain, extra_names):
+            pieces[index] = f"{name}={REDACTED}"
+        elif _depth < _NESTING and ("=" in value or "%3d" in value.lower()):
+            pieces[index] = f"{name}={_inner(value, extra_names, _depth + 1)}"
+    return "".join(pieces)
+
+
+_SEPARATORS = re.compile(r"([&;])")
+
+
+def _inner(value: str, extra_names: Collection[str], depth: int) -> str:
+    """A value that holds a query of its own (a redirect URL): its secrets replaced; a
+    percent-encoded one that holds a secret is replaced whole."""
+    head, mark, rest = value.partition("?")
+    if not mark:
+        head, rest = "", value
+    redacted = head + mark + redact_query(rest, extra_names, depth)
+    if redacted != value:
+        return redacted
+    decoded = unquote_plus(value)
+    if decoded != value and redact_query(
+        decoded.partition("?")[2] or decoded, extra_names, depth
+    ) != (decoded.partition("?")[2] or decoded):
+        return REDACTED
+    return value
 
 
 def redact_path(path: str, extra_names: Collection[str] = ()) -> str:
     """A path with the values of secret matrix parameters (`/a;token=x/b`) replaced."""
-    return _pairs(path, extra_names, _PATH_PAIR) if ";" in path else path
+    if ";" not in path:
+        return path
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if ";" not in segment:
+            continue
+        parameters = segment.split(";")
+        for at in range(1, len(parameters)):
+            name, equals, _ = parameters[at].partition("=")
+            plain = unquote(name) if "%" in name else name
+            if equals and secret_name(plain, extra_names):
+                parameters[at] = f"{name}={REDACTED}"
+        segments[index] = ";".join(parameters)
+    return "/".join(segments)
 
 
 def cap(value: str, limit: int = VALUE_LIMIT) -> str:

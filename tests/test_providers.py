@@ -25,7 +25,7 @@ async def app(scope, receive, send):
 def drive(wrapped, n=1):
     async def run():
         transport = httpx.ASGITransport(wrapped)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             for _ in range(n):
                 await c.get("/")
     asyncio.run(run())
@@ -112,7 +112,7 @@ def test_expvar_shows_the_otel_metrics_of_the_provider_it_creates() -> None:
         drive(wrapped, 3)
         async def read():
             transport = httpx.ASGITransport(wrapped, client=("127.0.0.1", 1))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 return (await c.get("/debug/vars")).json()
         document = asyncio.run(read())
         print(json.dumps(document["otel"]["http.server.request.duration"]))

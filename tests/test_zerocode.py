@@ -169,6 +169,22 @@ def test_the_zero_code_listener_bounds_slow_clients() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as scrape:
             scrape.sendall(b"GET /debug/vars HTTP/1.0\r\n\r\n")
             assert scrape.recv(12) == b"HTTP/1.0 200"
+        # A client that trickles a byte every 0.4 s (under the 1 s silence timeout) is cut
+        # at the listener's 1 s deadline all the same.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as trickle:
+            started = time.monotonic()
+            cut = False
+            for byte in b"GET /debug/vars HTTP/1.0\r\nX-Slow: " + b"x" * 20:
+                try:
+                    trickle.sendall(bytes([byte]))
+                except OSError:
+                    cut = True
+                    break
+                readable, _, _ = select.select([trickle], [], [], 0.4)
+                if readable and trickle.recv(1) == b"":
+                    cut = True
+                    break
+            assert cut and time.monotonic() - started < 3, "cut at the deadline"
     finally:
         for sock in silent:
             sock.close()

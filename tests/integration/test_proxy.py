@@ -32,7 +32,11 @@ TOKEN = "monitoring-token-0123456789"
 
 @contextmanager
 def server(
-    kind: str, tmp_path: Path, env: dict[str, str] | None = None, unix: bool = False
+    kind: str,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    unix: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[int | Path]:
     """`kind` (gunicorn or uvicorn) serving the test app with the expvar view on, on a fresh
     TCP port or a unix socket; yields where it listens."""
@@ -50,6 +54,7 @@ def server(
             args[start : start + 4] = ["--uds", str(where)]
         else:
             args[args.index("--port") + 1] = str(where)
+    args += extra
     with serve(args, where, {"OTEL_BRIDGE_EXPORTERS": "expvar", **(env or {})}):
         yield where
 
@@ -101,7 +106,7 @@ def test_a_remote_client_behind_a_same_host_proxy_is_refused(
         }
         direct = status(where)
     assert seen == {"x-forwarded-for": 403, "x-real-ip": 403, "forwarded": 403, "all three": 403}
-    assert local == dict.fromkeys(FORWARDING, 200), "a local client through a local proxy"
+    assert local == dict.fromkeys(FORWARDING, 403), "an untrusted proxy proves nothing"
     assert app == 200, "the app itself answers everyone"
     assert forged == {"x-forwarded-for": 403, "x-real-ip": 403, "forwarded": 403, "via": 403}
     assert direct == 200, "a local peer that forwards nobody: TCP and unix sockets alike"
@@ -140,7 +145,13 @@ def test_a_trusted_proxy_forwards_for_the_allowed_monitoring_host_only(
         "OTEL_EXPORTER_EXPVAR_TRUSTED_PROXIES": proxy,
         "OTEL_EXPORTER_EXPVAR_ALLOW": "127.0.0.2/32",
     }
-    with server(kind, tmp_path, env, unix=unix) as where, ExitStack() as proxies:
+    # uvicorn's --proxy-headers (on by default) would put the forwarded client in the peer's
+    # place: with a monitoring host on loopback, as here, that cannot be told from a header a
+    # client forged through a local proxy, and is refused. A real monitoring host is not on
+    # loopback (tests/exporters/expvar/test_access.py covers that case); here uvicorn leaves
+    # the peer as it is.
+    extra = ("--no-proxy-headers",) if kind == "uvicorn" and not unix else ()
+    with server(kind, tmp_path, env, unix=unix, extra=extra) as where, ExitStack() as proxies:
         ports = {
             name: proxies.enter_context(nginx(where, tmp_path / f"nginx-{name}", [name]))
             for name in FORWARDING
@@ -176,8 +187,11 @@ def test_no_secret_shape_leaves_a_real_server(tmp_path: Path) -> None:
     shows each argument with exactly its secret replaced, and the wide events the same."""
     shapes = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
     of = {view: [s for s in shapes if s["view"] == view] for view in ("cmdline", "query", "path")}
-    argv = [argument for shape in of["cmdline"] for argument in shape["given"]]
-    shown = [argument for shape in of["cmdline"] for argument in shape["shown"]]
+    # One command line for all: mysql's own cases last, since `-p…` after a mysql program is
+    # its password (and harmless `-port=80`-like arguments come before it).
+    ordered = sorted(of["cmdline"], key=lambda shape: shape["given"][0].startswith("mysql"))
+    argv = [argument for shape in ordered for argument in shape["given"]]
+    shown = [argument for shape in ordered for argument in shape["shown"]]
     port = free_port()
     events = tmp_path / "events.jsonl"
     env = {

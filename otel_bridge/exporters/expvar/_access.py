@@ -77,6 +77,21 @@ def _address(text: str) -> Address | None:
     return address
 
 
+def _loopback_host(host: str) -> bool:
+    """Whether a `Host` header names this machine's loopback: localhost (or a name under
+    .localhost), 127.0.0.0/8 or [::1], with any port."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    address = _address(name)
+    return address is not None and any(address in network for network in LOOPBACK)
+
+
 def _peer(peer: str | None) -> Party | None:
     """The direct peer: an address, UNIX when the server has none (uvicorn --uds gives no
     client, gunicorn on a socket an empty REMOTE_ADDR), None when it is not an address."""
@@ -85,24 +100,43 @@ def _peer(peer: str | None) -> Party | None:
     return _address(peer)
 
 
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts, current, quoted, escaped = [], [], False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _forwarded_for(value: str) -> list[Address | None]:
     """The `for=` parties of an RFC 7239 `Forwarded` header, first hop first (None for an
-    element without one, `unknown`, or an obfuscated identifier)."""
+    element without one, with it twice, `unknown`, or an obfuscated identifier). Quoted
+    strings are read as such: a `;` or `,` inside one separates nothing."""
     parties: list[Address | None] = []
-    for element in value.split(","):
-        party: Address | None = None
-        for pair in element.split(";"):
+    for element in _split_outside_quotes(value[:4096], ","):
+        found: list[str] = []
+        for pair in _split_outside_quotes(element, ";"):
             name, _, text = pair.partition("=")
             if name.strip().lower() == "for":
-                party = _address(text)
-        parties.append(party)
+                found.append(text)
+        parties.append(_address(found[0]) if len(found) == 1 else None)
     return parties
 
 
 def _chain(name: str, value: str) -> list[Address | None]:
     if name == "forwarded":
         return _forwarded_for(value)
-    return [_address(hop) for hop in value.split(",")]
+    return [_address(hop) for hop in value[:4096].split(",")]
 
 
 class Access:
@@ -124,6 +158,7 @@ class Access:
         trust_unix: bool = False,
     ) -> None:
         self.anywhere = bool(token) and not allow
+        self.default = not allow and not token
         self.allow = tuple(allow) if allow else LOOPBACK
         # Compared as digests: constant time whatever the presented value's length.
         self._token = _digest(f"Bearer {token}") if token else None
@@ -145,12 +180,35 @@ class Access:
         direct = _peer(peer)
         if direct is None:
             return False
+        proxied = any(headers.get(name) is not None for name in PROXIED)
+        if not self._trusts(direct):
+            if proxied and self._local(direct):
+                # A proxy on this host that we were not told to trust: whatever it forwards,
+                # and whatever a client wrote in front of it, is not a local client's proof.
+                return False
+            if not proxied and direct is not UNIX and not self._plain_local(headers):
+                return False
         chains = [_chain(name, value) for name in NAMING if (value := headers.get(name))]
         if not chains:
-            if any(headers.get(name) is not None for name in PROXIED):
+            if proxied:
                 return False  # forwarded, for nobody we know of
             return self._allows(direct)
         return all(self._chain_allowed([*chain, direct]) for chain in chains)
+
+    def _local(self, party: Party) -> bool:
+        return party is UNIX or any(party in network for network in LOOPBACK)
+
+    def _plain_local(self, headers: Mapping[str, str]) -> bool:
+        """Under the default rule (loopback only), a loopback client must look like one: a
+        browser page from elsewhere (`Sec-Fetch-Site: cross-site`, or a `Host` that is not
+        a loopback name: DNS rebinding) and a proxy that passes the public `Host` on are
+        refused. With an allow-list or a token configured, that is the configuration's."""
+        if not self.default:
+            return True
+        if (headers.get("sec-fetch-site") or "").strip().lower() == "cross-site":
+            return False
+        host = headers.get("host")
+        return host is None or _loopback_host(host)
 
     def _chain_allowed(self, chain: list[Party | None]) -> bool:
         # Trusted proxies only pass the request on; every other party must be allowed. A

@@ -17,11 +17,13 @@ logger = logging.getLogger("otel_bridge")
 
 class _Listener(ThreadingHTTPServer):
     """A thread per connection, at most `max_connections` at once: past that a new
-    connection is closed at once, so slow clients cannot pile up threads."""
+    connection is closed at once, so slow clients cannot pile up threads. Each connection has
+    `deadline` seconds in all, however slowly its bytes trickle in or out."""
 
     max_connections = 32
     daemon_threads = True
     request_queue_size = 64  # socketserver's 5 drops connections in a burst of scrapes
+    deadline = 10.0
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -34,10 +36,22 @@ class _Listener(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # Past the deadline the socket is shut down: the handler's read or write then fails.
+        expiry = threading.Timer(self.deadline, _cut, (request,))
+        expiry.daemon = True
+        expiry.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            expiry.cancel()
             self._slots.release()
+
+
+def _cut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingHTTPServer:
@@ -46,8 +60,8 @@ def listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingH
 
         def setup(self) -> None:
             super().setup()
-            # A client that sends its request slowly, or does not read the answer, is
-            # dropped after `timeout` seconds instead of holding a thread.
+            # A client that goes silent is dropped after `timeout` seconds; one that trickles
+            # bytes, at the listener's deadline.
             self.connection.settimeout(timeout)
 
         def do_GET(self) -> None:
@@ -75,7 +89,7 @@ def listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingH
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server_class: type[ThreadingHTTPServer] = _Listener
+    server_class: type[_Listener] = _Listener
     if ":" in host:
 
         class V6(_Listener):
@@ -83,6 +97,7 @@ def listen(view: Any, host: str, port: int, timeout: float = 10.0) -> ThreadingH
 
         server_class = V6
     server = server_class((host, port), Handler)
+    server.deadline = timeout
     thread = threading.Thread(target=server.serve_forever, name="otel-bridge-expvar", daemon=True)
     thread.start()
     logger.info("otel_bridge: /debug/vars on http://%s:%d%s", host, port, view.path)

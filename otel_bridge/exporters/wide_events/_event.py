@@ -155,10 +155,11 @@ class EventBuilder:
         )
 
     def _query(self, query: str) -> str:
-        return cap(redact_query(query, self.secret_params)) if query else query
+        # Cut first: redaction then reads a bounded string, whatever the client sent.
+        return redact_query(cap(query), self.secret_params) if query else query
 
     def _path(self, path: str) -> str:
-        return cap(redact_path(path, self.secret_params))
+        return redact_path(cap(path), self.secret_params)
 
     def build(self, record: RequestRecord, kind: str = "request") -> dict[str, Any]:
         """The event for `record` (`kind` is "request", or "timeout" for a partial record)."""
@@ -309,4 +310,6 @@ class EventBuilder:
             forwarded = record.headers.get("x-forwarded-for")
             if forwarded:
                 return cap(forwarded.split(",")[0].strip(), 64)
-        return record.client_address
+        address = record.client_address
+        # A server that takes the client from X-Forwarded-For (uvicorn) may hand over anything.
+        return address if address is None or len(address) <= 64 else cap(address, 64)

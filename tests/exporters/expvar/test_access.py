@@ -100,9 +100,56 @@ def test_a_local_peer_forwarding_for_someone_else_is_refused(
     assert not Access().allowed(peer, headers)
 
 
-def test_a_local_client_through_a_local_proxy_is_local() -> None:
-    assert Access().allowed("127.0.0.1", {"x-forwarded-for": "127.0.0.1"})
-    assert Access().allowed(None, {"x-real-ip": "127.0.0.1", "forwarded": "for=127.0.0.1"})
+def test_a_local_proxy_not_configured_as_trusted_is_never_a_local_clients_proof() -> None:
+    """Whatever it forwards, and whatever a client wrote in front of it: a proxy on this host
+    that sends only X-Forwarded-Proto, with the client's own X-Forwarded-For: 127.0.0.1."""
+    forged = {"x-forwarded-proto": "https", "x-forwarded-for": "127.0.0.1"}
+    assert not Access().allowed("127.0.0.1", forged)
+    assert not Access().allowed("127.0.0.1", {"x-forwarded-for": "127.0.0.1"})
+    assert not Access().allowed(None, {"x-real-ip": "127.0.0.1", "forwarded": "for=127.0.0.1"})
+    trusted = Access(trusted_proxies=[net("127.0.0.1/32")])
+    assert trusted.allowed("127.0.0.1", {"x-forwarded-for": "127.0.0.1"}), "told to trust it"
+    assert not trusted.allowed("127.0.0.1", forged | {"x-forwarded-for": "127.0.0.1, 1.2.3.4"})
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        "for=203.0.113.9;for=127.0.0.1",  # a Host header nginx copied in: `host=x;for=…`
+        'for=203.0.113.9;host="a;for=127.0.0.1"',
+        'for="127.0.0.1, 203.0.113.9"',
+        "for=127.0.0.1;by=x, for=203.0.113.9",
+    ],
+)
+def test_forwarded_is_read_by_its_grammar(forwarded: str) -> None:
+    behind = Access(trusted_proxies=[net("127.0.0.1/32")])
+    assert not behind.allowed("127.0.0.1", {"forwarded": forwarded})
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8000", True),
+        ("localhost", True),
+        ("app.localhost:8000", True),
+        ("[::1]:8000", True),
+        ("127.9.9.9", True),
+        ("shop.example.com", False),  # a proxy passing the public Host on, or DNS rebinding
+        ("attacker.example:8000", False),
+        ("10.0.0.5", False),
+    ],
+)
+def test_a_loopback_client_must_look_like_one_under_the_default(host: str, allowed: bool) -> None:
+    assert Access().allowed("127.0.0.1", {"host": host}) is allowed
+    configured = Access(allow=[net("127.0.0.0/8")])
+    assert configured.allowed("127.0.0.1", {"host": host}), "an allow-list is the user's rule"
+    assert Access().allowed(None, {"host": host}), "a unix socket: no browser, no rebinding"
+
+
+def test_a_cross_site_browser_request_is_refused_under_the_default() -> None:
+    headers = {"host": "127.0.0.1:8000", "sec-fetch-site": "cross-site"}
+    assert not Access().allowed("127.0.0.1", headers)
+    assert Access().allowed("127.0.0.1", {**headers, "sec-fetch-site": "same-origin"})
 
 
 def test_a_server_that_already_put_the_forwarded_client_in_the_peer_place() -> None:

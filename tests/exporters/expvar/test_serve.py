@@ -27,7 +27,7 @@ def settings(**overrides: Any) -> otel_bridge.Settings:
 
 def client(app: Any, peer: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app, client=(peer, 5000))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
+    return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
 async def test_asgi_serves_vars_without_recording_them(harness: Harness) -> None:
@@ -87,12 +87,13 @@ def test_wsgi_serves_vars_too(harness: Harness) -> None:
 
     wrapped = harness.wsgi(app, settings=settings())
     transport = httpx.WSGITransport(wrapped, remote_addr="127.0.0.1")
-    with httpx.Client(transport=transport, base_url="http://t") as c:
+    with httpx.Client(transport=transport, base_url="http://localhost") as c:
         c.get("/x")
         wrapped.bridge.force_flush()
         document = c.get("/debug/vars").json()
         refused = httpx.Client(
-            transport=httpx.WSGITransport(wrapped, remote_addr="10.9.9.9"), base_url="http://t"
+            transport=httpx.WSGITransport(wrapped, remote_addr="10.9.9.9"),
+            base_url="http://localhost",
         ).get("/debug/vars")
     assert document["requests"]["total"]["count"] == 1
     assert refused.status_code == 403
