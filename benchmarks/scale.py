@@ -87,7 +87,7 @@ def vars_cell(count: int, rounds: int = 21) -> dict[str, float]:
     """The whole body rendered (cmdline, memstats, the variables…), median of `rounds`."""
     from otel_bridge.exporters.expvar import Float, Int, String
     from otel_bridge.exporters.expvar._vars import Registry
-    from otel_bridge.exporters.expvar._view import ExpvarView
+    from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 
     registry = Registry()
     for index in range(count):
@@ -98,7 +98,7 @@ def vars_cell(count: int, rounds: int = 21) -> dict[str, float]:
             Int(f"int_{index:05d}", registry=registry).set(index * 7)
         else:
             String(f"string_{index:05d}", registry=registry).set(f"value {index}")
-    view = ExpvarView(registry=registry)
+    view = ExpvarEndpoint(registry=registry)
     body = view.render()
     samples = []
     for _ in range(rounds):

@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from otel_bridge.asgi import OtelBridgeMiddleware
+from otel_bridge.asgi import OtelBridgeASGIMiddleware
 from otel_bridge.bridge import Bridge
 from otel_bridge.config import Settings
 from otel_bridge.record import RecordExporter
@@ -70,7 +70,7 @@ def _follow_django_settings(
     from otel_bridge.django._settings import is_django_handler
 
     if is_django_handler(app):
-        from otel_bridge.django._live import register
+        from otel_bridge.django._bridges import register
 
         register(wrapper, build, tuple(record_exporters))
 
@@ -146,7 +146,7 @@ def instrument(
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
     """
     wrapped: ASGIApp = _wrap(
-        OtelBridgeMiddleware,
+        OtelBridgeASGIMiddleware,
         app,
         settings,
         exporters,

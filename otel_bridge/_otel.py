@@ -41,7 +41,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from otel_bridge._context import current as _current
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 

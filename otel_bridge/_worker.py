@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 
 __all__ = ["Worker"]
 

@@ -15,13 +15,13 @@ from otel_bridge._http import ASGIHeaders, split_host
 from otel_bridge.bridge import SHUTDOWN_TIMEOUT_MS, Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SHUTDOWN_TIMEOUT_MS", "OtelBridgeMiddleware"]
+__all__ = ["SHUTDOWN_TIMEOUT_MS", "OtelBridgeASGIMiddleware", "OtelBridgeMiddleware"]
 
 
 _perf_ns = time.perf_counter_ns
 
 
-class OtelBridgeMiddleware:
+class OtelBridgeASGIMiddleware:
     """Wraps an ASGI 3 application.
 
     Args:
@@ -188,3 +188,8 @@ def _route(scope: Scope, root_path: str) -> str | None:
         # The final match is a Mount itself (e.g. StaticFiles): root_path already holds it.
         return prefix or template
     return prefix + template
+
+
+# The name this class had before: otel_bridge.django.middleware.OtelBridgeMiddleware is the
+# Django middleware, a different thing.
+OtelBridgeMiddleware = OtelBridgeASGIMiddleware

@@ -27,7 +27,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge._http import normalize_method
 from otel_bridge._otel import (
     build_resource,

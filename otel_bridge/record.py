@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 
 __all__ = ["EMPTY", "UNMATCHED", "RecordExporter", "RequestRecord", "Timer", "route_or_path"]
 

@@ -57,10 +57,10 @@ View = Callable[[ViewContext], ViewParts]
 
 
 def _expvar(context: ViewContext) -> ViewParts:
-    from otel_bridge.exporters.expvar import ExpvarView
+    from otel_bridge.exporters.expvar import ExpvarEndpoint
     from otel_bridge.exporters.expvar._stats import ScoreboardWriter
 
-    view = ExpvarView.from_settings(context.settings)
+    view = ExpvarEndpoint.from_settings(context.settings)
     return ViewParts(
         consumers=[view.stats, ScoreboardWriter()],
         readers=[view.reader],

@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge._http import sanitize_text
 from otel_bridge._scoreboard import current as _scoreboard_current
 from otel_bridge._watchdog import Watchdog, gunicorn_deadline, stack_of

@@ -29,4 +29,3 @@ WSGIApp: TypeAlias = Callable[[Environ, Any], Iterable[bytes]]
 
 # Tag values accepted by otel_bridge.timer(): scalars, sequences of scalars (multi-valued
 # tags) and mappings (flattened to dotted names), as pynba accepted them.
-TagScalar: TypeAlias = str | int | float | bool | None

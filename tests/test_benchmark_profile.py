@@ -53,7 +53,7 @@ def frame(function: str, path: str) -> str:
             "Pinba",
         ),
         (
-            [MAIN, *LOOP, frame("OtelBridgeMiddleware.__call__", "/w/otel_bridge/asgi.py")],
+            [MAIN, *LOOP, frame("OtelBridgeASGIMiddleware.__call__", "/w/otel_bridge/asgi.py")],
             "otel_bridge core",
         ),
         (

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_bridge.exporters.expvar._view import ExpvarView
+from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 from otel_bridge.exporters.pinba import PinbaExporter
 from otel_bridge.exporters.wide_events._event import EventBuilder
 from otel_bridge.record import RequestRecord
@@ -71,7 +71,7 @@ def views_stay_valid(record: RequestRecord) -> None:
     event = EventBuilder().build(record)
     text = json.dumps(event, ensure_ascii=False)
     assert json.loads(text.encode("utf-8").decode("utf-8")) == json.loads(text)
-    view = ExpvarView()
+    view = ExpvarEndpoint()
     view.stats.export([record])
     json.loads(view.render())
 

@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "otel_bridge"
 LEAF = {
     "otel_bridge._context",
     "otel_bridge._decorate",
-    "otel_bridge._failsafe",
+    "otel_bridge._health",
     "otel_bridge._http",
     "otel_bridge._scoreboard",
     "otel_bridge._secrets",

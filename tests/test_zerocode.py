@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 
 import otel_bridge
 from otel_bridge._context import mode
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge.zerocode import RecordAssembler
 
 
@@ -153,9 +153,9 @@ def test_the_zero_code_listener_bounds_slow_clients() -> None:
     import time
 
     from otel_bridge.exporters.expvar._listen import listen as _listen
-    from otel_bridge.exporters.expvar._view import ExpvarView
+    from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 
-    server = _listen(ExpvarView(), "127.0.0.1", 0, timeout=1.0)
+    server = _listen(ExpvarEndpoint(), "127.0.0.1", 0, timeout=1.0)
     port = server.server_address[1]
     silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
     try:

@@ -20,7 +20,7 @@ def force_flush(timeout_millis: int = 10_000) -> bool:
     """Hand every request recorded so far (by wrapped handlers and the middleware) to the
     views: call it in a test before reading a wide-event file or `/debug/vars`. False on
     timeout."""
-    from otel_bridge.django._live import force_flush as flush
+    from otel_bridge.django._bridges import force_flush as flush
 
     return flush(timeout_millis)
 

@@ -14,9 +14,9 @@ class OtelBridgeConfig(AppConfig):  # type: ignore[misc]  # Django ships no type
         from django.conf import settings
 
         from otel_bridge.django import _checks
+        from otel_bridge.django._bridges import connect
         from otel_bridge.django._db import install
         from otel_bridge.django._discovery import discover
-        from otel_bridge.django._live import connect
 
         install()
         connect()

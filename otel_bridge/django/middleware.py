@@ -23,7 +23,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from otel_bridge._context import current
 from otel_bridge.bridge import RequestBuilder
-from otel_bridge.django import _live
+from otel_bridge.django import _bridges
 from otel_bridge.django._routes import after_response, record_match, route_template
 from otel_bridge.wsgi import begin_environ
 
@@ -52,7 +52,7 @@ class OtelBridgeMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
-        _live.uses_middleware()
+        _bridges.uses_middleware()
 
     def __call__(self, request: Any) -> Any:
         if self.is_async:
@@ -86,7 +86,7 @@ def _begin(request: Any) -> RequestBuilder | None:
     """A record for `request` when no wrapper started one; None otherwise. Never raises."""
     if current.get() is not None:
         return None
-    built = _live.standalone()
+    built = _bridges.standalone()
     if built is None:
         return None
     bridge, fields = built

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
-from otel_bridge.django import _live
+from otel_bridge.django import _bridges
 
 __all__ = ["ExpVarView"]
 
@@ -26,15 +26,15 @@ def _expvar_view() -> Any:
     """The expvar view of the bridge recording requests (the wrapper's or the middleware's),
     else one built from the settings."""
     global _standalone
-    view = _live.expvar_view()
+    view = _bridges.expvar_view()
     if view is not None:
         return view
     if _standalone is None:
         with _lock:
             if _standalone is None:
-                from otel_bridge.exporters.expvar._view import ExpvarView
+                from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 
-                _standalone = ExpvarView.from_settings(_live.settings())
+                _standalone = ExpvarEndpoint.from_settings(_bridges.settings())
                 _standalone.monitor.install()
     return _standalone
 
@@ -48,7 +48,7 @@ def forget() -> None:
         old.monitor.uninstall()
 
 
-_live.on_change.append(forget)
+_bridges.on_change.append(forget)
 
 
 class ExpVarView(View):  # type: ignore[misc]  # Django ships no types

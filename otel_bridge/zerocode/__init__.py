@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_bridge._context import mode
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge.config import Settings
 from otel_bridge.errors import ConfigError
 from otel_bridge.exporters.expvar._listen import listen
@@ -59,7 +59,7 @@ logger = logging.getLogger("otel_bridge")
 
 _lock = threading.Lock()
 _health = Health()
-_expvar: Any = None  # the ExpvarView of ExpvarReader, fed by the trace side
+_expvar: Any = None  # the ExpvarEndpoint of ExpvarReader, fed by the trace side
 _feeder: object = None  # the trace-side exporter that feeds it (one, not one per view)
 
 
@@ -164,10 +164,10 @@ class ExpvarReader(ExpvarMetricReader):
     def __init__(self) -> None:
         global _expvar
         super().__init__()
-        from otel_bridge.exporters.expvar._view import ExpvarView
+        from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 
         settings = _settings()
-        view = ExpvarView.from_settings(settings)
+        view = ExpvarEndpoint.from_settings(settings)
         view.reader = self
         view.reader_attached = True
         view.health = _health

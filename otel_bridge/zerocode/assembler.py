@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge._http import normalize_method, sanitize_text, split_host
 from otel_bridge.builder import MAXRSS_UNIT as _MAXRSS_UNIT
 from otel_bridge.child_spans import span_to_timer

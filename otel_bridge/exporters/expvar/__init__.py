@@ -12,10 +12,14 @@ from otel_bridge.exporters.expvar._vars import (
     String,
     default_registry,
 )
-from otel_bridge.exporters.expvar._view import ExpvarView
+from otel_bridge.exporters.expvar._view import ExpvarEndpoint
+
+# The name ExpvarEndpoint had before (ExpVarView is the Django view, a different thing).
+ExpvarView = ExpvarEndpoint
 
 __all__ = [
     "ExpVar",
+    "ExpvarEndpoint",
     "ExpvarView",
     "Float",
     "Func",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from otel_bridge._http import ASGIHeaders, WSGIHeaders
-from otel_bridge.exporters.expvar._view import ExpvarView
+from otel_bridge.exporters.expvar._view import ExpvarEndpoint
 from otel_bridge.types import Environ, Scope, Send, StartResponse
 
 __all__ = ["serve_asgi", "serve_wsgi"]
@@ -11,7 +11,7 @@ __all__ = ["serve_asgi", "serve_wsgi"]
 _REASONS = {200: "OK", 403: "Forbidden"}
 
 
-async def serve_asgi(view: ExpvarView, scope: Scope, send: Send) -> None:
+async def serve_asgi(view: ExpvarEndpoint, scope: Scope, send: Send) -> None:
     client = scope.get("client")
     status, headers, body = view.respond(
         scope.get("method") or "GET",
@@ -26,7 +26,9 @@ async def serve_asgi(view: ExpvarView, scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-def serve_wsgi(view: ExpvarView, environ: Environ, start_response: StartResponse) -> list[bytes]:
+def serve_wsgi(
+    view: ExpvarEndpoint, environ: Environ, start_response: StartResponse
+) -> list[bytes]:
     status, headers, body = view.respond(
         environ.get("REQUEST_METHOD") or "GET",
         environ.get("REMOTE_ADDR"),

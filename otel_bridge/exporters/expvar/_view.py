@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge._scoreboard import current
 from otel_bridge._secrets import redact_argv
 from otel_bridge._version import __version__
@@ -49,7 +49,7 @@ class Engine(Protocol):
     def queue_depth(self) -> int: ...
 
 
-__all__ = ["ExpvarView"]
+__all__ = ["ExpvarEndpoint"]
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -61,7 +61,7 @@ def _first(entry: tuple[str, str, object]) -> str:
 Response = tuple[int, list[tuple[str, str]], bytes]
 
 
-class ExpvarView:
+class ExpvarEndpoint:
     """Renders `/debug/vars` and decides who may read it.
 
     Args:
@@ -101,7 +101,7 @@ class ExpvarView:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ExpvarView:
+    def from_settings(cls, settings: Settings) -> ExpvarEndpoint:
         """Build from `OTEL_EXPORTER_EXPVAR_*` (already validated by `Settings`)."""
         access = Access(
             allow=[ipaddress.ip_network(n, strict=False) for n in settings.expvar_allow],

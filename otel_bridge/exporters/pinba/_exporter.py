@@ -8,9 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge.config import Settings
-from otel_bridge.exporters.pinba._fast import PacketEncoder
+from otel_bridge.exporters.pinba._encoder import PacketEncoder
 from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer, assemble, timer_tags
 from otel_bridge.exporters.pinba._sender import UDPSender
 from otel_bridge.record import RecordExporter, RequestRecord, Timer, route_or_path
@@ -74,7 +74,6 @@ class PinbaExporter(RecordExporter):
     ) -> None:
         self.health = Health()
         self._endpoints = tuple(endpoints)
-        self._resolve_interval = resolve_interval
         self._sender = UDPSender(self._endpoints, self.health, resolve_interval=resolve_interval)
         self.hostname = hostname or socket.gethostname()
         self.server_name = server_name
@@ -104,6 +103,8 @@ class PinbaExporter(RecordExporter):
         self._sender.health = health
 
     def script_name(self, record: RequestRecord) -> str:
+        """The packet's `script_name`: the route (bounded), `<unmatched>` for a 404 without
+        one; the path when asked for it; a job's name."""
         if self.use_path or record.interface == "job":
             return record.route or record.path or UNKNOWN
         return route_or_path(record) or UNKNOWN
@@ -118,11 +119,7 @@ class PinbaExporter(RecordExporter):
             tags = record.tags
         else:
             tags = {**self.tags, **record.tags}
-        route = record.route
-        if self.use_path or record.interface == "job" or route is None:
-            script_name = self.script_name(record)
-        else:
-            script_name = route
+        script_name = self.script_name(record)
         # Positional, in field order: tuple.__new__ skips the named tuple's argument binding.
         fields = _new_fields(
             PacketFields,

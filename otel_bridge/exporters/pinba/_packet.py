@@ -12,8 +12,6 @@ from otel_bridge.exporters.pinba._proto import PinbaRequest, encode
 
 __all__ = ["PacketFields", "PacketTimer", "assemble", "merge_timers", "php_string", "timer_tags"]
 
-TagScalar = str | int | float | bool | None
-
 
 def timer_tags(tags: Iterable[tuple[str, object]]) -> tuple[tuple[str, str], ...]:
     """Tags as Pinba pairs, sorted by name: multi-valued tags repeat the name (as pynba did)."""

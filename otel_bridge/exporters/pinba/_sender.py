@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 
 __all__ = ["UDPSender"]
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge._scoreboard import current
 from otel_bridge.config import Settings
 from otel_bridge.exporters.wide_events._event import EventBuilder

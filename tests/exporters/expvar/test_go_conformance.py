@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from otel_bridge.exporters.expvar import ExpvarView, Float, Func, Int, Map, Registry, String
+from otel_bridge.exporters.expvar import ExpvarEndpoint, Float, Func, Int, Map, Registry, String
 
 from .goref import build, serve
 
@@ -75,7 +75,7 @@ def spec() -> dict[str, Any]:
     }
 
 
-def our_view(data: dict[str, Any]) -> ExpvarView:
+def our_view(data: dict[str, Any]) -> ExpvarEndpoint:
     registry = Registry()
     for index, value in enumerate(data["Floats"]):
         Float(f"float_{index:04d}", registry=registry).set(value)
@@ -92,7 +92,7 @@ def our_view(data: dict[str, Any]) -> ExpvarView:
     mapping.set("nested", nested)
     Func("func_floats", lambda: data["Floats"], registry=registry)
     Func("func_map", lambda: {"b": 2, "a": ["x<y&z"], "c": None}, registry=registry)
-    return ExpvarView(registry=registry)
+    return ExpvarEndpoint(registry=registry)
 
 
 def lines(body: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 
 from otel_bridge.exporters.expvar import (
     ExpVar,
-    ExpvarView,
+    ExpvarEndpoint,
     Float,
     Func,
     Int,
@@ -126,7 +126,7 @@ def test_a_failing_variable_shows_an_error_marker_and_the_endpoint_still_answers
         raise KeyError("gone")
 
     Func("broken", broken, registry=registry)
-    view = ExpvarView(registry=registry)
+    view = ExpvarEndpoint(registry=registry)
     status, _, body = view.respond("GET", "127.0.0.1", {})
     document = json.loads(body)
     assert status == 200
@@ -141,8 +141,8 @@ def test_non_finite_and_odd_values_never_break_the_json() -> None:
 
 
 def test_process_figures_cheap_by_default_costly_when_asked() -> None:
-    basic = json.loads(ExpvarView(registry=Registry()).render())["process"]
-    full = json.loads(ExpvarView(registry=Registry(), full_process=True).render())["process"]
+    basic = json.loads(ExpvarEndpoint(registry=Registry()).render())["process"]
+    full = json.loads(ExpvarEndpoint(registry=Registry(), full_process=True).render())["process"]
     assert basic["threads"] >= 1 and basic["fds"] > 0
     assert "psutil" not in basic
     assert set(full["psutil"]) == {"cpu", "vmem", "swap", "netio", "memory_full_info"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_bridge.exporters.pinba._fast import PacketEncoder
+from otel_bridge.exporters.pinba._encoder import PacketEncoder
 from otel_bridge.exporters.pinba._packet import (
     PacketFields,
     PacketTimer,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_bridge._failsafe import Health
+from otel_bridge._health import Health
 from otel_bridge.exporters.pinba import _sender
 from otel_bridge.exporters.pinba._sender import UDPSender
 

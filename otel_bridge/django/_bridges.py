@@ -27,7 +27,7 @@ from otel_bridge.record import RecordExporter
 
 __all__ = ["connect", "force_flush", "register", "standalone", "uses_middleware"]
 
-# wrapper (OtelBridgeMiddleware / OtelBridgeWSGIMiddleware) → how to build its bridge again,
+# wrapper (OtelBridgeASGIMiddleware / OtelBridgeWSGIMiddleware) → how to build its bridge again,
 # and the exporters the caller passed in (flushed, never shut down, by a replaced bridge).
 _wrappers: weakref.WeakKeyDictionary[Any, tuple[Callable[[], Bridge], tuple[RecordExporter, ...]]]
 _wrappers = weakref.WeakKeyDictionary()
