@@ -19,7 +19,6 @@ processors (again whenever that list changes) and picks one of three ways per re
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -32,6 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
+
+from otel_bridge import clock
 
 __all__ = ["SAMPLED", "Ending", "ServerSpan", "SpanPlan", "end_span"]
 
@@ -132,7 +133,7 @@ class ServerSpan(trace.Span):
         self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
     ) -> None:
         if timestamp is None:
-            timestamp = time.time_ns()
+            timestamp = clock.wall_ns()
         self._change("add_event", (name, dict(attributes or {}), timestamp), {})
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
@@ -152,7 +153,7 @@ class ServerSpan(trace.Span):
         escaped: bool = False,
     ) -> None:
         if timestamp is None:
-            timestamp = time.time_ns()
+            timestamp = clock.wall_ns()
         self._change(
             "record_exception",
             (exception,),

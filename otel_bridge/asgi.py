@@ -9,16 +9,13 @@ wrapper instance.
 from __future__ import annotations
 
 import asyncio
-import time
 
+from otel_bridge import clock
 from otel_bridge._http import ASGIHeaders, split_host
 from otel_bridge.bridge import SHUTDOWN_TIMEOUT_MS, Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SHUTDOWN_TIMEOUT_MS", "OtelBridgeASGIMiddleware", "OtelBridgeMiddleware"]
-
-
-_perf_ns = time.perf_counter_ns
 
 
 class OtelBridgeASGIMiddleware:
@@ -83,14 +80,14 @@ class OtelBridgeASGIMiddleware:
             if message_type == "http.response.body":
                 builder.response_bytes += len(message.get("body", b""))
                 if not message.get("more_body", False) and not builder.trailers:
-                    builder.complete_ns = _perf_ns()
+                    builder.complete_ns = clock.monotonic_ns()
                     builder.completed = True
             elif message_type == "http.response.trailers":
                 if not message.get("more_trailers", False):
-                    builder.complete_ns = _perf_ns()
+                    builder.complete_ns = clock.monotonic_ns()
                     builder.completed = True
             elif message_type == "http.response.pathsend":
-                builder.complete_ns = _perf_ns()
+                builder.complete_ns = clock.monotonic_ns()
                 builder.completed = True
 
         # FastAPI's built-in telemetry would add a second server span and the same HTTP

@@ -27,6 +27,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge import clock
 from otel_bridge._health import Health
 from otel_bridge._http import normalize_method
 from otel_bridge._otel import (
@@ -73,8 +74,6 @@ __all__ = [
 
 _getrusage = getrusage
 _RUSAGE = RUSAGE_WHO
-_perf_ns = time.perf_counter_ns
-_time_ns = time.time_ns
 
 
 # How long shutting down may take: our queue, then the OTel providers' exporters.
@@ -190,8 +189,8 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         with self._active_lock:
             self._active[key] = self._active.get(key, 0) + 1
         # Wall clock for the span and display, monotonic clock for durations: read together.
-        builder.start_time_ns = _time_ns()
-        builder.start_ns = _perf_ns()
+        builder.start_time_ns = clock.wall_ns()
+        builder.start_ns = clock.monotonic_ns()
         builder.context_token = _current.set(builder)
         name = _span_name(normalized)
         span: trace.Span
@@ -228,8 +227,8 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         """
         builder.method = builder.method_original = ""
         builder.route = builder.path = name
-        builder.start_time_ns = _time_ns()
-        builder.start_ns = _perf_ns()
+        builder.start_time_ns = clock.wall_ns()
+        builder.start_ns = clock.monotonic_ns()
         builder.context_token = _current.set(builder)
         span = self.tracer.start_span(
             name, kind=SpanKind.INTERNAL, start_time=builder.start_time_ns
@@ -255,7 +254,7 @@ class Bridge(HttpMetrics, Timeouts, Closing):
             reset: leave the request's context (False after `detach()`).
         """
         try:
-            now = _perf_ns()
+            now = clock.monotonic_ns()
             builder.app_end_ns = now
             if not builder.complete_ns:
                 builder.complete_ns = now

@@ -5,13 +5,13 @@ known so far; a blocked event loop gets a `loop_blocked` event. The watchdog thr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge import clock
 from otel_bridge._health import Health
 from otel_bridge._http import sanitize_text
 from otel_bridge._scoreboard import current as _scoreboard_current
@@ -21,9 +21,6 @@ from otel_bridge.config import Settings
 from otel_bridge.record import EMPTY, RequestRecord, TimeoutAware, Timer
 
 __all__ = ["Timeouts"]
-
-_perf_ns = time.perf_counter_ns
-_time_ns = time.time_ns
 
 
 class Timeouts:
@@ -60,7 +57,7 @@ class Timeouts:
             {
                 "url.path": sanitize_text(builder.path),
                 "http.request.method": builder.method,
-                "running_ms": round((_perf_ns() - builder.start_ns) / 1e6, 3),
+                "running_ms": round((clock.monotonic_ns() - builder.start_ns) / 1e6, 3),
             }
             for builder in info.pop("inflight")
         ]
@@ -76,7 +73,10 @@ class Timeouts:
             claim[0].mark_timeout_written(claim[1])  # the master must not report it again
         record = self._partial(builder)
         open_spans = [
-            {"name": span.name, "running_ms": round((_time_ns() - (span.start_time or 0)) / 1e6, 3)}
+            {
+                "name": span.name,
+                "running_ms": round((clock.wall_ns() - (span.start_time or 0)) / 1e6, 3),
+            }
             for span in list((builder.open_spans or {}).values())
         ]
         stack = stack_of(builder)
@@ -88,7 +88,7 @@ class Timeouts:
 
     def _partial(self, builder: RequestBuilder) -> RequestRecord:
         """What is known of a request still running: times so far, ended timers, fields."""
-        now = _perf_ns()
+        now = clock.monotonic_ns()
         context = builder.span.get_span_context() if builder.span is not None else None
         route = builder.route
         source = builder.route_source  # once: finish() may clear it meanwhile

@@ -10,16 +10,14 @@ iterates the body, so spans opened by a generator body belong to the request.
 from __future__ import annotations
 
 import contextvars
-import time
 from collections.abc import Callable, Iterable, Iterator
 
+from otel_bridge import clock
 from otel_bridge._http import WSGIHeaders, split_host
 from otel_bridge.bridge import Bridge, RequestBuilder
 from otel_bridge.types import Environ, ExcInfo, Headers, StartResponse, WSGIApp
 
 __all__ = ["OtelBridgeWSGIMiddleware", "begin_environ", "propagation_keys"]
-
-_perf_ns = time.perf_counter_ns
 
 
 class OtelBridgeWSGIMiddleware:
@@ -88,7 +86,7 @@ class OtelBridgeWSGIMiddleware:
             # The whole body handed over at once (the common case): the response is complete
             # and no application code is left to run, not even a close().
             builder.response_bytes += sum(map(len, iterable))
-            builder.complete_ns = _perf_ns()
+            builder.complete_ns = clock.monotonic_ns()
             builder.completed = True
             bridge.finish(builder)
             return iterable
@@ -128,7 +126,7 @@ class _ResponseBody:
             chunk = next(iterator) if self._plain else self._context.run(next, iterator)
         except StopIteration:
             if not builder.complete_ns:
-                builder.complete_ns = _perf_ns()
+                builder.complete_ns = clock.monotonic_ns()
                 builder.completed = True
             raise
         except BaseException as exc:

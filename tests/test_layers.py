@@ -33,6 +33,7 @@ LEAF = {
     "otel_bridge._version",
     "otel_bridge._worker",
     "otel_bridge.builder",
+    "otel_bridge.clock",
     "otel_bridge.config",
     "otel_bridge.errors",
     "otel_bridge.record",

@@ -259,3 +259,42 @@ def test_a_list_body_is_complete_when_handed_over_and_leaves_no_context(
     assert not trace.get_current_span().get_span_context().is_valid
     [record] = harness.records()
     assert (record.completed, record.response_bytes) == (True, len(b"hello /x"))
+
+
+def test_one_clock_times_every_request_and_can_be_replaced() -> None:
+    """`otel_bridge.clock` is the only clock of a request: with it replaced, the record's
+    start, durations and the server span's times are exactly the replacement's."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_bridge import clock
+    from otel_bridge.testing import RecordCollector
+
+    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hi"]
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    collector = RecordCollector()
+    app: Any = otel_bridge.instrument_wsgi(
+        hello, exporters="none", record_exporters=[collector], tracer_provider=provider
+    )
+    monotonic = iter([10_000_000, 12_500_000, 13_000_000, 14_000_000])
+    wall = iter([1_700_000_000_000_000_000])
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/hi", "wsgi.url_scheme": "http"}
+    with clock.use(monotonic=monotonic.__next__, wall=wall.__next__):
+        body = b"".join(app(environ, lambda status, headers, exc_info=None: None))
+        app.bridge.force_flush()
+    app.bridge.shutdown()
+    (record,) = collector.records
+    (span,) = spans.get_finished_spans()
+    assert body == b"hi"
+    assert record.start_time_ns == 1_700_000_000_000_000_000
+    assert (record.duration_ns, record.app_duration_ns) == (2_500_000, 3_000_000)
+    assert (span.start_time, span.end_time) == (
+        1_700_000_000_000_000_000,
+        1_700_000_000_002_500_000,
+    )

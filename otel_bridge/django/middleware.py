@@ -15,12 +15,12 @@ Content-Length (if any) as its size.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from otel_bridge import clock
 from otel_bridge._context import current
 from otel_bridge.bridge import RequestBuilder
 from otel_bridge.django import _bridges
@@ -33,8 +33,6 @@ __all__ = [
     "record_match",
     "route_template",
 ]
-
-_perf_ns = time.perf_counter_ns
 
 
 class OtelBridgeMiddleware:
@@ -135,7 +133,7 @@ def _finish(builder: RequestBuilder, response: Any) -> None:
             builder.response_bytes = int(length) if length and length.isdigit() else 0
         elif builder.method != "HEAD":
             builder.response_bytes = len(response.content)
-        builder.complete_ns = _perf_ns()
+        builder.complete_ns = clock.monotonic_ns()
         builder.completed = True
     except Exception as exc:  # noqa: BLE001
         builder.bridge.health.error("django.response", exc)
