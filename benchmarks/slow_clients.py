@@ -42,9 +42,12 @@ class SlowClients(threading.Thread):
     ) -> None:
         super().__init__(name="slow-clients", daemon=True)
         self.port, self.readers, self.loris, self.seconds = port, readers, loris, seconds
-        self.request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        # As a local scraper sends it (a Host that is not loopback is refused by default).
+        host = f"127.0.0.1:{port}"
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
         self.connected = 0
         self.answers = 0
+        self.refused = 0  # answers other than 200: the run measured something else
         self.ready = threading.Event()
 
     def _open(self, first: bytes) -> socket.socket | None:
@@ -68,7 +71,9 @@ class SlowClients(threading.Thread):
         try:
             readers = [s for _ in range(self.readers) if (s := self._open(b""))]
             loris = [
-                s for _ in range(self.loris) if (s := self._open(b"GET /debug/vars HTTP/1.1\r\n"))
+                s
+                for _ in range(self.loris)
+                if (s := self._open(b"GET /debug/vars HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
             ]
             self.ready.set()
             received = dict.fromkeys(readers, b"")
@@ -89,6 +94,8 @@ class SlowClients(threading.Thread):
                     received[sock] += chunk
                     if _complete(received[sock]):
                         self.answers += 1
+                        if not received[sock].startswith(b"HTTP/1.1 200"):
+                            self.refused += 1
                         received[sock] = b""
                         sock.send(self.request)
                 if tick % 4 == 0:
@@ -174,6 +181,8 @@ def run(rounds: int = 3, seconds: int = 5) -> dict[str, Any]:
             runs["alone"].append(_wrk(port, seconds))
             with slow_clients(port, readers=100, loris=20, seconds=seconds + 1) as held:
                 cell = _wrk(port, seconds)
+            if held.refused:
+                raise SystemExit(f"{held.refused} of the slow readers' requests were refused")
             cell["scrapes_per_s"] = held.answers / (seconds + 1)
             runs["with slow clients"].append(cell)
     finally:
