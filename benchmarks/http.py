@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +58,16 @@ def _server_command(app_name: str, port: int) -> list[str]:
     ]
 
 
-def _parse_latency(text: str) -> float:
+def latency_ms(text: str) -> float:
+    """A latency as wrk prints it (`850.00us`, `1.20ms`), in milliseconds."""
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16) -> dict[str, Any]:
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed: apt-get install wrk")
+@contextmanager
+def served(app_name: str, config: str) -> Iterator[int]:
+    """The benchmark app `app_name` in configuration `config`, served on 127.0.0.1 (uvicorn,
+    or gunicorn for WSGI) for the block; yields its port."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(BENCH_APP=app_name, BENCH_CONFIG=config, PYTHONPATH=str(ROOT))
@@ -85,6 +89,20 @@ def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16)
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"server did not start: {server.stderr}") from None
                 time.sleep(0.05)
+        yield port
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+
+
+def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    with served(app_name, config) as port:
         url = f"http://127.0.0.1:{port}/hello"
         # Warm up, then measure.
         subprocess.run(
@@ -96,13 +114,6 @@ def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16)
             text=True,
             check=True,
         )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
     out = result.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
@@ -112,7 +123,7 @@ def cell(app_name: str, config: str, duration_s: int = 5, connections: int = 16)
         "app": app_name,
         "config": config,
         "rps": rps,
-        "p50_ms": _parse_latency(p50),
-        "p99_ms": _parse_latency(p99),
+        "p50_ms": latency_ms(p50),
+        "p99_ms": latency_ms(p99),
         "non_2xx": int(errors.group(1)) if errors else 0,
     }

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from benchmarks.http import latency_ms, served
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,11 +134,6 @@ def slow_clients(
         held.join(seconds + 30)
 
 
-def _latency_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-
 def _wrk(port: int, seconds: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/hello"],
@@ -149,33 +143,16 @@ def _wrk(port: int, seconds: int) -> dict[str, float]:
     ).stdout
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _latency_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _latency_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99_ms": latency_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
     }
 
 
 def run(rounds: int = 3, seconds: int = 5) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: scripts/system-deps wrk")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(BENCH_APP="starlette", BENCH_CONFIG="bridge_all", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.serve:app", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     runs: dict[str, list[dict[str, float]]] = {"alone": [], "with slow clients": []}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with served("starlette", "bridge_all") as port:
         _wrk(port, 1)  # warm up
         for _ in range(rounds):
             runs["alone"].append(_wrk(port, seconds))
@@ -185,9 +162,6 @@ def run(rounds: int = 3, seconds: int = 5) -> dict[str, Any]:
                 raise SystemExit(f"{held.refused} of the slow readers' requests were refused")
             cell["scrapes_per_s"] = held.answers / (seconds + 1)
             runs["with slow clients"].append(cell)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     return {
         name: {key: statistics.median(r[key] for r in cells) for key in cells[-1]}
         for name, cells in runs.items()

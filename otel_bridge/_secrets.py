@@ -161,7 +161,6 @@ _PROVIDER_KEY = re.compile(
 # scheme://user:password@host: the password runs to the last "@" of the authority (before any
 # "?" or "#"), so a password with "@" or "/" in it is covered whole.
 _URL_USERINFO = re.compile(r"([a-zA-Z][\w+.-]*://[^/@:\s?#]*):([^\s]*?)@(?=[^@?#\s]*(?:[?#\s]|$))")
-_URL_USERINFO_LOOSE = re.compile(r"([a-zA-Z][\w+.-]*://[^/@:\s?#]*):([^\s]*)@")
 # user:password@host without a scheme (Go's MySQL DSN `user:pw@tcp(db:3306)/x`, scp-like).
 _BARE_USERINFO = re.compile(r"(?<![\w/:.@%+-])([\w.%+-]+):([^\s@/:][^\s@]*)@(?=[\w\[(])")
 # ADO / ODBC: `Name=value;` pairs, a value braced ({…}, "}}" inside is one "}"), quoted, or
@@ -194,10 +193,7 @@ def _userinfo(text: str) -> str:
     if "@" not in text:
         return text
     if "://" in text:
-        redacted = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
-        if redacted == text:
-            redacted = _URL_USERINFO_LOOSE.sub(rf"\1:{REDACTED}@", text)
-        text = redacted
+        text = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
     return _BARE_USERINFO.sub(rf"\1:{REDACTED}@", text)
 
 

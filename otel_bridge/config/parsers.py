@@ -217,10 +217,12 @@ def public_url_problem(url: str) -> str | None:
     if "*" in host or host.startswith(".") or host in ("localhost", "localhost.localdomain"):
         return f"{url!r}: Cronitor probes from the internet; {host} is not a host"
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
-        return None
-    if address.is_loopback or address.is_unspecified or address.is_link_local:
+        address = None  # a name
+    if address is not None and (
+        address.is_loopback or address.is_unspecified or address.is_link_local
+    ):
         return f"{url!r}: Cronitor cannot reach {host}"
     return None
 

@@ -64,18 +64,7 @@ def serve(
         text=True,
     )
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                out, err = process.communicate()
-                raise RuntimeError(f"server exited early:\n{out}\n{err}")
-            try:
-                connect(port).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server on port {port} did not start") from None
-                time.sleep(0.05)
+        wait_accepting(process, port, timeout)
         yield process
     finally:
         if process.poll() is None:
@@ -87,6 +76,22 @@ def serve(
             process.communicate()
         except ValueError:
             pass  # stop() already collected the output
+
+
+def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:
+    """Return once `port` accepts connections; raise if `process` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise RuntimeError(f"{process.args!r} exited early:\n{out}\n{err}")
+        try:
+            connect(port).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing accepts on {port}") from None
+            time.sleep(0.05)
 
 
 def connect(port: int | Path, timeout: float = 0.2) -> socket.socket:
@@ -230,17 +235,7 @@ def nginx(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {process.communicate()}")
-            try:
-                connect(port).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nginx did not start") from None
-                time.sleep(0.05)
+        wait_accepting(process, port, 10)
         yield port
     finally:
         process.send_signal(signal.SIGQUIT)
