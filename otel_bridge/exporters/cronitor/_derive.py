@@ -78,7 +78,19 @@ def _slug(text: str) -> str:
 def _routes(routes: Any, prefix: str = "") -> Iterator[tuple[Any, str]]:
     for route in routes or ():
         path_format = getattr(route, "path_format", None)
+        candidates = getattr(route, "effective_candidates", None)
+        if path_format is None and callable(candidates):
+            # FastAPI >= 0.165: include_router() leaves one included-router entry in
+            # app.routes; its candidates carry the full path (every include's prefix), and
+            # a nested include is another such entry.
+            yield from _routes(candidates(), prefix)
+            continue
         if path_format is None:
+            if _spec_of(route) is not None:
+                raise HealthcheckError(
+                    f"route {getattr(route, 'name', None) or route!r}: marked as a healthcheck "
+                    "but has no path template to probe"
+                )
             continue
         inner = getattr(route, "routes", None)
         if inner and getattr(route, ATTRIBUTE, None) is None:

@@ -408,3 +408,50 @@ def test_the_cronitor_view_alone_builds_no_records_and_keeps_spans_and_metrics(
     (point,) = harness.metric_points("http.server.request.duration")
     assert point.count == 6
     assert point.attributes["http.route"] == "/hi"
+
+
+def test_routes_of_included_fastapi_routers_become_monitors() -> None:
+    """The most common FastAPI layout: routers with prefixes, included with a prefix, one
+    inside another. Each marked route is found with its full path (FastAPI 0.165 leaves one
+    included-router entry in app.routes instead of copying the routes)."""
+    from fastapi import APIRouter, FastAPI
+
+    ops = APIRouter(prefix="/ops")
+
+    @ops.get("/health", name="ops-health")
+    @otel_bridge.healthcheck(schedule="every 5 minutes")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    v2 = APIRouter(prefix="/v2")
+
+    @v2.get("/items/{item_id}", name="item")
+    @otel_bridge.healthcheck(path_params={"item_id": 7})
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @v2.get("/unmarked")
+    def unmarked() -> None:
+        return None
+
+    ops.include_router(v2)
+    app = FastAPI()
+    app.include_router(ops, prefix="/api")
+    monitors = {
+        m["key"]: m["request"]["url"]
+        for m in monitors_from_app(app, public_url="https://shop.example.com", service="shop")
+    }
+    assert monitors == {
+        "shop-ops-health": "https://shop.example.com/api/ops/health",
+        "shop-item": "https://shop.example.com/api/ops/v2/items/7",
+    }
+
+
+def test_a_marked_route_that_cannot_be_placed_is_an_error_naming_it() -> None:
+    class Opaque:
+        name = "websocket-feed"
+
+    otel_bridge.healthcheck(Opaque)
+    app = Starlette(routes=[Opaque()])  # type: ignore[list-item]
+    with pytest.raises(HealthcheckError, match="websocket-feed"):
+        monitors_from_app(app, public_url="https://shop.example.com")
