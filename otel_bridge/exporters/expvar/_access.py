@@ -21,6 +21,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from otel_bridge._http import split_host
+
 __all__ = ["UNIX", "Access"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -63,13 +65,9 @@ PROXIED = (
 
 def _address(text: str) -> Address | None:
     """An address as a proxy writes it: bare, `[v6]`, `v4:port`, `[v6]:port`, or quoted."""
-    text = text.strip().strip('"').strip()
-    if text.startswith("["):
-        text = text[1 : text.find("]")] if "]" in text else ""
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
+    host, _ = split_host(text.strip().strip('"').strip())
     try:
-        address = ipaddress.ip_address(text)
+        address = ipaddress.ip_address(host)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -80,12 +78,7 @@ def _address(text: str) -> Address | None:
 def _loopback_host(host: str) -> bool:
     """Whether a `Host` header names this machine's loopback: localhost (or a name under
     .localhost), 127.0.0.0/8 or [::1], with any port."""
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else ""
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    name = name.rstrip(".")
+    name = split_host(host.strip().lower())[0].rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
     address = _address(name)

@@ -199,11 +199,26 @@ def test_a_unix_socket_proxy_is_trusted_only_when_configured() -> None:
     assert not trusted.allowed(None, {}), "the proxy's own request: local, not on the list"
 
 
-def test_the_token_compares_digests() -> None:
-    """Constant time whatever the length presented: the comparison sees digests only."""
+def test_the_token_compares_digests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant time whatever the length presented: compare_digest only ever sees two
+    32-byte digests (it returns early on inputs of unequal length)."""
+    import hmac
+
+    from otel_bridge.exporters.expvar import _access
+
+    lengths: list[tuple[int, int]] = []
+    compare = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        lengths.append((len(a), len(b)))
+        return compare(a, b)
+
+    monkeypatch.setattr(_access.hmac, "compare_digest", recording)
     access = Access(token=TOKEN)
-    for presented in ("", "B", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}" * 100):
-        assert not access.allowed("127.0.0.1", {"authorization": presented})
+    presented = ["", "B", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}" * 100]
+    assert [access.allowed("127.0.0.1", {"authorization": p}) for p in presented] == [False] * 4
+    assert access.allowed("127.0.0.1", {"authorization": f"Bearer {TOKEN}"})
+    assert lengths == [(32, 32)] * 5
 
 
 @pytest.mark.parametrize(("argv", "shown"), shapes("cmdline"))
