@@ -244,14 +244,67 @@ def resolve_meter_provider(
     return created, True
 
 
+def no_providers_yet() -> bool:
+    """Neither a tracer nor a meter provider is set globally yet."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and (
+        type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    )
+
+
+def check_exporters(settings: Settings) -> None:
+    """Load the exporters OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER name, creating none.
+
+    Raises:
+        ConfigError: one is not installed, or its protocol variable is invalid.
+    """
+    for group, names, variable in (
+        ("opentelemetry_traces_exporter", settings.traces_exporters, "OTEL_TRACES_EXPORTER"),
+        ("opentelemetry_metrics_exporter", settings.metrics_exporters, "OTEL_METRICS_EXPORTER"),
+    ):
+        for name in names:
+            if name not in _OWN_VIEWS:
+                _load(group, name, variable)
+
+
+def _processors(provider: TracerProvider) -> tuple[Any, Any] | None:
+    # The multi-processor the SDK keeps (no public way to reorder or list): None if it looks
+    # different from what this code knows.
+    active: Any = getattr(provider, "_active_span_processor", None)
+    lock = getattr(active, "_lock", None)
+    if lock is None or not isinstance(getattr(active, "_span_processors", None), tuple):
+        return None
+    return active, lock
+
+
+def add_span_processor_first(provider: TracerProvider, processor: object) -> None:
+    """Add `processor` ahead of the provider's others, so that its `shutdown()` (which ends
+    the requests still queued) runs before theirs."""
+    provider.add_span_processor(processor)  # type: ignore[arg-type]
+    found = _processors(provider)
+    if found is None:
+        return
+    active, lock = found
+    with lock:
+        others = tuple(item for item in active._span_processors if item is not processor)
+        active._span_processors = (processor, *others)
+
+
+def other_span_processors(provider: TracerProvider, processor: object) -> tuple[Any, ...]:
+    """The provider's span processors but `processor` (none if they cannot be listed)."""
+    found = _processors(provider)
+    if found is None:
+        return ()
+    return tuple(item for item in found[0]._span_processors if item is not processor)
+
+
 def remove_span_processor(provider: TracerProvider, processor: object) -> None:
     """Take a bridge's processor off the provider when the bridge shuts down (Django rebuilds
     bridges under `override_settings`). The SDK has no public way to remove a processor, so
     this works on the multi-processor it keeps, and does nothing if that looks different."""
-    active: Any = getattr(provider, "_active_span_processor", None)
-    lock = getattr(active, "_lock", None)
-    if lock is None or not isinstance(getattr(active, "_span_processors", None), tuple):
+    found = _processors(provider)
+    if found is None:
         return
+    active, lock = found
     with lock:
         active._span_processors = tuple(
             item for item in active._span_processors if item is not processor

@@ -5,8 +5,10 @@ awake). When the deque is full, the request thread waits for room, up to `BACKPR
 a process whose request threads keep the CPU (and the GIL) busy would otherwise starve the
 export thread and lose records exactly under load. If the thread makes no room in that time,
 the record is dropped and counted, and requests stop waiting until the thread finishes a batch
-again (at most `GIVE_UP_S`): a stuck exporter costs one wait, not one per request, while one
-slow batch (a full garbage collection, a slow disk) costs one record, not a second of them.
+again: a thread stuck in one batch costs one wait, not one per request (nor one a second),
+while one slow batch (a full garbage collection) costs the records of that batch's time only.
+The views never hold this thread up: each one that may block has a lane of its own
+(`_lanes`).
 The thread starts lazily on the first record and is restarted in a forked child (PID check),
 so a bridge created in a gunicorn master before `fork()` works in every worker.
 """
@@ -42,10 +44,9 @@ WAKE_AT = 64
 INTERVAL_S = 0.1
 # How often flush() re-checks while it waits.
 IDLE_WAIT_S = 0.05
-# How long a request waits for room in a full queue, and how long requests stop waiting after
-# such a wait found none.
+# How long a request waits for room in a full queue. After such a wait found none, requests
+# wait again only once the thread has finished a batch since.
 BACKPRESSURE_S = 0.05
-GIVE_UP_S = 1.0
 
 
 class Worker(Generic[T]):
@@ -97,7 +98,6 @@ class Worker(Generic[T]):
         self._start_lock = threading.Lock()
         self._room = threading.Condition(threading.Lock())
         self._waiting = 0
-        self._no_wait_until = 0.0
         # Batches handled so far, and their number when a wait last found no room.
         self._batches = 0
         self._stuck_at = -1
@@ -129,7 +129,7 @@ class Worker(Generic[T]):
     def _wait_for_room(self) -> bool:
         now = time.monotonic()
         if (
-            (now < self._no_wait_until and self._batches == self._stuck_at)
+            self._batches == self._stuck_at
             or self._pid != os.getpid()
             or threading.current_thread() is self._thread
         ):
@@ -142,7 +142,6 @@ class Worker(Generic[T]):
                 while len(self._queue) >= self._maxsize:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        self._no_wait_until = time.monotonic() + GIVE_UP_S
                         self._stuck_at = self._batches
                         return False
                     self._room.wait(remaining)
@@ -194,9 +193,12 @@ class Worker(Generic[T]):
                 return
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything submitted so far has been handled; False on timeout."""
+        """Wait until everything submitted so far has been handled; False on timeout (or when
+        called from the thread itself, by a handler: it cannot wait for itself)."""
         if self._thread is None or self._pid != os.getpid():
             return not self._queue
+        if threading.current_thread() is self._thread:
+            return False
         deadline = time.monotonic() + timeout_s
         while True:
             with self._idle:

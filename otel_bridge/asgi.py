@@ -156,7 +156,12 @@ class OtelBridgeASGIMiddleware:
         bridge = self.bridge
 
         async def lifespan_send(message: Message) -> None:
-            if message.get("type") == "lifespan.shutdown.complete":
+            kind = message.get("type")
+            if kind == "lifespan.startup.complete" and not bridge.bound:
+                # The app's startup may have set its OpenTelemetry providers up: find them
+                # now rather than in the first request.
+                bridge.bind()
+            elif kind == "lifespan.shutdown.complete":
                 # Bounded: a Collector that is down must not hold a restart for the SDK's
                 # retries (~30 s); what is still unsent after this is given up.
                 bridge.shutdown(SHUTDOWN_TIMEOUT_MS)

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import (
     SpanKind,
 )
@@ -30,20 +31,19 @@ from opentelemetry.util.types import AttributeValue
 from otel_bridge import clock
 from otel_bridge._health import Health
 from otel_bridge._http import normalize_method
+from otel_bridge._lanes import Lane
 from otel_bridge._otel import (
     build_resource,
+    check_exporters,
+    no_providers_yet,
     remove_span_processor,
-    resolve_meter_provider,
-    resolve_tracer_provider,
 )
 from otel_bridge._scoreboard import current as _scoreboard_current
-from otel_bridge._spans import SDK, ServerSpan, SpanPlan
-from otel_bridge._version import __version__
+from otel_bridge._spans import SDK, ServerSpan
 from otel_bridge._watchdog import Watchdog
 from otel_bridge._worker import Worker
 from otel_bridge.builder import (
     RUSAGE_WHO,
-    TIMER_SCOPE,
     RequestBuilder,
     _span_name,
     current_builder,
@@ -54,6 +54,7 @@ from otel_bridge.child_spans import RecordSpanProcessor, span_to_timer
 from otel_bridge.closing import Closing
 from otel_bridge.config import Settings
 from otel_bridge.http_metrics import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
+from otel_bridge.providers import Providers
 from otel_bridge.record import (
     EMPTY,
     RecordExporter,
@@ -80,7 +81,7 @@ _RUSAGE = RUSAGE_WHO
 SHUTDOWN_TIMEOUT_MS = 5_000
 
 
-class Bridge(HttpMetrics, Timeouts, Closing):
+class Bridge(HttpMetrics, Timeouts, Closing, Providers):
     """Owns the span processor, the metrics, the background thread and the exporters.
 
     Args:
@@ -107,32 +108,28 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         # The exporters that read records (the Cronitor view, say, reads none): with none,
         # no record is built at all.
         self._readers = tuple(e for e in self.exporters if getattr(e, "reads_records", True))
+        self._inline = tuple(e for e in self._readers if getattr(e, "in_memory", False))
+        self._lanes = {
+            exporter: Lane(
+                exporter.name, exporter.export, health=self.health, max_items=settings.queue_size
+            )
+            for exporter in self._readers
+            if exporter not in self._inline
+        }
         for exporter in self.exporters:
             exporter.attach(self.health)
         self.excluded = settings.excluded_regex
-        sdk_provider = resolve_tracer_provider(settings, tracer_provider, self.health)
-        self.tracer_provider = sdk_provider
-        provider = sdk_provider or tracer_provider or trace.get_tracer_provider()
-        self.tracer = provider.get_tracer("otel_bridge", __version__)
-        self.timer_tracer = provider.get_tracer(TIMER_SCOPE, __version__)
         self.processor = RecordSpanProcessor(self)
         # CPU time per request and per timer is two getrusage() calls each (~1 µs): measured
         # only when a view can show it (records are built only for record exporters).
         self.measure_cpu = bool(self._readers)
-        # How each request's server span is made: the SDK's, or built at its end (_spans).
-        self._plan = SpanPlan(sdk_provider, self.tracer, self.processor)
-        if sdk_provider is not None:
-            sdk_provider.add_span_processor(self.processor)
-            self.resource: Mapping[str, AttributeValue] = MappingProxyType(
-                dict(sdk_provider.resource.attributes)
-            )
-        else:
-            self.resource = MappingProxyType(dict(build_resource(settings).attributes))
-        self.meter_provider, self.readers_attached = resolve_meter_provider(
-            settings, meter_provider, metric_readers, self.health
+        self._given = (tracer_provider, meter_provider, tuple(metric_readers))
+        self.tracer_provider: TracerProvider | None = None
+        self.meter_provider: metrics.MeterProvider | None = None
+        self.readers_attached = False
+        self.resource: Mapping[str, AttributeValue] = MappingProxyType(
+            dict(build_resource(settings).attributes)
         )
-        meter = self.meter_provider.get_meter("otel_bridge", __version__)
-        self._create_metrics(meter, settings.body_size_metrics)
         self._propagator = propagate.get_global_textmap()
         self.propagation_fields = frozenset(self._propagator.fields)
         self._pid = os.getpid()
@@ -152,6 +149,21 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         self.on_shutdown: list[Callable[[], None]] = []
         # The expvar view the wrappers serve, when it is on (set by instrument()).
         self.expvar: Any = None
+        self._bind_lock = threading.Lock()
+        # With no providers yet (neither given nor set globally), the app may still set its
+        # own up after wrapping (before serving): wait for the first request (or the ASGI
+        # lifespan startup) to find them, and create ours only if there are none by then.
+        # A bad OTEL_*_EXPORTER still fails here, at startup.
+        self.bound = not (tracer_provider is None and meter_provider is None and no_providers_yet())
+        if self.bound:
+            self._bind()
+        else:
+            check_exporters(settings)
+
+    def drain(self, timeout_millis: float = SHUTDOWN_TIMEOUT_MS) -> bool:
+        """Close every request that finished so far: its span ended, its metrics recorded,
+        its record handed to the views. False if that took longer than `timeout_millis`."""
+        return self._worker.flush(timeout_millis / 1000)
 
     def _after_fork(self) -> None:
         # Another thread may have held the lock at fork(): the child gets fresh ones.
@@ -184,6 +196,8 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         builder.method_original = method
         builder.method = normalized = normalize_method(method)
         builder.start_attributes = attributes
+        if not self.bound:
+            self.bind()
         parent = self._propagator.extract(carrier) if carrier else None
         key = (normalized, builder.scheme)
         with self._active_lock:
@@ -227,6 +241,8 @@ class Bridge(HttpMetrics, Timeouts, Closing):
         """
         builder.method = builder.method_original = ""
         builder.route = builder.path = name
+        if not self.bound:
+            self.bind()
         builder.start_time_ns = clock.wall_ns()
         builder.start_ns = clock.monotonic_ns()
         builder.context_token = _current.set(builder)
@@ -322,11 +338,15 @@ class Bridge(HttpMetrics, Timeouts, Closing):
                 self.health.error("bridge.metrics", exc)
         if not records:
             return
-        for exporter in self._readers:
+        for exporter in self._inline:
             try:
                 exporter.export(records)
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
+        if self._lanes:
+            batch = tuple(records)  # one immutable batch, shared by every lane
+            for lane in self._lanes.values():
+                lane.submit(batch)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -334,14 +354,25 @@ class Bridge(HttpMetrics, Timeouts, Closing):
     def queue_depth(self) -> int:
         return self._worker.depth
 
+    def lanes(self) -> dict[str, dict[str, int | bool]]:
+        """Each laned view's records waiting, and whether it is behind (dropping)."""
+        return {
+            lane.name: {"queued": lane.depth, "behind": lane.behind}
+            for lane in self._lanes.values()
+        }
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every finished request, then flush each exporter; False on timeout."""
         deadline = time.monotonic() + timeout_millis / 1000
         done = self._worker.flush(timeout_millis / 1000)
         for exporter in self.exporters:
-            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            remaining = max(0.0, deadline - time.monotonic())
+            lane = self._lanes.get(exporter)
+            if lane is not None and not lane.flush(remaining):
+                done = False
+                continue
             try:
-                done = exporter.force_flush(remaining) and done
+                done = exporter.force_flush(int(remaining * 1000)) and done
             except Exception as exc:  # noqa: BLE001
                 self.health.error(f"exporter.{exporter.name}", exc)
                 done = False
@@ -360,6 +391,10 @@ class Bridge(HttpMetrics, Timeouts, Closing):
             self.expvar.monitor.uninstall()
         deadline = time.monotonic() + timeout_millis / 1000
         self._worker.stop(timeout_millis / 1000)
+        stuck = set()
+        for exporter, lane in self._lanes.items():
+            if not lane.stop(max(0.0, deadline - time.monotonic())):
+                stuck.add(exporter)  # still inside its export: do not wait on it again
         # The spans ended by the worker sit in the provider's batch processors. Servers such as
         # uvicorn re-raise SIGTERM after a graceful shutdown, so atexit hooks (where the SDK
         # flushes) never run: flush here, while the process is still ours.
@@ -373,6 +408,8 @@ class Bridge(HttpMetrics, Timeouts, Closing):
             except Exception as exc:  # noqa: BLE001
                 self.health.error("bridge.flush", exc)
         for exporter in self.exporters:
+            if exporter in stuck:
+                continue
             try:
                 if exporter in keep:
                     exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))

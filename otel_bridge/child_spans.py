@@ -5,6 +5,7 @@ of its record. `RecordSpanProcessor` notes them on the request path (O(1) a span
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+from otel_bridge._otel import other_span_processors
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer
@@ -91,10 +93,30 @@ class RecordSpanProcessor(SpanProcessor):
                 self._live.pop(span_id, None)
 
     def shutdown(self) -> None:
+        # The provider shuts its processors down in order, and this one is first: the
+        # requests that finished are ended before the others (exporters) shut down.
+        self._bridge.drain()
         self._live.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        """End every request that finished, then flush the provider's other processors: the
+        spans just ended sit there (a BatchSpanProcessor's queue), and the provider may have
+        flushed them already, before this one, or concurrently."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        done: bool = self._bridge.drain(timeout_millis)
+        provider = self._bridge.tracer_provider
+        if provider is None:
+            return done
+        for processor in other_span_processors(provider, self):
+            if isinstance(processor, RecordSpanProcessor):
+                continue  # another bridge's (Django rebuilds them): the provider calls it
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                done = processor.force_flush(remaining) and done
+            except Exception as exc:  # noqa: BLE001 - another processor's failure, not ours
+                self._bridge.health.error("bridge.flush", exc)
+                done = False
+        return done
 
 
 def span_to_timer(

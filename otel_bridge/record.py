@@ -131,6 +131,10 @@ class RecordExporter:
     # False for a view that needs no records (it is only attached, flushed and shut down):
     # when no exporter reads them, the bridge builds none.
     reads_records: bool = True
+    # True for a view whose export() only updates memory and never blocks (the expvar
+    # statistics): it runs on the export thread itself. Any other view gets a lane, its own
+    # thread and bounded queue, so that when it blocks it holds up only itself.
+    in_memory: bool = False
 
     def attach(self, health: Health) -> None:
         """Called once by the bridge that will call `export()`."""

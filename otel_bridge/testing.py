@@ -22,6 +22,7 @@ class RecordCollector(RecordExporter):
     """Keeps every exported record (up to `limit`, oldest dropped first)."""
 
     name = "collector"
+    in_memory = True
 
     def __init__(self, limit: int = 100_000) -> None:
         self._limit = limit

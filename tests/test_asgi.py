@@ -520,7 +520,9 @@ async def test_a_failing_exporter_never_reaches_the_app_and_is_logged_once(
     assert len([r for r in caplog.records if "exporter.failing" in r.getMessage()]) == 1
 
 
-async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) -> None:
+async def test_a_stuck_view_drops_and_counts_its_own_records_only(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = threading.Event()
 
     class Blocking(RecordExporter):
@@ -530,20 +532,31 @@ async def test_full_queue_drops_and_counts_without_blocking(harness: Harness) ->
             gate.wait(10)
 
     settings = otel_bridge.Settings(exporters=()).replace(queue_size=2)
-    app = harness.asgi(starlette_app(), settings=settings, record_exporters=[Blocking()])
+    app = harness.asgi(
+        starlette_app(), settings=settings, record_exporters=[Blocking(), harness.collector]
+    )
     started = time.monotonic()
     async with client(app) as c:
         for index in range(10):
             assert (await c.get(f"/users/{index}")).status_code == 200
-    # A stuck exporter costs one wait for room (50 ms), not one per request.
+            await asyncio.sleep(0.01)
+        # Stuck, the view is behind: a flush says it could not finish.
+        assert app.bridge.force_flush(200) is False
+        assert app.bridge.lanes() == {"blocking": {"queued": 2, "behind": True}}
+    # A stuck view costs at most one short wait, not one per request.
     assert time.monotonic() - started < 0.5
+    assert len(harness.collector.records) == 10, "the other views get every record"
     gate.set()
     assert app.bridge.force_flush(5_000)
-    dropped = app.bridge.health.dropped["queue_full"]
-    # One batch may already be in the exporter when the queue fills: 10 - 2 - (0..2) dropped.
+    dropped = app.bridge.health.dropped["view.blocking"]
+    # One batch in the stuck export, two records queued: the rest dropped, and counted.
     assert 6 <= dropped <= 8
+    assert app.bridge.lanes() == {"blocking": {"queued": 0, "behind": False}}
     server = [s for s in harness.finished_spans() if s.kind is SpanKind.SERVER]
-    assert len(server) == 10, "dropped records still end their spans"
+    assert len(server) == 10, "every span ended"
+    logged = [r.getMessage() for r in caplog.records if "view blocking" in r.getMessage()]
+    assert len(logged) == 2, logged  # once when it fell behind, once when it caught up
+    assert "not keeping up" in logged[0] and "keeping up again" in logged[1]
 
 
 def two_slot_queue_app(harness: Harness, exporter: RecordExporter) -> Any:
@@ -573,34 +586,40 @@ async def test_a_full_queue_waits_for_a_busy_exporter_instead_of_dropping(
     assert len(harness.records()) == 40
 
 
-async def test_one_slow_batch_does_not_drop_records_for_the_next_second(
+async def test_one_slow_batch_costs_its_own_view_only_and_only_while_it_lasts(
     harness: Harness,
 ) -> None:
-    # A batch longer than a request may wait (a full collection, a slow disk): requests drop
-    # their records while it runs, and wait for room again as soon as the exporter finished
-    # a batch, instead of dropping for the next second as for an exporter that is stuck.
+    # A batch longer than a view's queue can cover (a full collection, a slow disk): that view
+    # drops what arrives while it runs, and takes records again as soon as it finished the
+    # batch. The other views miss nothing.
     calls = [0]
 
     class OnceSlow(RecordExporter):
         name = "once_slow"
 
+        def __init__(self) -> None:
+            self.paths: list[str] = []
+
         def export(self, records: Any) -> None:
             calls[0] += 1
             if calls[0] == 1:
                 time.sleep(0.3)
+            self.paths.extend(record.path for record in records)
 
-    app = two_slot_queue_app(harness, OnceSlow())
+    slow = OnceSlow()
+    app = two_slot_queue_app(harness, slow)
     async with client(app) as c:
         for index in range(200):
             assert (await c.get(f"/users/{index}")).status_code == 200
             await asyncio.sleep(0.005)  # ~1.3 s in all
     assert app.bridge.force_flush(5_000)
-    dropped = app.bridge.health.dropped.get("queue_full", 0)
-    assert 1 <= dropped <= 60, app.bridge.health.dropped
-    recorded = {record.path for record in harness.records()}
-    assert len(recorded) == 200 - dropped
-    # The slow batch ends ~0.3 s in; a second of dropping would reach past request 120.
-    assert {f"/users/{index}" for index in range(100, 200)} <= recorded
+    dropped = app.bridge.health.dropped
+    assert set(dropped) == {"view.once_slow"}, dropped
+    assert 1 <= dropped["view.once_slow"] <= 100, dropped
+    assert len(slow.paths) == 200 - dropped["view.once_slow"]
+    # The slow batch ends ~0.3 s in: the view has every request after the first ~half.
+    assert [f"/users/{index}" for index in range(120, 200)] == slow.paths[-80:]
+    assert len(harness.records()) == 200, "the other views miss nothing"
 
 
 async def test_sdk_disabled_returns_the_app_unchanged(harness: Harness) -> None:

@@ -51,6 +51,7 @@ ENGINE = {
     "otel_bridge.bridge",
     "otel_bridge.child_spans",
     "otel_bridge.closing",
+    "otel_bridge.providers",
     "otel_bridge.http_metrics",
     "otel_bridge.timeouts",
 }

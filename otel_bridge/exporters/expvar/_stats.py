@@ -106,6 +106,7 @@ class RequestStats(RecordExporter):
     """Counts and latencies per route and status class, since the process started."""
 
     name = "expvar"
+    in_memory = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -239,6 +240,7 @@ class ScoreboardWriter(RecordExporter):
     """Writes this worker's counters into its scoreboard slot after every batch."""
 
     name = "scoreboard"
+    in_memory = True
 
     def __init__(self) -> None:
         self._pid = 0

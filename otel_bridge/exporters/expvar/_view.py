@@ -48,6 +48,8 @@ class Engine(Protocol):
     @property
     def queue_depth(self) -> int: ...
 
+    def lanes(self) -> dict[str, Any]: ...
+
 
 __all__ = ["ExpvarEndpoint"]
 
@@ -92,6 +94,7 @@ class ExpvarEndpoint:
         self.full_process = full_process
         self.health = Health()
         self.queue_depth: Callable[[], int] = lambda: 0
+        self.lanes: Callable[[], dict[str, Any]] = dict
         self.exporter_names: tuple[str, ...] = ()
         self._argv = redact_argv(
             getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv], redact
@@ -124,6 +127,7 @@ class ExpvarEndpoint:
         """Show `bridge`'s health and metrics; start measuring GC pauses (not at import)."""
         self.health = bridge.health
         self.queue_depth = lambda: bridge.queue_depth
+        self.lanes = bridge.lanes
         self.exporter_names = tuple(exporter.name for exporter in bridge.exporters)
         self.reader_attached = bridge.readers_attached
         self.monitor.install()
@@ -173,6 +177,7 @@ class ExpvarEndpoint:
             {
                 **health,
                 "queue_depth": self.queue_depth(),
+                "views": self.lanes(),
                 "exporters": list(self.exporter_names),
                 "version": __version__,
             }
