@@ -131,7 +131,7 @@ def _otlp(name: str, signal: str) -> str:
 
 
 def _load(group: str, name: str, variable: str) -> Any:
-    name = _otlp(name, "traces" if "traces" in group else "metrics")
+    name = _otlp(name, group.split("_")[1])
     found = entry_points(group=group, name=name)
     for entry_point in found:
         return entry_point.load()
@@ -162,7 +162,11 @@ def resolve_tracer_provider(
         )
         return None
     sampler = RecordAllSampler(_get_from_env_or_default())
-    created = TracerProvider(resource=build_resource(settings), sampler=sampler)
+    # Shut down by the bridge, within its bound, not by the SDK's unbounded atexit hook.
+    created = TracerProvider(
+        resource=build_resource(settings), sampler=sampler, shutdown_on_exit=False
+    )
+    CREATED.add(created)
     for name in settings.traces_exporters:
         if name in _OWN_VIEWS:
             _skip_own(name, "OTEL_TRACES_EXPORTER")
@@ -239,9 +243,18 @@ def resolve_meter_provider(
             if health is not None:
                 exporter = CountedMetricExporter(exporter, health, f"otel.metrics.{name}")
             all_readers.append(PeriodicExportingMetricReader(exporter))
-    created = MeterProvider(resource=build_resource(settings), metric_readers=all_readers)
+    created = MeterProvider(
+        resource=build_resource(settings), metric_readers=all_readers, shutdown_on_exit=False
+    )
+    CREATED.add(created)
     metrics.set_meter_provider(created)
     return created, True
+
+
+# The providers otel_bridge created (it shuts them down; it only flushes the others). Each is
+# also the process's global, so there is one of each at most.
+CREATED: set[Any] = set()
+_COUNTED_LOGS: dict[int, CountedLogExporter] = {}
 
 
 def no_providers_yet() -> bool:
@@ -295,6 +308,54 @@ def other_span_processors(provider: TracerProvider, processor: object) -> tuple[
     if found is None:
         return ()
     return tuple(item for item in found[0]._span_processors if item is not processor)
+
+
+def logger_provider_for_events(settings: Settings) -> tuple[Any, CountedLogExporter | None]:
+    """The LoggerProvider the wide events' `otlp` sink emits to: None for the process's own
+    (the SDK's, set up by the app or `opentelemetry-instrument`), else one otel_bridge creates,
+    exporting with OTLP as the `OTEL_EXPORTER_OTLP_[LOGS_]*` variables say.
+
+    Raises:
+        ConfigError: the protocol is invalid, or its exporter is not installed.
+    """
+    from opentelemetry import _logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    found = _logs.get_logger_provider()
+    if found in CREATED:
+        return found, _COUNTED_LOGS.get(id(found))  # ours, from a bridge this one replaces
+    if isinstance(found, LoggerProvider):
+        return None, None
+    exporter = _load("opentelemetry_logs_exporter", "otlp", "OTEL_EXPORTER_WIDE_EVENTS_SINK")()
+    counted = CountedLogExporter(exporter, "otel.logs.otlp")
+    created = LoggerProvider(resource=build_resource(settings), shutdown_on_exit=False)
+    created.add_log_record_processor(BatchLogRecordProcessor(counted))  # type: ignore[arg-type]
+    CREATED.add(created)
+    _COUNTED_LOGS[id(created)] = counted
+    # As the tracer and meter providers otel_bridge creates: the process's own from now on
+    # (the app's logging handler can use it; a rebuilt bridge finds it).
+    _logs.set_logger_provider(created)
+    return created, counted
+
+
+def pending(provider: Any) -> int | None:
+    """Spans or log records still queued in `provider`'s batch processors (None if that
+    cannot be known): what a shutdown cut short did not send."""
+    holder: Any = getattr(provider, "_active_span_processor", None) or getattr(
+        provider, "_multi_log_record_processor", None
+    )
+    processors = getattr(holder, "_span_processors", None) or getattr(
+        holder, "_log_record_processors", None
+    )
+    if not isinstance(processors, tuple):
+        return None
+    total = 0
+    for processor in processors:
+        queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+        if queue is not None:
+            total += len(queue)
+    return total
 
 
 def remove_span_processor(provider: TracerProvider, processor: object) -> None:
@@ -358,6 +419,22 @@ class _ExportLogs(logging.Filter):
 _EXPORT_LOGS = _ExportLogs()
 
 
+class GaveUp(Exception):
+    """An exporter returned FAILURE: it gave a batch up (after its own retries)."""
+
+
+def _gave_up(health: Health, kind: str, count: int, what: str) -> None:
+    # Counted, and logged once (then summarised) as the other failures are.
+    health.drop(kind, count)
+    health.error(
+        kind,
+        GaveUp(
+            f"the exporter gave up {count} {what} (its Collector refused or "
+            "did not answer); counted in /debug/vars under bridge dropped"
+        ),
+    )
+
+
 class CountedSpanExporter(SpanExporter):
     """The exporter otel_bridge made from OTEL_TRACES_EXPORTER, with its failures (a Collector
     down, refusing, timing out) counted in the bridge's health, so `/debug/vars` shows them."""
@@ -376,7 +453,7 @@ class CountedSpanExporter(SpanExporter):
             self._health.error(self._kind, exc)
             return SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
-            self._health.drop(self._kind, len(spans))
+            _gave_up(self._health, self._kind, len(spans), "spans")
         return result
 
     def shutdown(self) -> None:
@@ -409,7 +486,7 @@ class CountedMetricExporter(MetricExporter):
             self._health.error(self._kind, exc)
             return MetricExportResult.FAILURE
         if result is not MetricExportResult.SUCCESS:
-            self._health.drop(self._kind)
+            _gave_up(self._health, self._kind, 1, "metric batches")
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -417,3 +494,36 @@ class CountedMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class CountedLogExporter:
+    """As `CountedSpanExporter`, for the wide events' OTLP log records; counts into `health`
+    once the view is attached to a bridge."""
+
+    def __init__(self, inner: Any, kind: str) -> None:
+        self.inner = inner
+        self.health = Health()
+        self._kind = kind
+        _EXPORT_LOGS.attach()
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        # LogExportResult in older SDKs, LogRecordExportResult in newer ones: the same members.
+        from opentelemetry.sdk._logs import export
+
+        results = getattr(export, "LogRecordExportResult", None) or export.LogExportResult
+
+        try:
+            with _EXPORT_LOGS:
+                result = self.inner.export(batch)
+        except Exception as exc:  # noqa: BLE001
+            self.health.error(self._kind, exc)
+            return results.FAILURE
+        if result is not results.SUCCESS:
+            _gave_up(self.health, self._kind, len(batch), "log records")
+        return result
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()

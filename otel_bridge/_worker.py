@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 from otel_bridge._health import Health
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "run_bounded"]
 
 T = TypeVar("T")
 
@@ -219,3 +219,34 @@ class Worker(Generic[T]):
         self._wake.set()
         thread.join(timeout_s)
         return not thread.is_alive()
+
+
+def run_bounded(
+    calls: Sequence[Callable[[], object]], timeout_s: float
+) -> list[BaseException | None]:
+    """Run `calls` at once, each on a daemon thread, and wait for them `timeout_s` at most in
+    all. Returns, in order, None for a call that returned, what it raised, or a TimeoutError
+    for one still running (left behind: a daemon thread never holds the process's exit)."""
+    outcomes: list[BaseException | None] = [TimeoutError("still running")] * len(calls)
+    finished = [threading.Event() for _ in calls]
+
+    def run(index: int, call: Callable[[], object]) -> None:
+        try:
+            call()
+            outcomes[index] = None
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            outcomes[index] = exc
+        finally:
+            finished[index].set()
+
+    for index, call in enumerate(calls):
+        threading.Thread(
+            target=run, args=(index, call), name="otel-bridge-shutdown", daemon=True
+        ).start()
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    for event in finished:
+        event.wait(max(0.0, deadline - time.monotonic()))
+    return [
+        outcome if event.is_set() else TimeoutError("still running")
+        for outcome, event in zip(outcomes, finished, strict=True)
+    ]

@@ -5,7 +5,8 @@ requests that finished."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,15 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._health import Health
 from otel_bridge._otel import (
+    CREATED,
     add_span_processor_first,
+    pending,
     resolve_meter_provider,
     resolve_tracer_provider,
 )
 from otel_bridge._spans import SpanPlan
 from otel_bridge._version import __version__
+from otel_bridge._worker import run_bounded
 from otel_bridge.builder import TIMER_SCOPE
 from otel_bridge.child_spans import RecordSpanProcessor
 from otel_bridge.config import Settings
@@ -101,3 +105,36 @@ class Providers:
     def _drain_for_collection(self, options: CallbackOptions) -> Iterable[Observation]:
         self.drain(min(options.timeout_millis, COLLECT_WAIT_MS))
         return ()
+
+    def _close_providers(self, deadline: float, final: bool) -> None:
+        # The spans the worker ended sit in the providers' batch processors. Servers such as
+        # uvicorn re-raise SIGTERM after a graceful shutdown, so atexit hooks (where the SDK
+        # flushes) never run: deliver here, while the process is still ours. In parallel and
+        # bounded: the SDK's flush ignores its timeout, and an exporter retries for as long as
+        # its Collector does not answer. Shut down only what otel_bridge created.
+        seen: list[Any] = []
+        calls: list[tuple[str, Any, Callable[[], object]]] = []
+        for provider in (self.tracer_provider, self.meter_provider, *CREATED):
+            if provider is None or any(provider is other for other in seen):
+                continue
+            seen.append(provider)
+            kind = type(provider).__name__
+            if provider not in CREATED:
+                calls.append((f"{kind}.force_flush", provider, provider.force_flush))
+            elif final:
+                calls.append((f"{kind}.shutdown", provider, provider.shutdown))
+            else:
+                calls.append((f"{kind}.force_flush", provider, provider.force_flush))
+        outcomes = run_bounded([call for _, _, call in calls], deadline - time.monotonic())
+        for (label, provider, _), outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, TimeoutError):
+                lost = pending(provider)
+                if lost:
+                    self.health.drop(f"shutdown.{label}", lost)
+                queued = f" ({lost} queued)" if lost is not None else ""
+                outcome = TimeoutError(
+                    f"{label} did not finish within the shutdown bound: what it had not sent "
+                    f"yet{queued} is lost"
+                )
+            if outcome is not None:
+                self.health.error(f"bridge.shutdown.{label}", outcome)

@@ -78,7 +78,16 @@ def _pinba(context: ViewContext) -> ViewParts:
 def _wide_events(context: ViewContext) -> ViewParts:
     from otel_bridge.exporters.wide_events import WideEventsExporter
 
-    exporter = WideEventsExporter.from_settings(context.settings, scrub=context.wide_event_scrub)
+    provider = counted = None
+    if context.settings.wide_events_sink == "otlp":
+        from otel_bridge._otel import logger_provider_for_events
+
+        provider, counted = logger_provider_for_events(context.settings)
+    exporter = WideEventsExporter.from_settings(
+        context.settings, scrub=context.wide_event_scrub, logger_provider=provider
+    )
+    if counted is not None:
+        exporter.counted.append(counted)  # its failures count in the bridge's health
     return ViewParts(consumers=[exporter], server_wide=True)
 
 

@@ -129,11 +129,11 @@ def _setting_changed(*, setting: str, **_: Any) -> None:
             new = rebuild()
             _hand_over(old, new)
             wrapper.bind(new)
-            old.shutdown(5_000, keep=shared)
+            old.shutdown(5_000, keep=shared, final=False)
         old_standalone, _standalone = _standalone, None
     if old_standalone is not None:
         # The next request builds the new one; what the old one holds is exported now.
-        old_standalone[0].shutdown(5_000)
+        old_standalone[0].shutdown(5_000, final=False)
     for forget in on_change:
         forget()
 

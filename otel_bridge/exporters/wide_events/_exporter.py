@@ -72,13 +72,24 @@ class WideEventsExporter(RecordExporter):
         self.slow_ms = slow_ms
         self.scrub = scrub
         self.health = Health()
+        # What counts failures of its own (the otlp sink's log exporter): into the bridge's
+        # health once attached.
+        self.counted: list[Any] = []
         self._lock = threading.Lock()  # the exporter thread and the watchdog both write
 
+    def attach(self, health: Health) -> None:
+        self.health = health
+        for counted in self.counted:
+            counted.health = health
+
     @classmethod
-    def from_settings(cls, settings: Settings, scrub: Scrub | None = None) -> WideEventsExporter:
-        """Build from `OTEL_EXPORTER_WIDE_EVENTS_*` (already validated by `Settings`)."""
+    def from_settings(
+        cls, settings: Settings, scrub: Scrub | None = None, logger_provider: Any = None
+    ) -> WideEventsExporter:
+        """Build from `OTEL_EXPORTER_WIDE_EVENTS_*` (already validated by `Settings`);
+        `logger_provider` for the `otlp` sink (default: the process's)."""
         return cls(
-            make_sink(settings.wide_events_sink, settings.wide_events_format),
+            make_sink(settings.wide_events_sink, settings.wide_events_format, logger_provider),
             builder=EventBuilder(
                 request_id_header=settings.wide_events_request_id_header,
                 secret_params=settings.wide_events_redact_params,

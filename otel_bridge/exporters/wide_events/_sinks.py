@@ -155,20 +155,53 @@ class OTLPSink(Sink):
         for event in events:
             attributes = {k: _clean(v) for k, v in event.items() if _clean(v) is not None}
             name = f"http.{event.get('event', 'request')}"
+            trace_id, span_id = _ids(event)
             if self._keywords:
                 try:
-                    self._logger.emit(event_name=name, body=None, attributes=attributes)
+                    self._logger.emit(
+                        event_name=name,
+                        body=None,
+                        attributes=attributes,
+                        context=_context(trace_id, span_id),
+                    )
                     continue
                 except TypeError:
                     self._keywords = False
             from opentelemetry._logs import LogRecord
+            from opentelemetry.trace import TraceFlags
 
             self._logger.emit(
-                LogRecord(timestamp=time.time_ns(), attributes={**attributes, "event.name": name})
+                LogRecord(
+                    timestamp=time.time_ns(),
+                    trace_id=trace_id,
+                    span_id=span_id,
+                    trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                    attributes={**attributes, "event.name": name},
+                )
             )
 
 
-def make_sink(spec: str, format_name: str) -> Sink:
+def _ids(event: Mapping[str, Any]) -> tuple[int, int]:
+    # The request's trace, so that a backend links the event to its spans.
+    try:
+        return int(str(event.get("trace_id") or 0), 16), int(str(event.get("span_id") or 0), 16)
+    except ValueError:
+        return 0, 0
+
+
+def _context(trace_id: int, span_id: int) -> Any:
+    from opentelemetry import trace
+
+    if not trace_id or not span_id:
+        return None
+    span = trace.NonRecordingSpan(
+        # The sampling decision is not part of the event: flags say nothing.
+        trace.SpanContext(trace_id, span_id, is_remote=False)
+    )
+    return trace.set_span_in_context(span)
+
+
+def make_sink(spec: str, format_name: str, logger_provider: Any = None) -> Sink:
     """A sink from its setting (already validated by `Settings`)."""
     formatter = FORMATS[format_name]
     if spec == "stdout":
@@ -180,5 +213,5 @@ def make_sink(spec: str, format_name: str) -> Sink:
     if spec == "logging" or spec.startswith("logging:"):
         return LoggingSink(spec.partition(":")[2] or "otel_bridge.wide_events", formatter)
     if spec == "otlp":
-        return OTLPSink()
+        return OTLPSink(logger_provider)
     raise ValueError(spec)
