@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba, profile, slow_clients
+from benchmarks import expvar, http, pinba, profile, slow_clients, stuck_view
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -541,6 +541,7 @@ def main() -> int:
     memory_result = _own_process("benchmarks.memory", "20000" if args.quick else "200000")
     profiled = profiles(5_000 if args.quick else 60_000)
     slow_result = slow_clients.run(rounds=repeats, seconds=duration)
+    stuck_result = stuck_view.run(rounds=repeats, seconds=duration)
     text = render(
         medians,
         over_http,
@@ -555,6 +556,7 @@ def main() -> int:
         repeats,
     )
     text += "\n" + slow_clients.section(slow_result, command)
+    text += "\n" + stuck_view.section(stuck_result, command)
     print(text)
     if args.write:
         RESULTS.write_text(text)

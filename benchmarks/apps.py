@@ -250,7 +250,9 @@ def build(app_name: str, config: str) -> tuple[Any, Any, Any]:
         return wrap(base, measure), flush, exported
     import otel_bridge
 
-    options: dict[str, Any] = {"wide_events_sink": "file:/dev/null"}
+    # BENCH_WIDE_EVENTS_SINK: another sink (benchmarks/stuck_view.py blocks one on purpose).
+    sink = os.environ.get("BENCH_WIDE_EVENTS_SINK", "file:/dev/null")
+    options: dict[str, Any] = {"wide_events_sink": sink}
     if "pinba" in views:
         options["pinba_endpoint"] = f"127.0.0.1:{pinba_collector()}"
     kwargs: dict[str, Any] = {

@@ -52,8 +52,10 @@ class Lane(Generic[T]):
         *,
         health: Health,
         max_items: int,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_settled = on_settled
         self._handle = handle
         self._health = health
         self._max = max(1, max_items)
@@ -74,6 +76,9 @@ class Lane(Generic[T]):
         self._stuck_at = -1  # _done when a wait for room last found none
         self._dropped_since: int | None = None  # items dropped since the view fell behind
         self._behind_since = 0.0
+        # Items handled or dropped so far: every item before them is settled, one way or
+        # the other (what a worker killed now would not lose).
+        self.settled = 0
 
     @property
     def depth(self) -> int:
@@ -96,6 +101,7 @@ class Lane(Generic[T]):
         with self._lock:
             if self._stopping:
                 self._health.drop(self._kind, size)
+                self.settled += size
                 return False
             if self._waiting + size > self._max and not self._wait_for_room(size):
                 self._fell_behind(size)
@@ -122,6 +128,7 @@ class Lane(Generic[T]):
 
     def _fell_behind(self, size: int) -> None:
         self._health.drop(self._kind, size)
+        self.settled += size
         if self._dropped_since is None:
             self._dropped_since = 0
             self._behind_since = time.monotonic()
@@ -161,11 +168,14 @@ class Lane(Generic[T]):
                     self._health.error(f"exporter.{self.name}", exc)
                 with self._lock:
                     self._waiting -= len(batch)
+                    self.settled += len(batch)
                     self._done += 1
                     self._changed.notify_all()
                     if self._dropped_since is not None and self._waiting * 2 <= self._max:
                         self._caught_up()
                 del batch
+                if self._on_settled is not None:
+                    self._on_settled()
 
     def _caught_up(self) -> None:
         dropped = self._dropped_since

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 MAGIC = b"OTBRIDGE"
-VERSION = 2
+VERSION = 3
 # Per slot: the worker's pid and start time (ns since the epoch), then its counters.
 COUNTERS = (
     "requests",
@@ -41,8 +41,9 @@ COUNTERS = (
 )
 _HEADER = struct.Struct("<8sII")  # magic, version, slots
 _RETIRED = struct.Struct("<" + "q" * len(COUNTERS))
-# After the retired totals: the listen backlog and when the master's monitor last sampled.
-_SERVER = struct.Struct("<qq")
+# After the retired totals: the listen backlog, when the master's monitor last sampled, and
+# the records lost with workers that exited (answered, never handed to every view).
+_SERVER = struct.Struct("<qqq")
 _SERVER_OFFSET = _HEADER.size + _RETIRED.size
 _SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
 # After the counters: the request in progress (start, ns since the epoch, 0 when idle), the
@@ -50,6 +51,11 @@ _SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
 # request in progress, then its path and request id (truncated UTF-8, NUL-padded).
 _BUSY = struct.Struct("<qqq64s48s")
 _BUSY_OFFSET = _SLOT.size
+# After those: requests the worker answered (written on the request path) and records it
+# handed to every view (written by its export threads). The master reads the difference
+# when the worker dies: records that were still on their way.
+_FLOW = struct.Struct("<qq")
+_FLOW_OFFSET = _BUSY_OFFSET + _BUSY.size
 SLOT_SIZE = 256  # room to grow without changing the offsets
 HEADER_SIZE = 128
 
@@ -71,7 +77,7 @@ class Scoreboard:
         board = cls(memory, slots, owner=True)
         _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, slots)
         _RETIRED.pack_into(board._buffer, _HEADER.size, *([0] * len(COUNTERS)))
-        _SERVER.pack_into(board._buffer, _SERVER_OFFSET, 0, 0)
+        _SERVER.pack_into(board._buffer, _SERVER_OFFSET, 0, 0, 0)
         for slot in range(slots):
             board.clear(slot)
         return board
@@ -86,8 +92,15 @@ class Scoreboard:
         """A free slot for a worker about to be forked (None when all are taken)."""
         return self._free.pop(0) if self._free else None
 
-    def release(self, slot: int) -> None:
-        """A worker exited: keep its counters in the retired totals, free its slot."""
+    def release(self, slot: int) -> int:
+        """A worker exited: keep its counters in the retired totals, free its slot. Returns
+        the records it answered but never handed to every view (also added to the server's
+        `records_lost`)."""
+        answered, exported = _FLOW.unpack_from(self._buffer, self._offset(slot) + _FLOW_OFFSET)
+        lost: int = max(0, answered - exported)
+        if lost:
+            offset = _SERVER_OFFSET + 16
+            struct.pack_into("<q", self._buffer, offset, self._server_field(2) + lost)
         retired = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
         counters = _SLOT.unpack_from(self._buffer, self._offset(slot))[2:]
         _RETIRED.pack_into(
@@ -97,6 +110,11 @@ class Scoreboard:
         if slot not in self._free:
             self._free.append(slot)
             self._free.sort()
+        return lost
+
+    def _server_field(self, index: int) -> int:
+        value: int = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)[index]
+        return value
 
     def close(self) -> None:
         """Unmap; the owner also removes the segment from /dev/shm."""
@@ -119,6 +137,7 @@ class Scoreboard:
     def clear(self, slot: int) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), 0, 0, *([0] * len(COUNTERS)))
         _BUSY.pack_into(self._buffer, self._offset(slot) + _BUSY_OFFSET, 0, 0, 0, b"", b"")
+        _FLOW.pack_into(self._buffer, self._offset(slot) + _FLOW_OFFSET, 0, 0)
 
     def write(self, slot: int, pid: int, started_ns: int, counters: Sequence[int]) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), pid, started_ns, *counters)
@@ -138,6 +157,14 @@ class Scoreboard:
     def end_request(self, slot: int) -> None:
         struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, 0)
 
+    def set_answered(self, slot: int, answered: int) -> None:
+        """Requests (and jobs) this worker finished so far."""
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _FLOW_OFFSET, answered)
+
+    def set_exported(self, slot: int, exported: int) -> None:
+        """Records this worker handed to every view so far."""
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _FLOW_OFFSET + 8, exported)
+
     def mark_timeout_written(self, slot: int) -> None:
         struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 16, 1)
 
@@ -150,7 +177,7 @@ class Scoreboard:
         struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 8, rss)
 
     def set_server(self, backlog: int, sampled_ns: int) -> None:
-        _SERVER.pack_into(self._buffer, _SERVER_OFFSET, backlog, sampled_ns)
+        struct.pack_into("<qq", self._buffer, _SERVER_OFFSET, backlog, sampled_ns)
 
     def pids(self) -> dict[int, int]:
         """slot → pid of the live workers."""
@@ -196,13 +223,15 @@ class Scoreboard:
                 }
             )
             totals = [a + b for a, b in zip(totals, counters, strict=True)]
-        backlog, sampled = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)
+        backlog, sampled, lost = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)
         return {
             "workers": workers,
             "retired": retired,
             "total": dict(zip(COUNTERS, totals, strict=True)),
             "listen_backlog": backlog,
             "monitor_sampled_ns": sampled,
+            # Answered by workers that exited before handing them to every view.
+            "records_lost": lost,
         }
 
 

@@ -12,6 +12,7 @@ Background thread (one per process):
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -23,9 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import (
-    SpanKind,
-)
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
@@ -113,7 +112,11 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
         self._inline = tuple(e for e in self._readers if getattr(e, "in_memory", False))
         self._lanes = {
             exporter: Lane(
-                exporter.name, exporter.export, health=self.health, max_items=settings.queue_size
+                exporter.name,
+                exporter.export,
+                health=self.health,
+                max_items=settings.queue_size,
+                on_settled=self._report_exported,
             )
             for exporter in self._readers
             if exporter not in self._inline
@@ -142,6 +145,9 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             on_fork=self._after_fork,
         )
         self._shut_down = False
+        # Requests finished, and those handed to the views (what a killed worker loses).
+        self._answered = itertools.count(1)
+        self._dispatched = 0
         # Requests past a deadline get a `timeout` event from the exporters that write them.
         self._timeout_exporters = [e for e in self.exporters if isinstance(e, TimeoutAware)]
         self._watchdog: Watchdog | None = None
@@ -170,6 +176,8 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
     def _after_fork(self) -> None:
         # Another thread may have held the lock at fork(): the child gets fresh ones.
         self._pid = os.getpid()
+        self._answered = itertools.count(1)
+        self._dispatched = 0
         self._active = {}
         self._active_lock = threading.Lock()
 
@@ -292,8 +300,10 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             if self._watchdog is not None:
                 self._watchdog.remove(builder)
             claim = _scoreboard_current()
-            if claim is not None and builder.interface != "job":
-                claim[0].end_request(claim[1])
+            if claim is not None:
+                if builder.interface != "job":
+                    claim[0].end_request(claim[1])
+                claim[0].set_answered(claim[1], next(self._answered))
             if builder.open_spans:
                 self.processor.forget(builder)
             builder.otel_token = builder.context_token = None
@@ -313,6 +323,21 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
     # -- background thread --------------------------------------------------------------
 
     def _export(self, builders: Sequence[RequestBuilder]) -> None:
+        self._close_batch(builders)
+        self._dispatched += len(builders)
+        self._report_exported()
+
+    def _report_exported(self) -> None:
+        # For the master of a multi-process server: how many of the requests this worker
+        # answered are with every view (the rest is lost if it dies now).
+        claim = _scoreboard_current()
+        if claim is not None:
+            exported = self._dispatched
+            for lane in self._lanes.values():
+                exported = min(exported, lane.settled)
+            claim[0].set_exported(claim[1], exported)
+
+    def _close_batch(self, builders: Sequence[RequestBuilder]) -> None:
         if not self._readers:
             # No view reads records (none on, or only Cronitor): end the spans and record
             # the metrics straight from the builders.

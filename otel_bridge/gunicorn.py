@@ -77,19 +77,24 @@ def child_exit(server: Any, worker: Any) -> None:
     if _board is None or slot is None:
         return
     try:
-        lost = _board.in_progress(slot)
-        if lost is not None:
-            _report_killed(worker.pid, slot, lost)
+        in_progress = _board.in_progress(slot)
+        # Answered, but not yet with every view when it died (counted server-wide).
+        records_lost = _board.release(slot)
+        if in_progress is not None or records_lost:
+            _report_exit(worker.pid, slot, in_progress, records_lost)
     except Exception as exc:  # noqa: BLE001 - never break the arbiter
         logger.warning(
             "otel_bridge: could not report worker %s's lost request: %s",
             getattr(worker, "pid", "?"),
             exc,
         )
-    _board.release(slot)
+        _board.release(slot)
 
 
-def _report_killed(pid: int, slot: int, lost: dict[str, Any]) -> None:
+def _report_exit(pid: int, slot: int, lost: dict[str, Any] | None, records_lost: int) -> None:
+    """A `worker_killed` event for the request the worker died in, or, when it died between
+    requests with records still on their way, a `worker_exit` event; both say how many
+    answered requests' records no view got."""
     from otel_bridge.config import Settings
     from otel_bridge.exporters.wide_events._sinks import make_sink
 
@@ -97,20 +102,26 @@ def _report_killed(pid: int, slot: int, lost: dict[str, Any]) -> None:
     if "wide_events" not in settings.exporters:
         return
     now = time.time_ns()
-    started = lost["start_ns"]
-    event = {
+    started = lost["start_ns"] if lost is not None else now
+    event: dict[str, Any] = {
         "timestamp": datetime.datetime.fromtimestamp(started / 1e9, datetime.UTC)
         .isoformat(timespec="microseconds")
         .replace("+00:00", "Z"),
-        "event": "worker_killed",
+        "event": "worker_killed" if lost is not None else "worker_exit",
         "service.name": settings.service_name,
         "process.pid": pid,
         "worker.slot": slot,
-        "request.id": lost["request_id"],
-        "url.path": redact_path(lost["path"]),
-        "duration_ms": round((now - started) / 1e6, 3),
-        "error.type": "worker_killed",
+        "worker.records_lost": records_lost,
     }
+    if lost is not None:
+        event.update(
+            {
+                "request.id": lost["request_id"],
+                "url.path": redact_path(lost["path"]),
+                "duration_ms": round((now - started) / 1e6, 3),
+                "error.type": "worker_killed",
+            }
+        )
     sink = make_sink(settings.wide_events_sink, settings.wide_events_format)
     try:
         sink.write([{k: v for k, v in event.items() if v is not None}])

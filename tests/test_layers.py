@@ -27,6 +27,7 @@ LEAF = {
     "otel_bridge._decorate",
     "otel_bridge._health",
     "otel_bridge._http",
+    "otel_bridge._lanes",
     "otel_bridge._scoreboard",
     "otel_bridge._secrets",
     "otel_bridge._strings",
@@ -40,6 +41,7 @@ LEAF = {
     "otel_bridge.types",
 }
 MECHANISMS = {
+    "otel_bridge._counted",
     "otel_bridge._otel",
     "otel_bridge._spans",
     "otel_bridge._watchdog",

@@ -419,10 +419,12 @@ VARIABLES: tuple[Variable[Any], ...] = (
         4096,
         "int",
         "8192",
-        "Finished requests waiting for the background exporter thread. When it is full a "
-        "request waits up to 50 ms for room (the thread needs the GIL the requests hold); "
-        "if none comes, the record is dropped and counted (`bridge.dropped.queue_full`) and "
-        "requests stop waiting for 1 s.",
+        "Finished requests waiting for the background exporter thread, and records waiting "
+        "in each view's lane. When the first is full a request waits up to 50 ms for room "
+        "(the thread needs the GIL the requests hold); if none comes, the record is dropped "
+        "and counted (`bridge.dropped.queue_full`), and requests wait again only once the "
+        "thread made progress. A view whose lane is full drops for itself alone "
+        "(`bridge.dropped.view.<name>`).",
         bad="0",
     ),
     Variable(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -116,3 +118,58 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     assert {w["pid"] for w in server["workers"]} == pids, "both workers served and wrote"
     assert server["total"]["requests"] == 40  # /debug/vars is not counted as a request
     assert not segment.exists(), "the last worker out removed the segment"
+
+
+def test_a_killed_workers_answered_requests_are_in_a_view_or_counted_lost(
+    tmp_path: Path,
+) -> None:
+    # Under load, a worker killed outright (the OOM killer): every request that got its 200
+    # is either in the views or counted as lost, server-wide and in the master's event.
+    import subprocess
+    import threading
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    events = tmp_path / "events.jsonl"
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "expvar,wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+    }
+    with serve(two_workers(port), port, env):
+        deadline = time.monotonic() + 20
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # both forked and in a slot
+            workers = [w["pid"] for w in server_section(base)["workers"]]
+            time.sleep(0.1)
+        assert len(workers) == 2
+        report: dict[str, str] = {}
+
+        def load() -> None:
+            report["ab"] = subprocess.run(
+                ["ab", "-q", "-s", "10", "-n", "3000", "-c", "8", f"{base}/x"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        time.sleep(0.6)  # mid-load: the worker's last records are on their way
+        os.kill(workers[0], signal.SIGKILL)
+        loader.join(120)
+        time.sleep(0.5)
+        server = server_section(base)
+    out = report["ab"]
+    complete = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    answered = complete - failed - (int(non_2xx.group(1)) if non_2xx else 0)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    recorded = sum(1 for event in lines if event["event"] == "request")
+    exits = [e for e in lines if e["event"] in ("worker_killed", "worker_exit")]
+    lost = server["records_lost"]
+    assert [e["process.pid"] for e in exits] == [workers[0]], (server, recorded, answered, out)
+    assert exits[0]["worker.records_lost"] == lost
+    assert lost > 0, "records were on their way when the worker died"
+    # No answered request is in no view and no counter.
+    assert recorded + lost == answered, (recorded, lost, answered, out)

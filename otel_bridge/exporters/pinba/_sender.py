@@ -53,6 +53,10 @@ def _gil_holding_send() -> Callable[[int, bytes], None] | None:
 _send = _gil_holding_send()
 
 
+# A resolution slower than this is counted and logged (once, then summarised).
+SLOW_RESOLVE_S = 0.5
+
+
 class UDPSender:
     """Sends each datagram to every endpoint; never raises, never blocks."""
 
@@ -74,6 +78,7 @@ class UDPSender:
 
     def _resolve(self) -> None:
         for endpoint in self._endpoints:
+            started = self._clock()
             try:
                 family, _, _, _, address = socket.getaddrinfo(
                     endpoint[0], endpoint[1], type=socket.SOCK_DGRAM
@@ -82,6 +87,14 @@ class UDPSender:
                 # Keep sending to the last address that resolved, if any.
                 self.health.error("exporter.pinba.resolve", exc)
                 continue
+            finally:
+                took = self._clock() - started
+                if took >= SLOW_RESOLVE_S:
+                    # Only the Pinba view waits (it has a lane of its own), but it is behind.
+                    self.health.error(
+                        "exporter.pinba.resolve_slow",
+                        TimeoutError(f"resolving {endpoint[0]} took {took:.1f} s"),
+                    )
             current = self._connected.get(endpoint)
             if current is not None and current[0] == address:
                 continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -229,6 +230,40 @@ async def test_unresolvable_collector_is_counted_and_logged_once(
     # Resolution is retried once per resolve interval, not per request.
     assert wrapped.bridge.health.errors["exporter.pinba.resolve"] == 1
     assert sum("pinba" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_slow_dns_holds_up_only_pinba_and_is_counted_and_logged_once(
+    harness: Harness,
+    collector: Collector,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The collector's name takes 0.8 s to resolve (a DNS server that is slow to answer).
+    original = socket.getaddrinfo
+
+    def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.pinba.invalid":
+            time.sleep(0.8)
+            host = "127.0.0.1"
+        return original(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    exporter = PinbaExporter([("slow.pinba.invalid", collector.port)])
+    wrapped = harness.asgi(app(), record_exporters=[exporter, harness.collector])
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="otel_bridge"):
+        async with client(wrapped) as c:
+            for index in range(20):
+                assert (await c.get(f"/users/{index}")).status_code == 200
+        # The other views have every record before the name has even resolved.
+        assert wrapped.bridge._worker.flush(5)
+        assert len(harness.collector.records) == 20
+        assert time.monotonic() - started < 0.8
+        assert wrapped.bridge.force_flush(5_000)
+    assert len(collector.packets(20)) == 20  # Pinba got them all, late
+    assert wrapped.bridge.health.errors == {"exporter.pinba.resolve_slow": 1}
+    logged = [r.getMessage() for r in caplog.records if "resolve_slow" in r.getMessage()]
+    assert len(logged) == 1 and "slow.pinba.invalid took 0.8 s" in logged[0]
 
 
 async def test_a_bug_in_the_encoder_never_reaches_the_app(
