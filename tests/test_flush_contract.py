@@ -35,6 +35,8 @@ class Mine(SpanProcessor):
         self.ended = []
     def on_end(self, span):
         self.ended.append(span)
+    def force_flush(self, timeout_millis=30_000):
+        return True  # (older SDKs' base class returns None: a failed flush)
 
 class Pushed(MetricExporter):
     # A push exporter keeping what it is handed (the SDK ships none in memory).

@@ -130,3 +130,80 @@ MARKERS = {
     "metrics": ("otel.metrics.otlp", "MeterProvider"),
     "logs": ("otel.logs.otlp", "LoggerProvider"),
 }
+
+
+FLUSH = """
+import asyncio, json, sys, httpx, otel_bridge
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+endpoint = sys.argv[1]
+tracer_provider = TracerProvider()
+# Nothing leaves on its own during the test: a minute between batches, an hour between reads.
+tracer_provider.add_span_processor(BatchSpanProcessor(
+    OTLPSpanExporter(endpoint=endpoint + "/v1/traces"), schedule_delay_millis=60_000))
+meter_provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
+    OTLPMetricExporter(endpoint=endpoint + "/v1/metrics"), export_interval_millis=3_600_000)])
+
+async def app(scope, receive, send):
+    with otel_bridge.timer(group="db", op="select"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+wrapped = otel_bridge.instrument(
+    app, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+async def main():
+    transport = httpx.ASGITransport(wrapped)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as c:
+        for _ in range(3):
+            await c.get("/items")
+asyncio.run(main())
+print(json.dumps([tracer_provider.force_flush(10_000), meter_provider.force_flush(10_000)]))
+sys.stdout.flush()
+sys.stdin.readline()  # the test reads the Collector's files while this process still runs
+"""
+
+
+def test_the_providers_flush_delivers_to_a_real_collector(tmp_path: Path) -> None:
+    # OpenTelemetry's flush contract, end to end: the user's own providers, OTLP exporters
+    # that send nothing on their own, and only the providers' force_flush().
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with collector(tmp_path) as otelcol:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env["OTEL_BRIDGE_EXPORTERS"] = "none"
+        process = subprocess.Popen(
+            [sys.executable, "-c", FLUSH, otelcol.endpoint],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert process.stdout is not None
+            flushed = json.loads(process.stdout.readline())
+            # What the flush delivered, before the process exits (exit flushes again).
+            wait_for(
+                lambda: (
+                    len(otelcol.spans()) >= 6
+                    and otelcol.metric_points("http.server.request.duration")
+                ),
+                5,
+            )
+            spans = sorted((s["name"], s["kind"]) for s in otelcol.spans())
+            durations = otelcol.metric_points("http.server.request.duration")
+        finally:
+            process.communicate("\n", timeout=60)
+    assert flushed == [True, True]
+    assert spans == [("GET", 2)] * 3 + [("db select", 1)] * 3
+    assert [int(point["count"]) for point in durations] == [3]

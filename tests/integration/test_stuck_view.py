@@ -25,6 +25,13 @@ def document(port: int) -> dict[str, Any]:
     return got
 
 
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def test_a_stuck_sink_holds_up_only_its_own_view_and_recovers(tmp_path: Path) -> None:
     with udp_collector() as (pinba, packets):
         port = free_port()
@@ -47,6 +54,13 @@ def test_a_stuck_sink_holds_up_only_its_own_view_and_recovers(tmp_path: Path) ->
             assert stuck["dropped"]["view.wide_events"] >= REQUESTS - 4096 - 1000
             assert set(stuck["dropped"]) == {"view.wide_events"}
             assert stuck["views"]["pinba"] == {"queued": 0, "behind": False}
+            # Memory stays bounded however long it is stuck: 5,000 more requests, the queue
+            # already full, grow nothing.
+            before = rss(process.pid)
+            assert ab(port, REQUESTS, 16)["complete"] == REQUESTS
+            assert wait_for(lambda: packets[0] >= 2 * REQUESTS)
+            assert rss(process.pid) - before < 8 << 20
+            assert document(port)["otel_bridge"]["views"]["wide_events"]["queued"] <= 4096
             # The pipe is read again: the view catches up and takes records again.
             assert process.stdout is not None
             lines = [0]
