@@ -32,6 +32,10 @@ T = TypeVar("T")
 BACKPRESSURE_S = 0.05
 # How often flush() re-checks while it waits.
 IDLE_WAIT_S = 0.05
+# A lane's thread wakes when this many items wait, or every INTERVAL_S: waking it for every
+# batch would cost a thread switch (and a GIL hand-off) per batch, per view.
+WAKE_AT = 256
+INTERVAL_S = 0.1
 
 
 class Lane(Generic[T]):
@@ -108,7 +112,9 @@ class Lane(Generic[T]):
                 return False
             self._batches.append(batch)
             self._waiting += size
-        self._wake.set()
+            waiting = self._waiting
+        if waiting >= WAKE_AT and not self._wake.is_set():
+            self._wake.set()
         return True
 
     def _wait_for_room(self, size: int) -> bool:
@@ -150,7 +156,7 @@ class Lane(Generic[T]):
     def _run(self) -> None:
         batches = self._batches
         while True:
-            self._wake.wait(0.5)
+            self._wake.wait(INTERVAL_S)
             self._wake.clear()
             while True:
                 with self._lock:
