@@ -324,7 +324,12 @@ def leave_supervised(board: Scoreboard, slot: int) -> None:
         board.release(slot)
         others = [pid for pid in board.pids().values() if _alive(pid)]
         if not others:
-            board.memory.unlink()
+            # Not SharedMemory.unlink(): it also unregisters the segment from Python's
+            # resource tracker, which no longer knows it (join_supervised unregistered it),
+            # and the tracker then prints a KeyError traceback at every stop.
+            import _posixshmem  # type: ignore[import-not-found]
+
+            _posixshmem.shm_unlink(board.memory._name)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001
         pass
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import free_port, gunicorn, serve, uvicorn
+from .servers import free_port, gunicorn, serve, stop, uvicorn
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +118,8 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
         server = server_section(base)
         assert segment.exists()
         assert segment.stat().st_mode & 0o077 == 0
+        _, stderr = stop(process)
+    assert "Traceback" not in stderr, stderr  # Python's resource tracker had a KeyError
     assert {w["pid"] for w in server["workers"]} == pids, "both workers served and wrote"
     assert server["total"]["requests"] == 40  # /debug/vars is not counted as a request
     assert not segment.exists(), "the last worker out removed the segment"
