@@ -212,27 +212,31 @@ class Scoreboard:
             if pid == 0:
                 continue
             busy, rss, _, _, _ = _BUSY.unpack_from(self._buffer, offset + _BUSY_OFFSET)
-            workers.append(
-                {
-                    "slot": slot,
-                    "pid": pid,
-                    "started_ns": started,
-                    "busy": bool(busy),
-                    "rss_bytes": rss,
-                    **dict(zip(COUNTERS, counters, strict=True)),
-                }
-            )
+            worker: dict[str, Any] = {
+                "slot": slot,
+                "pid": pid,
+                "started_ns": started,
+                "busy": bool(busy),
+                **dict(zip(COUNTERS, counters, strict=True)),
+            }
+            if rss:  # measured by the master's monitor (when_ready); unknown is absent, not 0
+                worker["rss_bytes"] = rss
+            workers.append(worker)
             totals = [a + b for a, b in zip(totals, counters, strict=True)]
         backlog, sampled, lost = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)
-        return {
+        state: dict[str, Any] = {
             "workers": workers,
             "retired": retired,
             "total": dict(zip(COUNTERS, totals, strict=True)),
-            "listen_backlog": backlog,
-            "monitor_sampled_ns": sampled,
             # Answered by workers that exited before handing them to every view.
             "records_lost": lost,
         }
+        if sampled:
+            # Only once the master's monitor has sampled them (the when_ready hook): a
+            # figure that is not known is absent, never 0.
+            state["listen_backlog"] = backlog
+            state["monitor_sampled_ns"] = sampled
+        return state
 
 
 _current: tuple[Scoreboard, int] | None = None

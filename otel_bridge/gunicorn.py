@@ -138,7 +138,8 @@ class _Monitor(threading.Thread):
 
     def run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
-        while not self.stopping.wait(1.0):
+        # At once, then every second: until the first sample the figures are unknown (absent).
+        while True:
             try:
                 for slot, pid in self.board.pids().items():
                     try:
@@ -148,7 +149,9 @@ class _Monitor(threading.Thread):
                         continue
                 self.board.set_server(_backlog(self.listeners), time.time_ns())
             except Exception:  # noqa: BLE001 - a monitoring hiccup must not end the thread
-                continue
+                pass
+            if self.stopping.wait(1.0):
+                return
 
 
 def _backlog(listeners: list[Any]) -> int:

@@ -32,12 +32,14 @@ def _server_fields() -> dict[str, Any]:
     board, slot = claim
     state = board.read()
     workers = state["workers"]
-    return {
+    fields = {
         "worker.slot": slot,
         "server.workers": len(workers),
         "server.workers_busy": sum(1 for worker in workers if worker["busy"]),
-        "server.listen_backlog": state["listen_backlog"],
     }
+    if "listen_backlog" in state:  # known only once the master's monitor sampled it
+        fields["server.listen_backlog"] = state["listen_backlog"]
+    return fields
 
 
 class WideEventsExporter(RecordExporter):
