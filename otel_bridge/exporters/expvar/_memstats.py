@@ -8,9 +8,9 @@ so readers copy under a sequence counter (odd while the hook writes) and retry o
 
 Mapping (research/expvar.md §3): HeapSys = RssAnon, HeapIdle = glibc free bytes (mallinfo2
 fordblks, capped), HeapInuse = HeapSys - HeapIdle, Alloc = HeapAlloc = tracemalloc's traced
-bytes when tracing, else HeapInuse; HeapObjects = sys.getallocatedblocks(); Frees = objects the
-cyclic GC freed, Mallocs = Frees + HeapObjects; Sys = VmRSS, OtherSys the remainder; fields
-CPython has no counterpart for are 0.
+bytes when tracing, else HeapInuse; HeapObjects = sys.getallocatedblocks(); TotalAlloc, Mallocs
+and Frees accumulate what reads see, so that they never decrease (`GCMonitor.cumulative`);
+Sys = VmRSS, OtherSys the remainder; fields CPython has no counterpart for are 0.
 """
 
 from __future__ import annotations
@@ -110,10 +110,13 @@ class GCMonitor:
         self.started_ns = time.perf_counter_ns()
         self._start = 0
         self._installed = False
-        # TotalAlloc: CPython counts no cumulative allocation; accumulate the growth of Alloc
-        # between reads, so it never decreases and never falls below Alloc.
+        # Go's cumulative counters (TotalAlloc, Mallocs, Frees) have no CPython counterpart:
+        # accumulated from what reads see (`cumulative`), under a lock of the readers' own.
         self._alloc_seen = 0
         self._alloc_total = 0
+        self._objects_seen: int | None = None
+        self._objects_grown = 0
+        self._readers = threading.Lock()
         self._rings: tuple[int, str] | None = None
 
     def rings(self, num_gc: int, pause_ns: list[int], pause_end: list[int]) -> str:
@@ -131,12 +134,28 @@ class GCMonitor:
         self._rings = (num_gc, text)
         return text
 
-    def total_alloc(self, heap_alloc: int) -> int:
-        if heap_alloc > self._alloc_seen:
-            self._alloc_total += heap_alloc - self._alloc_seen
-        self._alloc_seen = heap_alloc
-        self._alloc_total = max(self._alloc_total, heap_alloc)
-        return self._alloc_total
+    def cumulative(self, heap_alloc: int, heap_objects: int, freed: int) -> tuple[int, int, int]:
+        """(TotalAlloc, Mallocs, Frees): never decreasing over the life of the process, as Go
+        documents them, and Mallocs - Frees = HeapObjects, as in Go.
+
+        TotalAlloc adds up every growth of Alloc seen between reads (never below Alloc).
+        Mallocs adds up every growth of HeapObjects seen between reads, plus the objects the
+        cyclic GC freed; Frees is then Mallocs - HeapObjects, which grows by every fall of
+        HeapObjects and by the GC's frees. Both are lower bounds: objects made and freed
+        between two reads by reference counting alone are not seen.
+        """
+        with self._readers:
+            if heap_alloc > self._alloc_seen:
+                self._alloc_total += heap_alloc - self._alloc_seen
+            self._alloc_seen = heap_alloc
+            self._alloc_total = max(self._alloc_total, heap_alloc)
+            if self._objects_seen is None:
+                self._objects_grown = heap_objects
+            elif heap_objects > self._objects_seen:
+                self._objects_grown += heap_objects - self._objects_seen
+            self._objects_seen = heap_objects
+            mallocs = self._objects_grown + freed
+            return self._alloc_total, mallocs, mallocs - heap_objects
 
     def install(self) -> None:
         if not self._installed:
@@ -259,13 +278,14 @@ def memstats(monitor: GCMonitor) -> str:
     total = max(status.get("VmRSS", 0), heap_sys + stack)
     other = max(0, total - heap_sys - stack)
     uptime = max(1, time.perf_counter_ns() - monitor.started_ns)
+    total_alloc, mallocs, frees = monitor.cumulative(heap_alloc, heap_objects, freed)
     fields = (
         ("Alloc", heap_alloc),
-        ("TotalAlloc", monitor.total_alloc(heap_alloc)),
+        ("TotalAlloc", total_alloc),
         ("Sys", total),
         ("Lookups", 0),
-        ("Mallocs", freed + heap_objects),
-        ("Frees", freed),
+        ("Mallocs", mallocs),
+        ("Frees", frees),
         ("HeapAlloc", heap_alloc),
         ("HeapSys", heap_sys),
         ("HeapIdle", heap_idle),
