@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 
 COMMON = """
 import asyncio, json, httpx, otel_bridge
@@ -115,13 +116,42 @@ def test_expvar_shows_the_otel_metrics_of_the_provider_it_creates() -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 return (await c.get("/debug/vars")).json()
         document = asyncio.run(read())
-        print(json.dumps(document["otel"]["http.server.request.duration"]))
+        print(json.dumps(document["otel"]))
         """
     )
     assert result.returncode == 0, result.stderr
-    [point] = json.loads(result.stdout).values()
+    otel = json.loads(result.stdout)
+    [(key, point)] = otel["http_server_request_duration"].items()
+    assert key == (
+        "http_request_method=GET;http_response_status_code=200;"
+        "network_protocol_version=1_1;url_scheme=http"
+    )
     assert point["count"] == 3
     assert 0 < point["p50"] <= point["max"]
+    # Every value can be addressed as expvarmon addresses one: a dot-separated path (in a
+    # comma-separated list, after an optional `kind:`), so no key holds ".", "," or ":".
+    paths = list(leaves(otel))
+    assert len(paths) == 7 + 1  # the histogram's 7 figures, the active-requests counter
+    for path, value in paths:
+        assert not any(c in part for part in path for c in ".,:"), path
+        assert lookup(otel, ".".join(path)) == value
+
+
+def leaves(node: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from leaves(child, (*path, key))
+    else:
+        yield path, node
+
+
+def lookup(document: dict[str, object], variable: str) -> object:
+    # expvarmon's VarName.ToSlice: drop a "kind:" prefix, split on dots, walk the JSON.
+    node: object = document
+    for part in variable.split(":", 1)[-1].split("."):
+        assert isinstance(node, dict)
+        node = node[part]
+    return node
 
 
 def test_unknown_env_exporter_fails_at_startup_naming_the_variable() -> None:

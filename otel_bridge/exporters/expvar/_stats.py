@@ -146,17 +146,32 @@ class RequestStats(RecordExporter):
         return '{"by_route": {' + by_route + '}, "total": ' + total + "}"
 
 
+# expvarmon (and tools that copy its syntax) address a value as a dot-separated path, in a
+# comma-separated list, with an optional `kind:` prefix: keys of the `otel` section hold none
+# of those three characters.
+_UNADDRESSABLE = str.maketrans({".": "_", ",": "_", ":": "_"})
+
+
+def _addressable(text: object) -> str:
+    return str(text).translate(_UNADDRESSABLE)
+
+
 def _attributes_key(attributes: Any) -> str:
     if not attributes:
         return ""
-    return ",".join(f"{key}={value}" for key, value in sorted(attributes.items()))
+    return ";".join(
+        f"{_addressable(key)}={_addressable(value)}" for key, value in sorted(attributes.items())
+    )
 
 
 class ExpvarMetricReader(MetricReader):
     """A pull reader: the SDK's metrics, collected when `/debug/vars` is read.
 
     Counters and gauges render as numbers, histograms as count/sum/min/max and p50/p90/p99
-    estimated from their buckets; one entry per attribute set (``"k=v,k2=v2"``).
+    estimated from their buckets; one entry per attribute set. Keys can be addressed by
+    expvarmon's variable syntax: `http.server.request.duration` is
+    ``http_server_request_duration``, an attribute set ``k_1=v;k_2=v_1`` (``.``, ``,`` and
+    ``:`` become ``_``).
     """
 
     def __init__(self, max_age: float = 1.0) -> None:
@@ -196,7 +211,7 @@ class ExpvarMetricReader(MetricReader):
             for resource_metrics in data.resource_metrics:
                 for scope_metrics in resource_metrics.scope_metrics:
                     for metric in scope_metrics.metrics:
-                        metrics[metric.name] = self._render_metric(metric.data)
+                        metrics[_addressable(metric.name)] = self._render_metric(metric.data)
         return "{" + ", ".join(f"{go_quote(k)}: {v}" for k, v in sorted(metrics.items())) + "}"
 
     def _render_metric(self, data: Any) -> str:
