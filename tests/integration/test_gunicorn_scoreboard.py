@@ -43,6 +43,8 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
             sent += 1
         time.sleep(0.4)  # the exporter threads write their slots every 0.1 s
         server = server_section(base)
+        cmdline = httpx.get(base + "/debug/vars", timeout=10).json()["cmdline"]
+        assert cmdline[0] == "gunicorn", "the program that was started, not the interpreter"
         workers = server["workers"]
         assert isinstance(workers, list) and len(workers) == 2
         assert {w["pid"] for w in workers} == pids, "both workers served and wrote their slot"

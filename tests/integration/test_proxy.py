@@ -214,7 +214,7 @@ def test_no_secret_shape_leaves_a_real_server(tmp_path: Path) -> None:
             if len(written) >= expected:
                 break
             time.sleep(0.05)
-    assert cmdline == [sys.executable, "-m", "tests.integration.argv_server", str(port), *shown]
+    assert cmdline == ["tests.integration.argv_server", str(port), *shown]
     recorded = [json.loads(line) for line in written]
     assert len(recorded) == expected
     queries = [event["url.query"] for event in recorded[: len(of["query"])]]

@@ -51,7 +51,35 @@ class Engine(Protocol):
     def lanes(self) -> dict[str, Any]: ...
 
 
-__all__ = ["ExpvarEndpoint"]
+__all__ = ["ExpvarEndpoint", "program_argv"]
+
+
+def program_argv() -> list[str]:
+    """Go's `os.Args` for this process: the program that was started, then its arguments.
+
+    The program is what the user ran, not the interpreter: a console script or a script as
+    invoked (`/srv/venv/bin/gunicorn`, `manage.py`), or the module of `python -m` (`uvicorn`),
+    so that tools naming a service after `cmdline[0]` (expvarmon) name it after the program.
+    With `python -c` there is no program but the interpreter, which is then shown as started.
+    """
+    original = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    argv = list(sys.argv)
+    # The interpreter's own options come first; the program (a script, -m, -c) ends them.
+    index = 1
+    while index < len(original):
+        item = original[index]
+        if item == "-m" and index + 1 < len(original):
+            return [original[index + 1], *argv[1:]]
+        if item == "-c" or item.startswith("-c"):
+            return original
+        if item in ("-X", "-W"):
+            index += 2  # an option with its value in the next argument
+            continue
+        if not item.startswith("-") or item == "-":
+            break
+        index += 1
+    return argv if argv and argv[0] else original
+
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -96,9 +124,7 @@ class ExpvarEndpoint:
         self.queue_depth: Callable[[], int] = lambda: 0
         self.lanes: Callable[[], dict[str, Any]] = dict
         self.exporter_names: tuple[str, ...] = ()
-        self._argv = redact_argv(
-            getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv], redact
-        )
+        self._argv = redact_argv(program_argv(), redact)
         self._cmdline = json_value(self._argv)
         self._started = time.monotonic()
         self._lock = threading.Lock()
