@@ -10,7 +10,6 @@ on loopback; the allow-lists use 127.0.0.2 as "the monitoring host".
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
