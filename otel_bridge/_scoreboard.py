@@ -12,6 +12,7 @@ The segment is created by Python's SharedMemory: mode 0600, owned by the server'
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from multiprocessing import shared_memory
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 MAGIC = b"OTBRIDGE"
-VERSION = 3
+VERSION = 4
 # Per slot: the worker's pid and start time (ns since the epoch), then its counters.
 COUNTERS = (
     "requests",
@@ -46,9 +47,8 @@ _RETIRED = struct.Struct("<" + "q" * len(COUNTERS))
 _SERVER = struct.Struct("<qqq")
 _SERVER_OFFSET = _HEADER.size + _RETIRED.size
 _SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
-# After the counters: the request in progress (start, ns since the epoch, 0 when idle), the
-# worker's RSS (written by the master's monitor), whether a timeout event was written for the
-# request in progress, then its path and request id (truncated UTF-8, NUL-padded).
+# After the counters: how many requests the worker is serving (0 when idle), its RSS (written
+# by the master's monitor), then room no longer used (the requests are in the entries below).
 _BUSY = struct.Struct("<qqq64s48s")
 _BUSY_OFFSET = _SLOT.size
 # After those: requests the worker answered (written on the request path) and records it
@@ -56,7 +56,14 @@ _BUSY_OFFSET = _SLOT.size
 # when the worker dies: records that were still on their way.
 _FLOW = struct.Struct("<qq")
 _FLOW_OFFSET = _BUSY_OFFSET + _BUSY.size
-SLOT_SIZE = 256  # room to grow without changing the offsets
+# Then, from IN_FLIGHT_OFFSET, one entry per request in progress (async and threaded workers
+# serve several at once): its start (ns since the epoch, 0 when free), whether a timeout event
+# was written for it, its path and request id. A request that finds every entry taken is
+# counted in the busy block's `written` word's place: see `_OVERFLOW`.
+_ENTRY = struct.Struct("<qq64s48s")
+IN_FLIGHT = 6
+IN_FLIGHT_OFFSET = 256
+SLOT_SIZE = IN_FLIGHT_OFFSET + IN_FLIGHT * _ENTRY.size  # 1,024 bytes
 HEADER_SIZE = 128
 
 
@@ -69,6 +76,10 @@ class Scoreboard:
         self.owner = owner
         self._buffer: Any = memory.buf
         self._free = list(range(slots))  # the master's view of which slots are free
+        # This worker's own: its free in-flight entries and how many requests it serves.
+        self._entries_lock = threading.Lock()
+        self._free_entries = list(range(IN_FLIGHT - 1, -1, -1))
+        self._in_flight = 0
 
     @classmethod
     def create(cls, slots: int) -> Scoreboard:
@@ -138,24 +149,45 @@ class Scoreboard:
         _SLOT.pack_into(self._buffer, self._offset(slot), 0, 0, *([0] * len(COUNTERS)))
         _BUSY.pack_into(self._buffer, self._offset(slot) + _BUSY_OFFSET, 0, 0, 0, b"", b"")
         _FLOW.pack_into(self._buffer, self._offset(slot) + _FLOW_OFFSET, 0, 0)
+        for entry in range(IN_FLIGHT):
+            _ENTRY.pack_into(self._buffer, self._entry(slot, entry), 0, 0, b"", b"")
 
     def write(self, slot: int, pid: int, started_ns: int, counters: Sequence[int]) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), pid, started_ns, *counters)
 
-    def begin_request(self, slot: int, start_ns: int, path: str, request_id: str) -> None:
-        """The worker took a request (what `child_exit` reports if the worker dies in it)."""
-        _BUSY.pack_into(
-            self._buffer,
-            self._offset(slot) + _BUSY_OFFSET,
-            start_ns,
-            self._rss(slot),
-            0,
-            path.encode("utf-8", "replace")[:64],
-            request_id.encode("utf-8", "replace")[:48],
-        )
+    def _entry(self, slot: int, entry: int) -> int:
+        return self._offset(slot) + IN_FLIGHT_OFFSET + entry * _ENTRY.size
 
-    def end_request(self, slot: int) -> None:
-        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, 0)
+    def begin_request(self, slot: int, start_ns: int, path: str, request_id: str) -> int:
+        """The worker took a request (what `child_exit` reports if the worker dies in it).
+        Returns its entry, for `end_request()`; -1 when all are taken (then only counted)."""
+        with self._entries_lock:
+            free = self._free_entries
+            entry = free.pop() if free else -1
+            self._in_flight += 1
+            count = self._in_flight
+        if entry >= 0:
+            _ENTRY.pack_into(
+                self._buffer,
+                self._entry(slot, entry),
+                start_ns,
+                0,
+                path.encode("utf-8", "replace")[:64],
+                request_id.encode("utf-8", "replace")[:48],
+            )
+        # The busy word: how many requests this worker is serving.
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, count)
+        return entry
+
+    def end_request(self, slot: int, entry: int = -1) -> None:
+        if entry >= 0:
+            struct.pack_into("<q", self._buffer, self._entry(slot, entry), 0)
+        with self._entries_lock:
+            if entry >= 0:
+                self._free_entries.append(entry)
+            self._in_flight = max(0, self._in_flight - 1)
+            count = self._in_flight
+        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, count)
 
     def set_answered(self, slot: int, answered: int) -> None:
         """Requests (and jobs) this worker finished so far."""
@@ -165,8 +197,9 @@ class Scoreboard:
         """Records this worker handed to every view so far."""
         struct.pack_into("<q", self._buffer, self._offset(slot) + _FLOW_OFFSET + 8, exported)
 
-    def mark_timeout_written(self, slot: int) -> None:
-        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 16, 1)
+    def mark_timeout_written(self, slot: int, entry: int) -> None:
+        if entry >= 0:
+            struct.pack_into("<q", self._buffer, self._entry(slot, entry) + 8, 1)
 
     def _rss(self, slot: int) -> int:
         offset = self._offset(slot) + _BUSY_OFFSET + 8
@@ -188,18 +221,32 @@ class Scoreboard:
                 found[slot] = pid
         return found
 
-    def in_progress(self, slot: int) -> dict[str, Any] | None:
-        """The request `slot`'s worker was serving, unless idle or already reported."""
-        busy, _, written, path, request_id = _BUSY.unpack_from(
-            self._buffer, self._offset(slot) + _BUSY_OFFSET
+    def in_progress(self, slot: int) -> list[dict[str, Any]]:
+        """The requests `slot`'s worker was serving and no timeout event reported, oldest
+        first; plus, as {"unlisted": n}, those beyond the entries (counted, not described)."""
+        found = []
+        for entry in range(IN_FLIGHT):
+            start, written, path, request_id = _ENTRY.unpack_from(
+                self._buffer, self._entry(slot, entry)
+            )
+            if start and not written:
+                found.append(
+                    {
+                        "start_ns": start,
+                        "path": path.rstrip(b"\0").decode("utf-8", "replace"),
+                        "request_id": request_id.rstrip(b"\0").decode("utf-8", "replace"),
+                    }
+                )
+        busy = struct.unpack_from("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET)[0]
+        listed = sum(
+            1
+            for entry in range(IN_FLIGHT)
+            if struct.unpack_from("<q", self._buffer, self._entry(slot, entry))[0]
         )
-        if not busy or written:
-            return None
-        return {
-            "start_ns": busy,
-            "path": path.rstrip(b"\0").decode("utf-8", "replace"),
-            "request_id": request_id.rstrip(b"\0").decode("utf-8", "replace"),
-        }
+        found.sort(key=lambda request: request["start_ns"])
+        if busy > listed:
+            found.append({"unlisted": busy - listed})
+        return found
 
     def read(self) -> dict[str, Any]:
         """Every live worker's counters and state, the retired ones, and the server totals."""
@@ -216,7 +263,8 @@ class Scoreboard:
                 "slot": slot,
                 "pid": pid,
                 "started_ns": started,
-                "busy": bool(busy),
+                "busy": busy > 0,
+                "in_flight": busy,
                 **dict(zip(COUNTERS, counters, strict=True)),
             }
             if rss:  # measured by the master's monitor (when_ready); unknown is absent, not 0

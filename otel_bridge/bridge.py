@@ -241,7 +241,9 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             # What the master reports if this worker dies in the request (child_exit).
             context = span.get_span_context()
             request_id = builder.headers.get("x-request-id") or f"{context.trace_id:032x}"
-            claim[0].begin_request(claim[1], builder.start_time_ns, builder.path, request_id)
+            builder.board_entry = claim[0].begin_request(
+                claim[1], builder.start_time_ns, builder.path, request_id
+            )
 
     def begin_job(self, builder: RequestBuilder, name: str) -> None:
         """Start recording a job (not an HTTP request): an INTERNAL span named `name`.
@@ -302,7 +304,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             claim = _scoreboard_current()
             if claim is not None:
                 if builder.interface != "job":
-                    claim[0].end_request(claim[1])
+                    claim[0].end_request(claim[1], builder.board_entry)
                 claim[0].set_answered(claim[1], next(self._answered))
             if builder.open_spans:
                 self.processor.forget(builder)

@@ -94,6 +94,7 @@ class RequestBuilder:
     # How to learn the route before the request ends (ASGI: from the scope), for timeouts.
     route_source: Callable[[RequestBuilder], str | None] | None = None
     scope: Any = None  # the ASGI scope, while the request runs
+    board_entry: int = -1  # its entry in the multi-process scoreboard, while it runs
     user_agent: str | None = None
     client: tuple[str, int | None] | None = None
     server: tuple[str, int | None] | None = None

@@ -80,8 +80,7 @@ def child_exit(server: Any, worker: Any) -> None:
         in_progress = _board.in_progress(slot)
         # Answered, but not yet with every view when it died (counted server-wide).
         records_lost = _board.release(slot)
-        if in_progress is not None or records_lost:
-            _report_exit(worker.pid, slot, in_progress, records_lost)
+        _report_exit(worker.pid, slot, in_progress, records_lost)
     except Exception as exc:  # noqa: BLE001 - never break the arbiter
         logger.warning(
             "otel_bridge: could not report worker %s's lost request: %s",
@@ -91,29 +90,50 @@ def child_exit(server: Any, worker: Any) -> None:
         _board.release(slot)
 
 
-def _report_exit(pid: int, slot: int, lost: dict[str, Any] | None, records_lost: int) -> None:
-    """A `worker_killed` event for the request the worker died in, or, when it died between
-    requests with records still on their way, a `worker_exit` event; both say how many
-    answered requests' records no view got."""
+def _report_exit(pid: int, slot: int, in_progress: list[dict[str, Any]], records_lost: int) -> None:
+    """A `worker_killed` event for each request the worker died in (async and threaded
+    workers serve several), or, when it died between requests with records still on their
+    way, a `worker_exit` event. The first event says how many answered requests' records no
+    view got."""
+    if not in_progress and not records_lost:
+        return
     from otel_bridge.config import Settings
     from otel_bridge.exporters.wide_events._sinks import make_sink
 
     settings = Settings.from_env()
     if "wide_events" not in settings.exporters:
         return
+    requests: list[dict[str, Any] | None] = list(in_progress) or [None]
+    events = [
+        _exit_event(settings.service_name, pid, slot, lost, records_lost if index == 0 else 0)
+        for index, lost in enumerate(requests)
+    ]
+    sink = make_sink(settings.wide_events_sink, settings.wide_events_format)
+    try:
+        sink.write([{k: v for k, v in event.items() if v is not None} for event in events])
+    finally:
+        sink.close()
+
+
+def _exit_event(
+    service: str | None, pid: int, slot: int, lost: dict[str, Any] | None, records_lost: int
+) -> dict[str, Any]:
     now = time.time_ns()
-    started = lost["start_ns"] if lost is not None else now
+    started = lost["start_ns"] if lost is not None and "start_ns" in lost else now
     event: dict[str, Any] = {
         "timestamp": datetime.datetime.fromtimestamp(started / 1e9, datetime.UTC)
         .isoformat(timespec="microseconds")
         .replace("+00:00", "Z"),
         "event": "worker_killed" if lost is not None else "worker_exit",
-        "service.name": settings.service_name,
+        "service.name": service,
         "process.pid": pid,
         "worker.slot": slot,
         "worker.records_lost": records_lost,
     }
-    if lost is not None:
+    if lost is not None and "unlisted" in lost:
+        # Requests beyond the scoreboard's entries: counted, not described.
+        event.update({"worker.requests_unlisted": lost["unlisted"], "error.type": "worker_killed"})
+    elif lost is not None:
         event.update(
             {
                 "request.id": lost["request_id"],
@@ -122,11 +142,7 @@ def _report_exit(pid: int, slot: int, lost: dict[str, Any] | None, records_lost:
                 "error.type": "worker_killed",
             }
         )
-    sink = make_sink(settings.wide_events_sink, settings.wide_events_format)
-    try:
-        sink.write([{k: v for k, v in event.items() if v is not None}])
-    finally:
-        sink.close()
+    return event
 
 
 class _Monitor(threading.Thread):

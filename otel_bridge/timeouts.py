@@ -70,7 +70,8 @@ class Timeouts:
     def _timed_out(self, builder: RequestBuilder) -> None:
         claim = _scoreboard_current()
         if claim is not None:
-            claim[0].mark_timeout_written(claim[1])  # the master must not report it again
+            # The master must not report this request again if the worker dies in it.
+            claim[0].mark_timeout_written(claim[1], builder.board_entry)
         record = self._partial(builder)
         open_spans = [
             {

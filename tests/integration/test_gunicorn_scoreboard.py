@@ -180,3 +180,62 @@ def test_a_killed_workers_answered_requests_are_in_a_view_or_counted_lost(
     assert lost > 0, "records were on their way when the worker died"
     # No answered request is in no view and no counter.
     assert recorded + lost == answered, (recorded, lost, answered, out)
+
+
+def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_each(
+    tmp_path: Path,
+) -> None:
+    # Async workers serve several requests at once: one that finishes must not make the
+    # worker look idle, and a worker killed outright reports every request it was serving.
+    import threading
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    events = tmp_path / "events.jsonl"
+    args = gunicorn(
+        "tests.integration.apps:asgi_app",
+        port,
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "--workers",
+        "1",
+        "--timeout",
+        "120",  # no timeout event while the slow requests wait
+    )
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "expvar,wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+    }
+    with serve(args, port, env):
+        deadline = time.monotonic() + 20
+        workers: list[dict[str, Any]] = []
+        while not workers and time.monotonic() < deadline:
+            workers = server_section(base)["workers"]
+            time.sleep(0.1)
+        [worker] = workers
+
+        def slow(request_id: str) -> None:
+            try:
+                httpx.get(f"{base}/sleep/30", headers={"x-request-id": request_id}, timeout=60)
+            except httpx.HTTPError:
+                pass  # the worker dies under it
+
+        waiting = [threading.Thread(target=slow, args=(f"slow-{n}",)) for n in "ab"]
+        for thread in waiting:
+            thread.start()
+        time.sleep(0.5)
+        assert httpx.get(f"{base}/users/1", timeout=10).status_code == 200  # done meanwhile
+        [seen] = server_section(base)["workers"]
+        assert (seen["busy"], seen["in_flight"]) == (True, 2)
+        os.kill(worker["pid"], signal.SIGKILL)
+        for thread in waiting:
+            thread.join(60)
+        deadline = time.monotonic() + 20
+        killed: list[dict[str, Any]] = []
+        while len(killed) < 2 and time.monotonic() < deadline:
+            lines = events.read_text().splitlines() if events.exists() else []
+            killed = [e for e in map(json.loads, lines) if e["event"] == "worker_killed"]
+            time.sleep(0.1)
+    assert sorted(e["request.id"] for e in killed) == ["slow-a", "slow-b"]
+    assert {e["url.path"] for e in killed} == {"/sleep/30"}
+    assert all(e["process.pid"] == worker["pid"] for e in killed)
