@@ -158,10 +158,8 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
         # The expvar view the wrappers serve, when it is on (set by instrument()).
         self.expvar: Any = None
         self._bind_lock = threading.Lock()
-        # With no providers yet (neither given nor set globally), the app may still set its
-        # own up after wrapping (before serving): wait for the first request (or the ASGI
-        # lifespan startup) to find them, and create ours only if there are none by then.
-        # A bad OTEL_*_EXPORTER still fails here, at startup.
+        # No providers yet: the app may set its own up after wrapping, so they are looked for
+        # at the first request or lifespan startup. A bad OTEL_*_EXPORTER still fails here.
         self.bound = not (tracer_provider is None and meter_provider is None and no_providers_yet())
         if self.bound:
             self._bind()
@@ -169,8 +167,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             check_exporters(settings)
 
     def drain(self, timeout_millis: float = SHUTDOWN_TIMEOUT_MS) -> bool:
-        """Close every request that finished so far: its span ended, its metrics recorded,
-        its record handed to the views. False if that took longer than `timeout_millis`."""
+        """End every finished request's span, record its metrics, hand its record on."""
         return self._worker.flush(timeout_millis / 1000)
 
     def _after_fork(self) -> None:
