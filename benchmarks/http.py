@@ -58,6 +58,30 @@ def _server_command(app_name: str, port: int) -> list[str]:
     ]
 
 
+def wrk(port: int, seconds: int, connections: int = 16, path: str = "/hello") -> dict[str, float]:
+    """One wrk run (1 thread, keep-alive) against 127.0.0.1:`port`: requests, req/s, p50, p99."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    requests = re.search(r"(\d+) requests in", out)
+    return {
+        "requests": float(requests.group(1)) if requests else 0.0,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99_ms": latency_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+    }
+
+
 def latency_ms(text: str) -> float:
     """A latency as wrk prints it (`850.00us`, `1.20ms`), in milliseconds."""
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]

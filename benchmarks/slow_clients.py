@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import socket
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.http import latency_ms, served
+from benchmarks.http import served, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,17 +133,7 @@ def slow_clients(
 
 
 def _wrk(port: int, seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/hello"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": latency_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99_ms": latency_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-    }
+    return wrk(port, seconds, connections=16)
 
 
 def run(rounds: int = 3, seconds: int = 5) -> dict[str, Any]:

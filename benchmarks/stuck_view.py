@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -23,23 +22,11 @@ from typing import Any
 
 import httpx
 
-from benchmarks.http import latency_ms, served
+from benchmarks.http import served, wrk
 
 
 def _wrk(port: int, seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/hello"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    requests = re.search(r"(\d+) requests in", out)
-    return {
-        "requests": float(requests.group(1)) if requests else 0.0,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": latency_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99_ms": latency_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-    }
+    return wrk(port, seconds, connections=32)
 
 
 def _counted(port: int) -> dict[str, float]:
