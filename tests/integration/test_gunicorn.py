@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import collections
+import re
+import time
+from pathlib import Path
 
 import httpx
 import pytest
+
+import otel_bridge.gunicorn
 
 from .servers import free_port, gunicorn, serve
 
@@ -57,3 +62,74 @@ def test_preloaded_app_works_in_every_forked_worker() -> None:
             seen[answer["pid"]] = len(answer["records"])
     assert len(served) == 2, f"both workers served requests: {served}"
     assert seen == dict(served)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "multiprocess.md"
+
+
+def documented_imports() -> dict[str, set[str]]:
+    """Each `from otel_bridge.gunicorn import …` the docs give for a gunicorn.conf.py."""
+    found = {}
+    for match in re.finditer(
+        r"from otel_bridge\.gunicorn import (\*|\(([^)]*)\))", DOCS.read_text()
+    ):
+        names = match.group(2)
+        found[match.group(0)] = (
+            {"*"} if names is None else {name.strip() for name in names.split(",") if name.strip()}
+        )
+    return found
+
+
+def test_the_documented_hook_imports_are_the_module_s_hooks() -> None:
+    forms = documented_imports()
+    assert len(forms) == 2, forms  # the explicit list, and the one that cannot go stale
+    listed = [names for names in forms.values() if names != {"*"}]
+    assert listed == [set(otel_bridge.gunicorn.__all__)]
+    hooks = {name for name in dir(otel_bridge.gunicorn) if not name.startswith("_")}
+    assert set(otel_bridge.gunicorn.__all__) == {
+        name for name in hooks if name in GUNICORN_HOOKS
+    }, "every gunicorn hook the module defines is exported"
+
+
+# gunicorn's server hooks (its documentation's "Server Hooks"), the names a config may define.
+GUNICORN_HOOKS = {
+    "on_starting",
+    "on_reload",
+    "when_ready",
+    "pre_fork",
+    "post_fork",
+    "post_worker_init",
+    "worker_int",
+    "worker_abort",
+    "pre_exec",
+    "pre_request",
+    "post_request",
+    "child_exit",
+    "worker_exit",
+    "nworkers_changed",
+    "on_exit",
+    "ssl_context",
+}
+
+
+@pytest.mark.parametrize("form", ["explicit", "star"])
+def test_a_users_config_importing_the_documented_hooks_gets_every_server_wide_figure(
+    form: str, tmp_path: Path
+) -> None:
+    [statement] = [
+        s for s, names in documented_imports().items() if (names == {"*"}) == (form == "star")
+    ]
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text(f"{statement}\n\nworkers = 2\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [*plain_gunicorn(port), "-c", str(config)]
+    with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+        for _ in range(10):
+            httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
+        time.sleep(1.5)  # the exporter threads' batches, the master's monitor
+        server = httpx.get(base + "/debug/vars", timeout=10).json()["server"]
+    assert len(server["workers"]) == 2
+    assert all(worker["rss_bytes"] > 0 for worker in server["workers"])
+    assert server["monitor_sampled_ns"] > 0 and "listen_backlog" in server
+    assert server["total"]["requests"] == 10
