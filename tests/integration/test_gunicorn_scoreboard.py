@@ -239,3 +239,29 @@ def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_eac
     assert sorted(e["request.id"] for e in killed) == ["slow-a", "slow-b"]
     assert {e["url.path"] for e in killed} == {"/sleep/30"}
     assert all(e["process.pid"] == worker["pid"] for e in killed)
+
+
+def test_otel_bridge_vars_shows_the_server_totals_and_which_worker_answered() -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serve(two_workers(port), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+        for _ in range(30):
+            httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
+        time.sleep(0.4)
+        server = server_section(base)
+        shown = subprocess.run(
+            [sys.executable, "-m", "otel_bridge.cli", "vars", f"127.0.0.1:{port}", "--once"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert shown.returncode == 0, shown.stderr
+    [line] = [line for line in shown.stdout.splitlines() if line.startswith("server  ")]
+    assert line.startswith("server  2 workers (") and "  requests 30  " in line
+    assert re.search(r"answered by pid (\d+) \(slot (\d+)\)", line)
+    pids = {str(w["pid"]) for w in server["workers"]}
+    assert re.search(r"answered by pid (\d+)", line).group(1) in pids  # type: ignore[union-attr]
+    assert "(this worker)" in shown.stdout

@@ -62,6 +62,26 @@ def render(
             f"{stats.get('PauseTotalNs', 0) / 1e6:.1f} ms  cpu fraction "
             f"{float(stats.get('GCCPUFraction', 0)):.4f}"
         )
+    server = document.get("server")
+    workers = server.get("workers") if isinstance(server, Mapping) else None
+    if isinstance(server, Mapping) and isinstance(workers, list):
+        # A multi-process server: its totals, and which worker this answer came from (the
+        # `requests` below are that worker's own).
+        total = server.get("total") or {}
+        rate = ""
+        if previous and elapsed > 0:
+            before = ((previous.get("server") or {}).get("total") or {}).get("requests", 0)
+            rate = f"  {(total.get('requests', 0) - before) / elapsed:.1f} req/s"
+        answered: Mapping[str, Any] = next(
+            (w for w in workers if w.get("slot") == server.get("this_worker_slot")), {}
+        )
+        busy = sum(1 for w in workers if w.get("busy"))
+        lines.append(
+            f"server  {len(workers)} workers ({busy} busy)  requests {total.get('requests', 0):,}"
+            f"{rate}  errors {total.get('errors', 0):,}  lost {server.get('records_lost', 0):,}"
+            f"  answered by pid {answered.get('pid', '?')} (slot "
+            f"{server.get('this_worker_slot', '?')})"
+        )
     requests = document.get("requests")
     if isinstance(requests, Mapping):
         total = requests.get("total", {})
@@ -69,9 +89,10 @@ def render(
         if previous and elapsed > 0:
             before = (previous.get("requests") or {}).get("total", {}).get("count", 0)
             rate = f"  {(total.get('count', 0) - before) / elapsed:.1f} req/s"
+        mine = "  (this worker)" if isinstance(workers, list) else ""
         lines.append(
             f"requests {total.get('count', 0):,}{rate}  errors {total.get('errors', 0):,}  "
-            f"5xx {total.get('5xx', 0):,}"
+            f"5xx {total.get('5xx', 0):,}{mine}"
         )
         lines.append(f"  {'route':<40} {'count':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
         routes = sorted(
