@@ -9,13 +9,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from tests.integration.servers import ROOT, free_port, wait_accepting
+from tests.integration.servers import ROOT, end, free_port, wait_accepting
 
 CONFIG = ROOT / "collector" / "test-config.yaml"
 
@@ -64,13 +63,8 @@ class Collector:
             return
         self.process = None
         with suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+            process.send_signal(signal.SIGCONT)  # a frozen one must be able to exit
+        end(process, timeout=5)
 
     def freeze(self) -> None:
         """Hung: the kernel still accepts connections; the Collector never answers."""
@@ -127,12 +121,3 @@ def collector(out: Path) -> Iterator[Collector]:
         yield running
     finally:
         running.stop()
-
-
-def wait_for(check: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())

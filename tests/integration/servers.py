@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,15 +68,35 @@ def serve(
         wait_accepting(process, port, timeout)
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
         try:
-            process.communicate(timeout=20)  # also closes the pipes
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+            end(process, timeout=20)  # also closes the pipes
         except ValueError:
             pass  # stop() already collected the output
+
+
+def end(
+    process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20.0
+) -> tuple[str, str]:
+    """Send `sig` to `process` (if it still runs) and collect its output; kill it if it has
+    not exited within `timeout` seconds."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            process.send_signal(sig)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
+
+
+def wait_for(check: Any, timeout: float = 15.0) -> bool:
+    """Poll `check()` until it is true or `timeout` seconds passed; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())
 
 
 def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:
@@ -238,9 +259,4 @@ def nginx(
         wait_accepting(process, port, 10)
         yield port
     finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        end(process, signal.SIGQUIT, timeout=10)

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.collector import collector, wait_for
-from tests.integration.servers import free_port, serve, uvicorn
+from tests.integration.collector import collector
+from tests.integration.servers import free_port, serve, uvicorn, wait_for
 from tests.integration.test_faults import ab, udp_collector
 
 # The process exits within this of SIGTERM (docs/providers.md).

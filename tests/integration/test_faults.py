@@ -25,7 +25,7 @@ import pytest
 
 from tests.exporters.cronitor.fake import API_KEY, fake_cronitor
 
-from .servers import free_port, gunicorn, serve, stop, uvicorn
+from .servers import free_port, gunicorn, serve, stop, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +101,6 @@ def udp_collector(port: int = 0) -> Iterator[tuple[socket.socket, list[int]]]:
         running[0] = False
         thread.join(5)
         sock.close()
-
-
-def wait_for(condition: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return bool(condition())
 
 
 def health(port: int) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import free_port, gunicorn, serve
-from .test_faults import ab, lines, udp_collector, wait_for
+from .servers import free_port, gunicorn, serve, wait_for
+from .test_faults import ab, lines, udp_collector
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import free_port, gunicorn, serve, stop, uvicorn
+from .servers import free_port, gunicorn, serve, stop, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +26,18 @@ def two_workers(port: int, *extra: str) -> list[str]:
 
 def server_section(base: str) -> Any:
     return httpx.get(base + "/debug/vars", timeout=10).json()["server"]
+
+
+def workers_in_slots(base: str, count: int) -> list[dict[str, Any]]:
+    """The scoreboard's workers once `count` of them are forked and hold a slot."""
+    found: list[dict[str, Any]] = []
+
+    def ready() -> bool:
+        found[:] = server_section(base).get("workers") or []
+        return len(found) == count
+
+    assert wait_for(ready, 20), found
+    return found
 
 
 @pytest.mark.parametrize("preload", [False, True])
@@ -105,13 +117,7 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     args = uvicorn("tests.integration.apps:asgi_app", port, "--workers", "2")
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}) as process:
         segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
-        deadline = time.monotonic() + 20
-        server: Any = {}
-        while time.monotonic() < deadline:  # both workers up and claimed a slot
-            server = server_section(base)
-            if len(server.get("workers", [])) == 2:
-                break
-            time.sleep(0.2)
+        workers_in_slots(base, 2)
         pids = set()
         for uid in range(40):
             response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
@@ -143,12 +149,7 @@ def test_a_killed_workers_answered_requests_are_in_a_view_or_counted_lost(
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
     }
     with serve(two_workers(port), port, env):
-        deadline = time.monotonic() + 20
-        workers: list[int] = []
-        while len(workers) < 2 and time.monotonic() < deadline:  # both forked and in a slot
-            workers = [w["pid"] for w in server_section(base)["workers"]]
-            time.sleep(0.1)
-        assert len(workers) == 2
+        workers = [w["pid"] for w in workers_in_slots(base, 2)]
         report: dict[str, str] = {}
 
         def load() -> None:
@@ -207,12 +208,7 @@ def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_eac
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
     }
     with serve(args, port, env):
-        deadline = time.monotonic() + 20
-        workers: list[dict[str, Any]] = []
-        while not workers and time.monotonic() < deadline:
-            workers = server_section(base)["workers"]
-            time.sleep(0.1)
-        [worker] = workers
+        [worker] = workers_in_slots(base, 1)
 
         def slow(request_id: str) -> None:
             try:

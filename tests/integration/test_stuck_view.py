@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.collector import wait_for
-from tests.integration.servers import free_port, serve, uvicorn
+from tests.integration.servers import free_port, serve, uvicorn, wait_for
 from tests.integration.test_faults import ab, udp_collector
 
 REQUESTS = 5_000
