@@ -59,7 +59,7 @@ _FLOW_OFFSET = _BUSY_OFFSET + _BUSY.size
 # Then, from IN_FLIGHT_OFFSET, one entry per request in progress (async and threaded workers
 # serve several at once): its start (ns since the epoch, 0 when free), whether a timeout event
 # was written for it, its path and request id. A request that finds every entry taken is
-# counted in the busy block's `written` word's place: see `_OVERFLOW`.
+# only counted, in the busy word.
 _ENTRY = struct.Struct("<qq64s48s")
 IN_FLIGHT = 6
 IN_FLIGHT_OFFSET = 256
@@ -165,7 +165,9 @@ class Scoreboard:
             free = self._free_entries
             entry = free.pop() if free else -1
             self._in_flight += 1
-            count = self._in_flight
+            # The busy word, how many requests this worker is serving: written under the
+            # lock, so that two threads cannot leave it at a stale count.
+            struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, self._in_flight)
         if entry >= 0:
             _ENTRY.pack_into(
                 self._buffer,
@@ -175,8 +177,6 @@ class Scoreboard:
                 path.encode("utf-8", "replace")[:64],
                 request_id.encode("utf-8", "replace")[:48],
             )
-        # The busy word: how many requests this worker is serving.
-        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, count)
         return entry
 
     def end_request(self, slot: int, entry: int = -1) -> None:
@@ -186,8 +186,7 @@ class Scoreboard:
             if entry >= 0:
                 self._free_entries.append(entry)
             self._in_flight = max(0, self._in_flight - 1)
-            count = self._in_flight
-        struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, count)
+            struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET, self._in_flight)
 
     def set_answered(self, slot: int, answered: int) -> None:
         """Requests (and jobs) this worker finished so far."""
@@ -200,11 +199,6 @@ class Scoreboard:
     def mark_timeout_written(self, slot: int, entry: int) -> None:
         if entry >= 0:
             struct.pack_into("<q", self._buffer, self._entry(slot, entry) + 8, 1)
-
-    def _rss(self, slot: int) -> int:
-        offset = self._offset(slot) + _BUSY_OFFSET + 8
-        value: int = struct.unpack_from("<q", self._buffer, offset)[0]
-        return value
 
     def set_rss(self, slot: int, rss: int) -> None:
         struct.pack_into("<q", self._buffer, self._offset(slot) + _BUSY_OFFSET + 8, rss)
