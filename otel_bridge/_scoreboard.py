@@ -6,29 +6,36 @@ removes it when it exits; each worker gets a fixed slot (`pre_fork`), writes onl
 request: the mapping is inherited through fork(). When a worker exits, the master folds its
 counters into the header's `retired` totals, so server totals never go backwards.
 
-The segment is created by Python's SharedMemory: mode 0600, owned by the server's user.
+After the slots come the route tables (`otel_bridge._routeboard`): one per slot, which only
+its worker writes, and a retired one. Folding a table or a slot into the retired figures
+happens inside a write window (a sequence number that is odd while it lasts); a reader
+retries around it, so the server's figures never count a worker twice or not at all.
+
+The segment is created by Python's SharedMemory: mode 0600, owned by the server's user. It is
+sparse: a table's pages are used as its worker sees routes (368 bytes a route).
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, TypeVar
+
+from otel_bridge._routeboard import TABLE_SIZE, Figures, clear_table, fold_table, merge_tables
 
 __all__ = [
     "COUNTERS",
     "Scoreboard",
     "current",
-    "join_supervised",
-    "leave_supervised",
     "set_current",
 ]
 
 MAGIC = b"OTBRIDGE"
-VERSION = 4
+VERSION = 5
 # Per slot: the worker's pid and start time (ns since the epoch), then its counters.
 COUNTERS = (
     "requests",
@@ -46,6 +53,9 @@ _RETIRED = struct.Struct("<" + "q" * len(COUNTERS))
 # the records lost with workers that exited (answered, never handed to every view).
 _SERVER = struct.Struct("<qqq")
 _SERVER_OFFSET = _HEADER.size + _RETIRED.size
+# Then the write window's sequence number: odd while the retired figures are being updated.
+_SEQUENCE_OFFSET = _SERVER_OFFSET + _SERVER.size
+_T = TypeVar("_T")
 _SLOT = struct.Struct("<qq" + "q" * len(COUNTERS))
 # After the counters: how many requests the worker is serving (0 when idle), its RSS (written
 # by the master's monitor), then room no longer used (the requests are in the entries below).
@@ -81,17 +91,39 @@ class Scoreboard:
         self._free_entries = list(range(IN_FLIGHT - 1, -1, -1))
         self._in_flight = 0
 
+    @staticmethod
+    def version_of(buffer: Any) -> int | None:
+        """The layout version of a segment (None: not initialised yet)."""
+        magic, version, _ = _HEADER.unpack_from(buffer, 0)
+        return int(version) if magic == MAGIC else None
+
+    def write_header(self) -> None:
+        _HEADER.pack_into(self._buffer, 0, MAGIC, VERSION, self.slots)
+
+    @staticmethod
+    def slots_for(size: int) -> int:
+        """How many slots a segment of `size` bytes holds."""
+        return (size - HEADER_SIZE - TABLE_SIZE) // (SLOT_SIZE + TABLE_SIZE)
+
+    @staticmethod
+    def size_for(slots: int) -> int:
+        return HEADER_SIZE + slots * SLOT_SIZE + (slots + 1) * TABLE_SIZE
+
     @classmethod
     def create(cls, slots: int) -> Scoreboard:
-        size = HEADER_SIZE + slots * SLOT_SIZE
+        size = cls.size_for(slots)
         memory = shared_memory.SharedMemory(create=True, size=size)
         board = cls(memory, slots, owner=True)
-        _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, slots)
+        board.write_header()
         _RETIRED.pack_into(board._buffer, _HEADER.size, *([0] * len(COUNTERS)))
         _SERVER.pack_into(board._buffer, _SERVER_OFFSET, 0, 0, 0)
         for slot in range(slots):
             board.clear(slot)
         return board
+
+    @property
+    def buffer(self) -> Any:
+        return self._buffer
 
     @property
     def name(self) -> str:
@@ -104,24 +136,60 @@ class Scoreboard:
         return self._free.pop(0) if self._free else None
 
     def release(self, slot: int) -> int:
-        """A worker exited: keep its counters in the retired totals, free its slot. Returns
-        the records it answered but never handed to every view (also added to the server's
-        `records_lost`)."""
+        """A worker exited: keep its counters and route figures in the retired ones, free its
+        slot. Returns the records it answered but never handed to every view (also added to
+        the server's `records_lost`)."""
         answered, exported = _FLOW.unpack_from(self._buffer, self._offset(slot) + _FLOW_OFFSET)
         lost: int = max(0, answered - exported)
-        if lost:
-            offset = _SERVER_OFFSET + 16
-            struct.pack_into("<q", self._buffer, offset, self._server_field(2) + lost)
-        retired = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
-        counters = _SLOT.unpack_from(self._buffer, self._offset(slot))[2:]
-        _RETIRED.pack_into(
-            self._buffer, _HEADER.size, *(a + b for a, b in zip(retired, counters, strict=True))
-        )
-        self.clear(slot)
+        with self._writing():
+            if lost:
+                offset = _SERVER_OFFSET + 16
+                struct.pack_into("<q", self._buffer, offset, self._server_field(2) + lost)
+            retired = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
+            counters = _SLOT.unpack_from(self._buffer, self._offset(slot))[2:]
+            _RETIRED.pack_into(
+                self._buffer,
+                _HEADER.size,
+                *(a + b for a, b in zip(retired, counters, strict=True)),
+            )
+            fold_table(self._buffer, self.table(slot), self.table(self.slots))
+            self.clear(slot)
         if slot not in self._free:
             self._free.append(slot)
             self._free.sort()
         return lost
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write window (one writer at a time: the master, or the file lock's holder)."""
+        sequence = struct.unpack_from("<q", self._buffer, _SEQUENCE_OFFSET)[0]
+        struct.pack_into("<q", self._buffer, _SEQUENCE_OFFSET, sequence | 1)
+        try:
+            yield
+        finally:
+            struct.pack_into("<q", self._buffer, _SEQUENCE_OFFSET, (sequence | 1) + 1)
+
+    def _consistent(self, read: Callable[[], _T]) -> _T:
+        """`read()` outside any write window (retried around one; a reader never waits on
+        more than a fold of one worker's figures)."""
+        for _ in range(200):
+            before = struct.unpack_from("<q", self._buffer, _SEQUENCE_OFFSET)[0]
+            if not before & 1:
+                value = read()
+                if struct.unpack_from("<q", self._buffer, _SEQUENCE_OFFSET)[0] == before:
+                    return value
+            time.sleep(0.0005)
+        return read()
+
+    def table(self, slot: int) -> int:
+        """The offset of `slot`'s route table (`slots`: the retired one)."""
+        return HEADER_SIZE + self.slots * SLOT_SIZE + slot * TABLE_SIZE
+
+    def requests(self) -> tuple[Figures, dict[str, Figures]]:
+        """The server's request figures, total and per route: the retired table's and every
+        slot's (a worker killed but not yet reaped still counts)."""
+        tables = [self.table(self.slots), *(self.table(slot) for slot in range(self.slots))]
+        return self._consistent(lambda: merge_tables(self._buffer, tables))
 
     def _server_field(self, index: int) -> int:
         value: int = _SERVER.unpack_from(self._buffer, _SERVER_OFFSET)[index]
@@ -151,6 +219,17 @@ class Scoreboard:
         _FLOW.pack_into(self._buffer, self._offset(slot) + _FLOW_OFFSET, 0, 0)
         for entry in range(IN_FLIGHT):
             _ENTRY.pack_into(self._buffer, self._entry(slot, entry), 0, 0, b"", b"")
+        clear_table(self._buffer, self.table(slot))
+
+    def reset(self) -> None:
+        """Zero every figure (a segment left behind by workers that are all gone), touching
+        only the pages in use."""
+        with self._writing():
+            _RETIRED.pack_into(self._buffer, _HEADER.size, *([0] * len(COUNTERS)))
+            _SERVER.pack_into(self._buffer, _SERVER_OFFSET, 0, 0, 0)
+            for slot in range(self.slots):
+                self.clear(slot)
+            clear_table(self._buffer, self.table(self.slots))
 
     def write(self, slot: int, pid: int, started_ns: int, counters: Sequence[int]) -> None:
         _SLOT.pack_into(self._buffer, self._offset(slot), pid, started_ns, *counters)
@@ -244,6 +323,9 @@ class Scoreboard:
 
     def read(self) -> dict[str, Any]:
         """Every live worker's counters and state, the retired ones, and the server totals."""
+        return self._consistent(self._read)
+
+    def _read(self) -> dict[str, Any]:
         workers = []
         totals = list(_RETIRED.unpack_from(self._buffer, _HEADER.size))
         retired = dict(zip(COUNTERS, totals, strict=True))
@@ -292,104 +374,3 @@ def set_current(board: Scoreboard | None, slot: int | None) -> None:
 
 def current() -> tuple[Scoreboard, int] | None:
     return _current
-
-
-def join_supervised(slots: int = 64) -> tuple[Scoreboard, int] | None:
-    """For workers of a supervisor that runs none of our code (`uvicorn --workers`): share one
-    segment named after the supervisor's pid, each worker claiming a slot under a file lock.
-
-    The first worker creates the segment, every worker clears its slot when it stops, and the
-    last one out removes the segment. Returns the claim, or None where this cannot work (no
-    /dev/shm, not a supervised process). Never raises.
-    """
-    import fcntl
-    import multiprocessing
-    import os
-
-    if multiprocessing.parent_process() is None or not os.path.isdir("/dev/shm"):
-        return None
-    name = f"otel_bridge_{os.getppid()}"
-    try:
-        try:
-            memory = shared_memory.SharedMemory(
-                name=name, create=True, size=HEADER_SIZE + slots * SLOT_SIZE
-            )
-            created = True
-        except FileExistsError:
-            memory = shared_memory.SharedMemory(name=name)
-            created = False
-        # Python's resource tracker would remove the segment when *this* worker exits; the
-        # workers manage its life among themselves instead.
-        from multiprocessing import resource_tracker
-
-        resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
-        board = Scoreboard(memory, (memory.size - HEADER_SIZE) // SLOT_SIZE, owner=False)
-        descriptor = os.open(f"/dev/shm/{name}", os.O_RDWR)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            taken = board.pids()
-            if not created and not any(_alive(pid) for pid in taken.values()):
-                # Left behind by workers that were all killed outright (or by an earlier
-                # server whose pid was reused): start from zero, not from their totals.
-                board._buffer[:] = bytes(len(board._buffer))
-                taken = {}
-            if _HEADER.unpack_from(board._buffer, 0)[0] != MAGIC:
-                _HEADER.pack_into(board._buffer, 0, MAGIC, VERSION, board.slots)
-            claimed = None
-            for slot in range(board.slots):
-                pid = taken.get(slot, 0)
-                if pid and _alive(pid):
-                    continue
-                if pid:
-                    board.release(slot)  # a worker that died: keep its counts as retired
-                claimed = slot
-                break
-            if claimed is None:
-                return None
-            board.write(claimed, os.getpid(), time.time_ns(), [0] * len(COUNTERS))
-        finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-            os.close(descriptor)
-        return board, claimed
-    except Exception:  # noqa: BLE001 - per-process views only, never a failed start
-        return None
-
-
-def leave_supervised(board: Scoreboard, slot: int) -> None:
-    """This worker stops: fold its counts into the retired totals; the last one out removes
-    the segment. Never raises."""
-    import fcntl
-    import os
-
-    try:
-        descriptor = os.open(f"/dev/shm/{board.name.lstrip('/')}", os.O_RDWR)
-    except OSError:
-        return
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        board.release(slot)
-        others = [pid for pid in board.pids().values() if _alive(pid)]
-        if not others:
-            # Not SharedMemory.unlink(): it also unregisters the segment from Python's
-            # resource tracker, which no longer knows it (join_supervised unregistered it),
-            # and the tracker then prints a KeyError traceback at every stop.
-            import _posixshmem  # type: ignore[import-not-found]
-
-            _posixshmem.shm_unlink(board.memory._name)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001
-        pass
-    finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        os.close(descriptor)
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -110,7 +110,8 @@ VIEWS: dict[str, View] = {
 def _join_supervised(bridge: Bridge) -> None:
     # Under `uvicorn --workers` no master runs our hooks: the workers share a scoreboard of
     # their own, so /debug/vars can still show server-wide totals.
-    from otel_bridge._scoreboard import current, join_supervised, leave_supervised, set_current
+    from otel_bridge._scoreboard import current, set_current
+    from otel_bridge._supervised import join_supervised, leave_supervised
 
     if current() is not None:
         return

@@ -260,4 +260,7 @@ def test_otel_bridge_vars_shows_the_server_totals_and_which_worker_answered() ->
     assert re.search(r"answered by pid (\d+) \(slot (\d+)\)", line)
     pids = {str(w["pid"]) for w in server["workers"]}
     assert re.search(r"answered by pid (\d+)", line).group(1) in pids  # type: ignore[union-attr]
-    assert "(this worker)" in shown.stdout
+    # The route table below it is the server's too, every worker's requests in it.
+    [requests] = [line for line in shown.stdout.splitlines() if line.startswith("requests ")]
+    assert requests.startswith("requests 30  ") and "(server: every worker)" in requests
+    assert re.search(r"^  /x +30 ", shown.stdout, re.M)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -24,16 +23,12 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
+from otel_bridge._routeboard import BUCKETS_MS, MAX_ROUTES, OTHER, Figures, bucket_of, mirror
 from otel_bridge._scoreboard import COUNTERS, current
 from otel_bridge.exporters.expvar._format import go_quote, json_float, json_value
 from otel_bridge.record import RecordExporter, RequestRecord, route_or_path
 
 __all__ = ["ExpvarMetricReader", "RequestStats", "ScoreboardWriter"]
-
-MAX_ROUTES = 1000
-OTHER = "<other>"
-# Milliseconds; the HTTP semantic conventions' duration buckets.
-BUCKETS_MS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
 
 
 def _quantile(
@@ -57,93 +52,112 @@ def _quantile(
     return high
 
 
-class _Route:
-    __slots__ = ("buckets", "classes", "count", "errors", "max", "min", "sum")
+def _render_figures(figures: Figures) -> str:
+    low = 0.0 if figures.count == 0 else figures.min
+    classes = figures.classes
+    fields: list[tuple[str, str]] = [
+        ("count", str(figures.count)),
+        ("errors", str(figures.errors)),
+        ("1xx", str(classes[1])),
+        ("2xx", str(classes[2])),
+        ("3xx", str(classes[3])),
+        ("4xx", str(classes[4])),
+        ("5xx", str(classes[5])),
+        ("duration_ms_sum", json_float(round(figures.sum, 3))),
+        ("duration_ms_min", json_float(round(low, 3))),
+        ("duration_ms_max", json_float(round(figures.max, 3))),
+    ]
+    for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        value = _quantile(BUCKETS_MS, figures.buckets, low, figures.max, fraction)
+        fields.append((f"duration_ms_{name}", json_float(round(value, 3))))
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in fields) + "}"
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.errors = 0
-        self.sum = 0.0
-        self.min = float("inf")
-        self.max = 0.0
-        self.classes = [0, 0, 0, 0, 0, 0]  # other, 1xx … 5xx
-        self.buckets = [0] * (len(BUCKETS_MS) + 1)
 
-    def add(self, milliseconds: float, status_class: int, error: bool, bucket: int) -> None:
-        """Count one request (`status_class` 1-5, else 0; `bucket` from `bisect_left`)."""
-        self.count += 1
-        self.sum += milliseconds
-        if milliseconds < self.min:
-            self.min = milliseconds
-        if milliseconds > self.max:
-            self.max = milliseconds
-        self.classes[status_class] += 1
-        if error:
-            self.errors += 1
-        self.buckets[bucket] += 1
-
-    def render(self) -> str:
-        low = 0.0 if self.count == 0 else self.min
-        fields: list[tuple[str, str]] = [
-            ("count", str(self.count)),
-            ("errors", str(self.errors)),
-            ("1xx", str(self.classes[1])),
-            ("2xx", str(self.classes[2])),
-            ("3xx", str(self.classes[3])),
-            ("4xx", str(self.classes[4])),
-            ("5xx", str(self.classes[5])),
-            ("duration_ms_sum", json_float(round(self.sum, 3))),
-            ("duration_ms_min", json_float(round(low, 3))),
-            ("duration_ms_max", json_float(round(self.max, 3))),
-        ]
-        for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            value = _quantile(BUCKETS_MS, self.buckets, low, self.max, fraction)
-            fields.append((f"duration_ms_{name}", json_float(round(value, 3))))
-        return "{" + ", ".join(f'"{k}": {v}' for k, v in fields) + "}"
+def render_requests(total: Figures, routes: Mapping[str, Figures], scope: str | None) -> str:
+    """The `requests` section: per route (sorted), the total, and (multi-process) its scope."""
+    by_route = ", ".join(
+        f"{go_quote(name)}: {_render_figures(figures)}" for name, figures in sorted(routes.items())
+    )
+    text = '{"by_route": {' + by_route + '}, "total": ' + _render_figures(total)
+    if scope is not None:
+        text += ', "scope": ' + go_quote(scope)
+    return text + "}"
 
 
 class RequestStats(RecordExporter):
-    """Counts and latencies per route and status class, since the process started."""
+    """Counts and latencies per route and status class, since the process started.
+
+    Under a multi-process server (a scoreboard claim) the counting is this worker's
+    `RouteMirror`, which also writes them to the worker's table in the shared segment; the
+    server's figures are every table merged (`render_server()`).
+    """
 
     name = "expvar"
     in_memory = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._routes: dict[str, _Route] = {}
-        self._total = _Route()
+        self._routes: dict[str, Figures] = {}
+        self._total = Figures()
 
     def export(self, records: Sequence[RequestRecord]) -> None:
-        total = self._total
+        claim = current()
+        if claim is not None:
+            shared = mirror()
+            with shared.lock:
+                self._count(records, shared.figures_for, shared.total)
+                shared.publish(claim[0].buffer, claim[0].table(claim[1]))
+            return
         with self._lock:
-            for record in records:
-                if record.interface == "job":
-                    continue
-                name = route_or_path(record)
-                route = self._routes.get(name)
-                if route is None:
-                    if len(self._routes) >= MAX_ROUTES:
-                        name = OTHER
-                        route = self._routes.get(OTHER)
-                    if route is None:
-                        route = self._routes[name] = _Route()
-                # Worked out once for the route and the total.
-                milliseconds = record.duration_ns / 1e6
-                status_class = record.status // 100
-                if not 1 <= status_class <= 5:
-                    status_class = 0
-                error = record.error_type is not None
-                # The first bucket whose bound is ≥ the duration; past the last, the overflow.
-                bucket = bisect_left(BUCKETS_MS, milliseconds)
-                route.add(milliseconds, status_class, error, bucket)
-                total.add(milliseconds, status_class, error, bucket)
+            self._count(records, self._figures_for, self._total)
+
+    def _figures_for(self, name: str) -> Figures:
+        route = self._routes.get(name)
+        if route is None:
+            if len(self._routes) >= MAX_ROUTES:
+                name = OTHER
+                route = self._routes.get(OTHER)
+            if route is None:
+                route = self._routes[name] = Figures()
+        return route
+
+    @staticmethod
+    def _count(
+        records: Sequence[RequestRecord],
+        figures_for: Callable[[str], Figures],
+        total: Figures,
+    ) -> None:
+        for record in records:
+            if record.interface == "job":
+                continue
+            route = figures_for(route_or_path(record))
+            # Worked out once for the route and the total.
+            milliseconds = record.duration_ns / 1e6
+            status_class = record.status // 100
+            if not 1 <= status_class <= 5:
+                status_class = 0
+            error = record.error_type is not None
+            bucket = bucket_of(milliseconds)
+            route.add(milliseconds, status_class, error, bucket)
+            total.add(milliseconds, status_class, error, bucket)
 
     def render(self) -> str:
+        """This process's figures (this worker's, under a multi-process server)."""
+        if current() is not None:
+            shared = mirror()
+            with shared.lock:
+                return render_requests(shared.total, shared.routes, "worker")
         with self._lock:
-            routes = sorted(self._routes.items())
-            total = self._total.render()
-            by_route = ", ".join(f"{go_quote(name)}: {route.render()}" for name, route in routes)
-        return '{"by_route": {' + by_route + '}, "total": ' + total + "}"
+            return render_requests(self._total, self._routes, None)
+
+    def render_server(self) -> str:
+        """The server's figures, every worker's table merged (the same whichever worker
+        renders them); this process's alone without a scoreboard."""
+        claim = current()
+        if claim is None:
+            return self.render()
+        total, routes = claim[0].requests()
+        return render_requests(total, routes, "server")
 
 
 # expvarmon (and tools that copy its syntax) address a value as a dot-separated path, in a

@@ -233,6 +233,7 @@ RESERVED = frozenset(
         "otel_bridge",
         "process",
         "requests",
+        "requests_this_worker",
         "resource",
         "server",
     )

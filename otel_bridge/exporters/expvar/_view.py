@@ -164,13 +164,17 @@ class ExpvarEndpoint:
             "cmdline": lambda: self._cmdline,
             "memstats": lambda: memstats(self.monitor),
             "gc": self._gc,
-            "otel": self.reader.render if self.reader_attached else lambda: "{}",
+            "otel": self._otel,
             "otel_bridge": self._bridge_health,
             "process": self._process,
-            "requests": self.stats.render,
+            # The server's figures under a multi-process server (the same whichever worker
+            # answers), with this worker's own beside them; this process's otherwise.
+            "requests": self.stats.render_server,
             "resource": self._resource,
             "server": self._server,
         }
+        if current() is not None:
+            sections["requests_this_worker"] = self.stats.render
         # Go sorts with sort.Strings: byte order, which for UTF-8 is code point order. The
         # built-in names are reserved, so the two sorted lists merge without duplicates.
         builtin = sorted((name, go_quote(name) + ": ", render) for name, render in sections.items())
@@ -186,6 +190,18 @@ class ExpvarEndpoint:
                 self.health.error(f"expvar.var.{name}", exc)
                 append(prefix + json_value({"error": f"{type(exc).__name__}: {exc}"}))
         return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8", "replace")
+
+    def _otel(self) -> str:
+        if not self.reader_attached:
+            return "{}"
+        text = self.reader.render()
+        claim = current()
+        if claim is None or text == "{}":
+            return text
+        # OpenTelemetry's metrics are per process (each exports its own, with its own
+        # service.instance.id): said plainly where a reader would take them for the server's.
+        scope = go_quote(f"this worker (pid {os.getpid()}, slot {claim[1]}) only")
+        return '{"_scope": ' + scope + ", " + text[1:]
 
     def _gc(self) -> str:
         return json_value(

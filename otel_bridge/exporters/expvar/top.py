@@ -65,8 +65,7 @@ def render(
     server = document.get("server")
     workers = server.get("workers") if isinstance(server, Mapping) else None
     if isinstance(server, Mapping) and isinstance(workers, list):
-        # A multi-process server: its totals, and which worker this answer came from (the
-        # `requests` below are that worker's own).
+        # A multi-process server: its totals, and which worker this answer came from.
         total = server.get("total") or {}
         rate = ""
         if previous and elapsed > 0:
@@ -89,7 +88,10 @@ def render(
         if previous and elapsed > 0:
             before = (previous.get("requests") or {}).get("total", {}).get("count", 0)
             rate = f"  {(total.get('count', 0) - before) / elapsed:.1f} req/s"
-        mine = "  (this worker)" if isinstance(workers, list) else ""
+        scope = requests.get("scope")
+        mine = {"server": "  (server: every worker)", "worker": "  (this worker)"}.get(
+            str(scope), "  (this worker)" if isinstance(workers, list) else ""
+        )
         lines.append(
             f"requests {total.get('count', 0):,}{rate}  errors {total.get('errors', 0):,}  "
             f"5xx {total.get('5xx', 0):,}{mine}"

@@ -1,0 +1,115 @@
+"""The shared scoreboard of `uvicorn --workers`, whose supervisor runs none of our code.
+
+The workers share one segment named after the supervisor's pid, each claiming a slot under a
+file lock on it. The first worker creates it; each one folds its figures into the retired
+ones when it stops (or the next one to start does, for a worker that was killed), and the
+last one out removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import time
+from multiprocessing import shared_memory
+
+from otel_bridge._scoreboard import COUNTERS, VERSION, Scoreboard
+
+__all__ = ["join_supervised", "leave_supervised"]
+
+
+def join_supervised(slots: int = 64) -> tuple[Scoreboard, int] | None:
+    """For workers of a supervisor that runs none of our code (`uvicorn --workers`): share one
+    segment named after the supervisor's pid, each worker claiming a slot under a file lock.
+
+    The first worker creates the segment, every worker clears its slot when it stops, and the
+    last one out removes the segment. Returns the claim, or None where this cannot work (no
+    /dev/shm, not a supervised process). Never raises.
+    """
+    if multiprocessing.parent_process() is None or not os.path.isdir("/dev/shm"):
+        return None
+    name = f"otel_bridge_{os.getppid()}"
+    try:
+        try:
+            memory = shared_memory.SharedMemory(
+                name=name, create=True, size=Scoreboard.size_for(slots)
+            )
+            created = True
+        except FileExistsError:
+            memory = shared_memory.SharedMemory(name=name)
+            created = False
+        # Python's resource tracker would remove the segment when *this* worker exits; the
+        # workers manage its life among themselves instead.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
+        if Scoreboard.version_of(memory.buf) not in (None, VERSION):
+            memory.close()
+            return None  # another otel_bridge version's segment: per-process views only
+        board = Scoreboard(memory, Scoreboard.slots_for(memory.size), owner=False)
+        descriptor = os.open(f"/dev/shm/{name}", os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            taken = board.pids()
+            if not created and not any(_alive(pid) for pid in taken.values()):
+                # Left behind by workers that were all killed outright (or by an earlier
+                # server whose pid was reused): start from zero, not from their totals.
+                board.reset()
+                taken = {}
+            if Scoreboard.version_of(board._buffer) is None:
+                board.write_header()
+            claimed = None
+            for slot in range(board.slots):
+                pid = taken.get(slot, 0)
+                if pid and _alive(pid):
+                    continue
+                if pid:
+                    board.release(slot)  # a worker that died: keep its counts as retired
+                claimed = slot
+                break
+            if claimed is None:
+                return None
+            board.write(claimed, os.getpid(), time.time_ns(), [0] * len(COUNTERS))
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
+        return board, claimed
+    except Exception:  # noqa: BLE001 - per-process views only, never a failed start
+        return None
+
+
+def leave_supervised(board: Scoreboard, slot: int) -> None:
+    """This worker stops: fold its counts into the retired totals; the last one out removes
+    the segment. Never raises."""
+
+    try:
+        descriptor = os.open(f"/dev/shm/{board.name.lstrip('/')}", os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        board.release(slot)
+        others = [pid for pid in board.pids().values() if _alive(pid)]
+        if not others:
+            # Not SharedMemory.unlink(): it also unregisters the segment from Python's
+            # resource tracker, which no longer knows it (join_supervised unregistered it),
+            # and the tracker then prints a KeyError traceback at every stop.
+            import _posixshmem  # type: ignore[import-not-found]
+
+            _posixshmem.shm_unlink(board.memory._name)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
