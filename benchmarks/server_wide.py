@@ -9,9 +9,11 @@ in shared memory), and rendering `requests`: one process's, against the server's
 4 tables (3 workers and the retired one). The request path itself is not in either: records
 are counted on the export thread, and no lock is shared with requests.
 
-Over HTTP: gunicorn, 2 sync workers, the WSGI benchmark app with every view on, with
-otel_bridge's hooks (server-wide figures) and without them (each worker's own): wrk, 1
-thread, 16 connections, 5 s, three rounds interleaved, medians.
+Over HTTP: gunicorn, 2 sync workers, the WSGI benchmark app with every view on: without
+otel_bridge's hooks (no scoreboard), with them but `requests` counted per worker
+(BENCH_REQUESTS_PER_WORKER: the rest of the scoreboard, in-flight entries and counters), and
+with them as shipped (server-wide `requests`). wrk, 1 thread, 16 connections, 5 s, three
+rounds interleaved in rotating order, medians.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def in_process(rounds: int = 3) -> dict[str, float]:
         "count_server_us": [],
         "render_process_us": [],
         "render_server_us": [],
+        "request_path_us": [],
     }
     board = Scoreboard.create(16)
     try:
@@ -93,6 +96,16 @@ def in_process(rounds: int = 3) -> dict[str, float]:
             shared = RequestStats()
             cells["count_server_us"].append(_per_record_us(shared.export, records))
             cells["render_server_us"].append(_per_call_us(shared.render_server))
+
+            # What the request path does with the scoreboard (the bridge's begin/finish):
+            # take an in-flight entry, free it, count the request answered.
+            def request(answered: list[int] = [0]) -> None:  # noqa: B006 - a counter
+                entry = board.begin_request(0, 1, "/api/1/42", "0af7651916cd43dd")
+                board.end_request(0, entry)
+                answered[0] += 1
+                board.set_answered(0, answered[0])
+
+            cells["request_path_us"].append(_per_call_us(request))
     finally:
         set_current(None, None)
         board.close()
@@ -116,10 +129,20 @@ def _gunicorn(port: int, hooks: bool) -> list[str]:
     ]
 
 
-def _http_cell(hooks: bool, seconds: int) -> dict[str, float]:
+# name: (the hooks on, `requests` server-wide)
+HTTP_CELLS = {
+    "no scoreboard": (False, False),
+    "scoreboard, requests per worker": (True, False),
+    "scoreboard, requests server-wide": (True, True),
+}
+
+
+def _http_cell(hooks: bool, server_wide: bool, seconds: int) -> dict[str, float]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCH_"))}
     env.update(BENCH_APP="wsgi", BENCH_CONFIG="bridge_all", PYTHONPATH=str(ROOT))
+    if not server_wide:
+        env["BENCH_REQUESTS_PER_WORKER"] = "1"
     server = subprocess.Popen(
         _gunicorn(port, hooks), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -147,10 +170,12 @@ def _http_cell(hooks: bool, seconds: int) -> dict[str, float]:
 def over_http(rounds: int = 3, seconds: int = 5) -> dict[str, dict[str, float]]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: scripts/system-deps wrk")
-    runs: dict[str, list[dict[str, float]]] = {"per worker": [], "server-wide": []}
-    for _ in range(rounds):
-        runs["per worker"].append(_http_cell(False, seconds))
-        runs["server-wide"].append(_http_cell(True, seconds))
+    names = list(HTTP_CELLS)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        # The order rotates, so that no cell always meets a cold (or warm) machine.
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            runs[name].append(_http_cell(*HTTP_CELLS[name], seconds))
     return {
         name: {key: statistics.median(cell[key] for cell in cells) for key in cells[0]}
         for name, cells in runs.items()
@@ -165,12 +190,14 @@ def section(result: dict[str, Any], command: str) -> str:
     """The RESULTS.md section for `result`."""
     cells = result["in_process"]
     http = result["http"]
-    base = http["per worker"]
+    base = http["no scoreboard"]
     lines = [
         "## Server-wide `requests` under a multi-process server",
         "",
-        "Counting happens on each worker's export thread; the request path takes no lock and",
-        "does no more work than in one process. Median of 3 rounds. Command: "
+        "The server-wide figures are counted on each worker's export thread and written to",
+        "its own table: the request path does nothing more for them. With the scoreboard the",
+        "request path only takes and frees its in-flight entry (one uncontended lock of the",
+        "worker's own, for the in-flight count). Median of 3 rounds. Command: "
         f"`{command}` (alone: `python -m benchmarks.server_wide`).",
         "",
         f"| export thread, batches of {BATCH} records over {ROUTES} routes | µs per record |",
@@ -179,20 +206,26 @@ def section(result: dict[str, Any], command: str) -> str:
         f"| a worker with the scoreboard (also written to its table) "
         f"| {cells['count_server_us']:.2f} |",
         "",
+        "| request path, with the scoreboard (in-flight entry taken and freed, request "
+        f"counted answered) | {cells['request_path_us']:.2f} µs per request |",
+        "",
         f"| rendering `requests` ({ROUTES} routes) | µs per poll |",
         "|---|---:|",
         f"| one process's | {cells['render_process_us']:.0f} |",
         f"| the server's, merged from 3 workers' tables and the retired one "
         f"| {cells['render_server_us']:.0f} |",
         "",
-        "| gunicorn, 2 sync workers, all views, /hello | req/s | vs per worker | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
+        "| gunicorn, 2 sync workers, all views, /hello | req/s | vs no scoreboard "
+        "| vs the row above | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    above = base
     for name, cell in http.items():
         lines.append(
             f"| {name} | {cell['rps']:,.0f} | {cell['rps'] / base['rps']:.2f} "
-            f"| {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} |"
+            f"| {cell['rps'] / above['rps']:.2f} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} |"
         )
+        above = cell
     return "\n".join(lines) + "\n"
 
 
