@@ -374,3 +374,18 @@ def set_current(board: Scoreboard | None, slot: int | None) -> None:
 
 def current() -> tuple[Scoreboard, int] | None:
     return _current
+
+
+_master: int | None = None
+
+
+def set_master(pid: int | None) -> None:
+    """The pid of the master running otel_bridge's hooks (set in it before it forks, so its
+    workers inherit it, a preloaded app's code included)."""
+    global _master
+    _master = pid
+
+
+def master() -> int | None:
+    """The master's pid when its hooks run (gunicorn with otel_bridge.gunicorn), else None."""
+    return _master

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from otel_bridge._scoreboard import COUNTERS, Scoreboard, set_current
+from otel_bridge._scoreboard import COUNTERS, Scoreboard, set_current, set_master
 from otel_bridge._secrets import redact_path
 from otel_bridge._watchdog import set_gunicorn_timeout
 
@@ -36,6 +36,7 @@ _monitor: _Monitor | None = None
 def on_starting(server: Any) -> None:
     """Master, before anything is loaded or forked: create the scoreboard."""
     global _board
+    set_master(os.getpid())  # the server's identity, for its workers too (Cronitor's claim)
     try:
         workers = int(getattr(server.cfg, "workers", 1) or 1)
         # Room for workers added later with TTIN, and for the ones being replaced.

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from otel_bridge._scoreboard import master
 from otel_bridge.config import Settings
 from otel_bridge.exporters.cronitor._client import SyncResult, put_monitors
 from otel_bridge.exporters.cronitor._derive import monitors_from_app
@@ -25,14 +26,19 @@ logger = logging.getLogger("otel_bridge")
 def _server_pid() -> tuple[int, bool]:
     """The pid that stands for this server, and whether this process is the whole server.
 
-    Workers of gunicorn or of `uvicorn --workers` share their parent; any other process (plain
-    uvicorn, a development server) is a server of its own. Keying those by their parent made a
-    restart under the same parent (a shell loop, supervisord, a test run) skip the sync, as the
-    first run's claim was still there.
+    Under gunicorn with otel_bridge's hooks, the master's (a preloaded app runs in the master
+    itself, whose parent is the shell). Workers of gunicorn without them, or of `uvicorn
+    --workers`, share their parent; any other process (plain uvicorn, a development server) is
+    a server of its own. Keying those by their parent made a restart under the same parent (a
+    shell loop, supervisord, a test run) skip the sync, as the first run's claim was still
+    there.
     """
     import multiprocessing
     import sys
 
+    known = master()
+    if known is not None:
+        return known, False
     if multiprocessing.parent_process() is not None or "gunicorn" in sys.modules:
         return os.getppid(), False
     return os.getpid(), True
@@ -43,6 +49,40 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+# Claims this process holds a shared lock on: path → descriptor. One lock per process
+# (flock locks belong to an open file: two bridges of one process holding one each would
+# keep each other from ever being the last).
+_holds: dict[str, int] = {}
+
+
+def _hold(path: str, descriptor: int) -> None:
+    import fcntl
+
+    if path in _holds:
+        os.close(descriptor)
+        return
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    _holds[path] = descriptor
+
+
+def _let_go(path: str) -> None:
+    """This process's views stop (the first to shut down speaks for the process: uvicorn's
+    workers run no atexit handler, so an app's unused second bridge never would): let the
+    claim go, and remove it if no other process of the server holds it any more."""
+    import fcntl
+
+    descriptor = _holds.pop(path, None)
+    if descriptor is None:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _remove(path)  # the last one out
+    except OSError:
+        pass  # other processes of the server still run; the last of them removes it
+    finally:
+        os.close(descriptor)
 
 
 def claim_file(server_pid: int) -> str:
@@ -74,6 +114,8 @@ class CronitorSync(RecordExporter):
         self.extra: list[tuple[str, str, Healthcheck]] = []
         self.result: SyncResult | None = None
         self.thread: threading.Thread | None = None
+        # The startup-sync claim this process holds a shared lock on (`uvicorn --workers`).
+        self._held: str | None = None
 
     def monitors(self) -> list[dict[str, Any]]:
         """The monitors to put. Raises HealthcheckError / ConfigError on a bad declaration."""
@@ -117,20 +159,38 @@ class CronitorSync(RecordExporter):
             return
         server, alone = _server_pid()
         claim = claim_file(server)
+        # Without a master running our hooks (`uvicorn --workers`), the workers remove the
+        # claim among themselves: each holds a shared lock on it while it runs, and the one
+        # that leaves last (its exclusive lock granted) removes it.
+        shared = not alone and master() is None
         try:
             descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            won = True
         except FileExistsError:
-            return  # another process of this server synced already
+            won = False  # another process of this server synced already
+            if not shared:
+                return
+            try:
+                descriptor = os.open(claim, os.O_RDONLY)
+            except OSError:
+                return
         except OSError as exc:
             logger.warning("otel_bridge: no Cronitor startup sync (%s)", exc)
             return
-        os.write(descriptor, str(os.getpid()).encode())
-        os.close(descriptor)
+        if won:
+            os.write(descriptor, str(os.getpid()).encode())
+        if shared:
+            _hold(claim, descriptor)
+            self._held = claim
+        else:
+            os.close(descriptor)
         if alone:
             # No master removes it (gunicorn's on_exit hook does there): this process does, at
             # shutdown (lifespan) or, failing that, at exit.
             self._claim = claim
             atexit.register(_remove, claim)
+        if not won:
+            return
 
         def run() -> None:
             try:
@@ -161,3 +221,7 @@ class CronitorSync(RecordExporter):
         claim = getattr(self, "_claim", None)
         if claim is not None:
             _remove(claim)
+        held = getattr(self, "_held", None)
+        if held is not None:
+            self._held = None
+            _let_go(held)
