@@ -20,6 +20,7 @@ from .servers import end, free_port, gunicorn, serve, uvicorn
 pytestmark = pytest.mark.integration
 
 APP = "tests.exporters.cronitor.app:app"
+WSGI = "tests.integration.apps:wsgi_app"
 UVICORN_WORKER = ["-k", "uvicorn_worker.UvicornWorker"]
 LAYOUTS = {
     "uvicorn": uvicorn(APP, 0),
@@ -27,6 +28,10 @@ LAYOUTS = {
     "gunicorn, uvicorn workers": gunicorn(APP, 0, *UVICORN_WORKER, "--workers", "2"),
     "gunicorn, uvicorn workers, --preload": gunicorn(
         APP, 0, *UVICORN_WORKER, "--workers", "2", "--preload"
+    ),
+    "gunicorn, sync workers": gunicorn(WSGI, 0, "--workers", "2"),
+    "gunicorn, gthread workers, --preload": gunicorn(
+        WSGI, 0, "--workers", "2", "--threads", "4", "--preload"
     ),
 }
 
