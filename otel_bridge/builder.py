@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge.record import EMPTY
@@ -82,8 +82,8 @@ class RequestBuilder:
     route: str | None = None
     exception: BaseException | None = None
     # Created on the first child span: most requests have none.
-    spans: list[tuple[ReadableSpan, int, int]] | None = None
-    open_spans: dict[int, Span] | None = None
+    spans: list[tuple[Any, int, int]] | None = None  # an SDK span, or a TimerSpan
+    open_spans: dict[int, Any] | None = None  # SDK spans and TimerSpans still running
     timers_dropped = 0
     tags: dict[str, str] | None = None
     fields: dict[str, object] | None = None

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_bridge._otel import other_span_processors
+from otel_bridge._timer_spans import TimerSpan, timer_of
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer
@@ -51,7 +52,7 @@ class RecordSpanProcessor(SpanProcessor):
         ):
             return
         span_id = span.context.span_id
-        if self._bridge.measure_cpu:
+        if self._bridge.measure_timer_cpu:
             usage = _getrusage(_RUSAGE)
             self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
         else:
@@ -120,7 +121,7 @@ class RecordSpanProcessor(SpanProcessor):
 
 
 def span_to_timer(
-    span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int
+    span: ReadableSpan | TimerSpan, request_start_ns: int, cpu_user: int, cpu_system: int
 ) -> Timer:
     """Fold one ended child span into a `Timer`.
 
@@ -129,6 +130,8 @@ def span_to_timer(
     when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
     wide-event summary can group by.
     """
+    if isinstance(span, TimerSpan):
+        return timer_of(span, request_start_ns, cpu_user, cpu_system)
     attributes = span.attributes or {}
     start = span.start_time or 0
     end = span.end_time or start

@@ -12,6 +12,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
+from otel_bridge._timer_spans import TimerPlan, export_timer_spans
 from otel_bridge.builder import MAXRSS_UNIT, RequestBuilder, _span_name
 from otel_bridge.child_spans import span_to_timer
 from otel_bridge.record import EMPTY, RequestRecord, Timer
@@ -28,6 +29,7 @@ class Closing:
     resource: Mapping[str, AttributeValue]
     _pid: int
     _plan: SpanPlan
+    timer_plan: TimerPlan | None
 
     def _close(self, builder: RequestBuilder) -> tuple[int, str | None, dict[str, AttributeValue]]:
         """The final status and error type; ends the span with its final attributes."""
@@ -138,6 +140,9 @@ class Closing:
         span: trace.Span | None,
         final: Mapping[str, AttributeValue],
     ) -> None:
+        if builder.spans:
+            # Its timers' spans first, as the SDK ends children before their parent.
+            export_timer_spans(builder.spans, self.timer_plan)
         if span is None:
             return
         renamed = None

@@ -25,6 +25,7 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._spans import SpanPlan
+from otel_bridge._timer_spans import TimerPlan
 from otel_bridge._version import __version__
 from otel_bridge._worker import run_bounded
 from otel_bridge.builder import TIMER_SCOPE
@@ -51,6 +52,10 @@ class Providers:
     tracer_provider: TracerProvider | None
     meter_provider: metrics.MeterProvider | None
     readers_attached: bool
+    measure_cpu: bool
+    # How timers make their spans (None: the SDK's), and whether each one's CPU is measured.
+    timer_plan: TimerPlan | None = None
+    measure_timer_cpu = False
 
     if TYPE_CHECKING:  # what Bridge's other parts provide
 
@@ -82,6 +87,9 @@ class Providers:
         self.timer_tracer = provider.get_tracer(TIMER_SCOPE, __version__)
         # How each request's server span is made: the SDK's, or built at its end (_spans).
         self._plan = SpanPlan(sdk_provider, self.tracer, self.processor)
+        self.measure_timer_cpu = self.measure_cpu and settings.timer_cpu
+        if sdk_provider is not None:
+            self.timer_plan = TimerPlan.of(sdk_provider, self.timer_tracer, self.measure_timer_cpu)
         if sdk_provider is not None:
             # First among the provider's processors: its shutdown() ends the requests still
             # queued before the others (a BatchSpanProcessor…) shut down.

@@ -19,8 +19,9 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._context import current as _current
 from otel_bridge._decorate import decorate
+from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
 from otel_bridge._version import __version__
-from otel_bridge.builder import TIMER_SCOPE
+from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 
 __all__ = ["timer"]
 
@@ -66,7 +67,7 @@ class timer:
     by the process's OTel exporters) but belongs to no record. Never raises on its own account.
     """
 
-    __slots__ = ("_attributes", "_name", "_span", "_token")
+    __slots__ = ("_attributes", "_builder", "_name", "_span", "_token")
 
     def __init__(self, **tags: object) -> None:
         self._attributes = _flatten(tags)
@@ -76,6 +77,7 @@ class timer:
         self._name = str(name)
         self._span: trace.Span | None = None
         self._token: object = None
+        self._builder: RequestBuilder | None = None
 
     def _tracer(self) -> trace.Tracer:
         builder = _current.get()
@@ -85,6 +87,14 @@ class timer:
         return trace.get_tracer(TIMER_SCOPE, __version__)
 
     def __enter__(self) -> timer:
+        builder = _current.get()
+        if builder is not None:
+            light = start_timer(builder, self._name, self._attributes)
+            if light is not None:
+                # Built at the end, or never (otel_bridge._timer_spans).
+                self._span, self._builder = light, builder
+                self._token = otel_context.attach(trace.set_span_in_context(light))
+                return self
         span = self._tracer().start_span(self._name, attributes=self._attributes)
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span))
@@ -100,6 +110,11 @@ class timer:
         self._span = self._token = None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
+        if type(span) is TimerSpan:
+            builder, self._builder = self._builder, None
+            if builder is not None:
+                finish_timer(builder, span, exc)
+            return
         if span is not None:
             if exc_type is not None:
                 span.set_attribute("error.type", exc_type.__qualname__)
@@ -124,7 +139,7 @@ class timer:
             instance = timer.__new__(timer)
             instance._attributes = attributes
             instance._name = name
-            instance._span = instance._token = None
+            instance._span = instance._token = instance._builder = None
             return instance
 
         return decorate(func, fresh)

@@ -46,6 +46,7 @@ MECHANISMS = {
     "otel_bridge._counted",
     "otel_bridge._otel",
     "otel_bridge._spans",
+    "otel_bridge._timer_spans",
     "otel_bridge._watchdog",
     "otel_bridge.tags",
     "otel_bridge.timers",

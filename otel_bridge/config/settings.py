@@ -66,6 +66,7 @@ class Settings:
     body_size_metrics: bool = False
     queue_size: int = 4096
     max_timers: int = 512
+    timer_cpu: bool = False
     # Compiled once from excluded_urls; not a variable of its own.
     excluded_regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from otel_bridge.config import parsers as p
 from otel_bridge.config.parsers import VIEW_NAMES, Variable
+from otel_bridge.config.tuning import TUNING
 
 __all__ = ["VARIABLES"]
 
@@ -401,41 +402,6 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "How often collector host names are resolved again, on the exporter thread.",
         bad="0",
     ),
-    Variable(
-        "OTEL_BRIDGE_BODY_SIZE_METRICS",
-        "body_size_metrics",
-        p._bool,
-        False,
-        "bool",
-        "true",
-        "Also record `http.server.request.body.size` / `http.server.response.body.size` "
-        "(opt-in metrics of the HTTP semantic conventions).",
-        bad="sometimes",
-    ),
-    Variable(
-        "OTEL_BRIDGE_QUEUE_SIZE",
-        "queue_size",
-        p._int_range(1, 1_000_000),
-        4096,
-        "int",
-        "8192",
-        "Finished requests waiting for the background exporter thread, and records waiting "
-        "in each view's lane. When the first is full a request waits up to 50 ms for room "
-        "(the thread needs the GIL the requests hold); if none comes, the record is dropped "
-        "and counted (`bridge.dropped.queue_full`), and requests wait again only once the "
-        "thread made progress. A view whose lane is full drops for itself alone "
-        "(`bridge.dropped.view.<name>`).",
-        bad="0",
-    ),
-    Variable(
-        "OTEL_BRIDGE_MAX_TIMERS",
-        "max_timers",
-        p._int_range(0, 100_000),
-        512,
-        "int",
-        "1000",
-        "Timers (child spans) kept per request; further ones are counted in the record's "
-        "`timers_dropped`.",
-        bad="-1",
-    ),
+    # The bridge's own tuning, last (otel_bridge.config.tuning).
+    *TUNING,
 )

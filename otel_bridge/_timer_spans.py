@@ -1,0 +1,305 @@
+"""A timer's span without the SDK's per-span machinery, where nothing would notice.
+
+The server span's plan (`otel_bridge._spans`) applies to the timers of its request. When the
+request carries a `ServerSpan` (no processor but ours and the SDK's Batch/Simple ones, which
+only look at ended spans), a timer is a `TimerSpan`: its ids and sampling decided as
+`Tracer.start_span` decides them for a child, the tags as its attributes, the start and end
+stamped by the timer. Nothing is built while the request runs. On the export thread the
+request's timers become its record's, and those its processors export become a
+`ReadableSpan` equal to the SDK's (an SDK span replayed from them, if the app changed the
+span), handed to the processors before the server span. With no processor to export them
+(views only), no span is built at all.
+
+Anything else (another processor on the provider, span limits that would change the tags, a
+disabled tracer, a timer outside a request) gets the SDK span, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from otel_bridge import clock
+from otel_bridge._spans import (
+    _FLAGS,
+    _RANDOM_TRACE_ID,
+    ServerSpan,
+    _Fanout,
+    _ReplayedSpan,
+)
+from otel_bridge.builder import RUSAGE_WHO, RequestBuilder, getrusage
+from otel_bridge.record import TagValue, Timer
+
+__all__ = [
+    "TimerPlan",
+    "TimerSpan",
+    "export_timer_spans",
+    "finish_timer",
+    "start_timer",
+    "timer_of",
+]
+
+_INTERNAL = SpanKind.INTERNAL
+_UNSET = Status(StatusCode.UNSET)
+_get_current_span = trace.get_current_span
+_wall_ns = clock.wall_ns
+_get_ident = threading.get_ident
+
+
+class TimerPlan:
+    """What a timer's span needs from the provider, read once when the bridge binds to it;
+    `of()` is None where timers must be the SDK's spans."""
+
+    def __init__(self, provider: Any, tracer: Any, measure_cpu: bool) -> None:
+        self.sampler = provider.sampler
+        self.default_sampler = _follows_local_parent(self.sampler)
+        self.generate_span_id = provider.id_generator.generate_span_id
+        self.resource = provider.resource
+        self.limits = tracer._span_limits
+        # Fewer tags than this: the SDK keeps them all (the timer may add error.type).
+        self.max_attributes = (self.limits.max_span_attributes or 0) - 1
+        self.scope = tracer._instrumentation_scope
+        self.instrumentation_info = getattr(tracer, "instrumentation_info", None)
+        self.measure_cpu = measure_cpu
+
+    @classmethod
+    def of(cls, provider: Any, tracer: Any, measure_cpu: bool) -> TimerPlan | None:
+        try:
+            limits = tracer._span_limits
+            if limits.max_attribute_length is not None:
+                return None  # the SDK would truncate values: let it
+            enabled = getattr(tracer, "_is_enabled", None)
+            if enabled is not None and not enabled():
+                return None
+            if tracer._instrumentation_scope is None:
+                return None
+            return cls(provider, tracer, measure_cpu)
+        except AttributeError:
+            return None  # an SDK whose internals differ: its own spans
+
+
+def _follows_local_parent(sampler: Any) -> bool:
+    """Whether `sampler` is the SDK's ParentBased(ALWAYS_ON) with its default delegates
+    (possibly wrapped by otel_bridge, which only turns a DROP in a request into RECORD_ONLY):
+    a child of a local parent then takes the parent's decision and trace state."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    from otel_bridge._spans import _samples_every_root
+
+    inner = getattr(sampler, "inner", sampler)  # otel_bridge's RecordAllSampler
+    return (
+        _samples_every_root(inner)
+        and getattr(inner, "_local_parent_sampled", None) is ALWAYS_ON
+        and getattr(inner, "_local_parent_not_sampled", None) is ALWAYS_OFF
+        and type(inner) is ParentBased
+    )
+
+
+class TimerSpan(ServerSpan):
+    """A running timer's span, when the SDK span is built at its end (or never)."""
+
+    def __init__(
+        self,
+        context: SpanContext,
+        name: str,
+        parent: SpanContext,
+        attributes: Mapping[str, AttributeValue],
+        exporters: tuple[Any, ...],
+        start_time: int,
+    ) -> None:
+        super().__init__(context, name, parent, None, attributes, exporters)
+        self.start_time = start_time
+        self.end_time = start_time
+        self.error: tuple[str, str] | None = None  # error.type, status description
+        self.cpu: tuple[int, float, float] | None = None  # thread, ru_utime, ru_stime at start
+
+    def end(self, end_time: int | None = None) -> None:
+        """Ignored: the timer ends its span when its block ends."""
+
+    def __repr__(self) -> str:
+        return f"TimerSpan({self.name!r}, {self._context})"
+
+
+def start_timer(
+    builder: RequestBuilder, name: str, attributes: Mapping[str, AttributeValue]
+) -> TimerSpan | None:
+    """A `TimerSpan` for a timer of `builder`'s request, or None where the SDK span must be
+    made (see the module docstring)."""
+    server = builder.span
+    if type(server) is not ServerSpan or builder.closed:
+        return None
+    bridge = builder.bridge
+    timing = bridge.timer_plan
+    if timing is None or len(attributes) >= timing.max_attributes:
+        return None  # the SDK would drop attributes (error.type may come too): let it
+    exporters = server.exporters
+    parent = _get_current_span().get_span_context()
+    if not parent.is_valid:
+        return None
+    trace_id = parent.trace_id
+    if timing.default_sampler:
+        # ParentBased(ALWAYS_ON) with a local parent: its decision, its trace state.
+        flags = parent.trace_flags & 1
+        trace_state = parent.trace_state
+    else:
+        result = timing.sampler.should_sample(None, trace_id, name, _INTERNAL, attributes)
+        if not result.decision.is_recording():
+            return None
+        flags = 1 if result.decision.is_sampled() else 0
+        trace_state = result.trace_state
+        attributes = result.attributes or {}
+    if parent.trace_flags & _RANDOM_TRACE_ID:
+        flags |= _RANDOM_TRACE_ID
+    context = SpanContext(
+        trace_id,
+        timing.generate_span_id(),
+        is_remote=False,
+        trace_flags=_FLAGS[flags],
+        trace_state=trace_state,
+    )
+    span = TimerSpan(context, name, parent, attributes, exporters, _wall_ns())
+    # Named in a `timeout` event while it runs.
+    opened = builder.open_spans
+    if opened is None:
+        opened = builder.open_spans = {}
+    opened[context.span_id] = span
+    if timing.measure_cpu:
+        usage = getrusage(RUSAGE_WHO)
+        span.cpu = (_get_ident(), usage.ru_utime, usage.ru_stime)
+    return span
+
+
+def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseException | None) -> None:
+    """The timer's block ended: stamp the end and make it a timer of its request."""
+    span.end_time = _wall_ns()
+    opened = builder.open_spans
+    if opened is not None:
+        opened.pop(span._context.span_id, None)
+    if exception is not None:
+        span.error = (type(exception).__qualname__, str(exception))
+    cpu_user = cpu_system = 0
+    if span.cpu is not None:
+        thread, utime, stime = span.cpu
+        if thread == _get_ident():
+            usage = getrusage(RUSAGE_WHO)
+            cpu_user = int((usage.ru_utime - utime) * 1e9)
+            cpu_system = int((usage.ru_stime - stime) * 1e9)
+    bridge = builder.bridge
+    if builder.closed:
+        # A task of the request outliving it: no record to join, but exported as the SDK's
+        # span would have been.
+        span.closed = True
+        bridge.health.drop("timer_after_request")
+        _export(span, bridge.timer_plan)
+        return
+    spans = builder.spans
+    if spans is None:
+        spans = builder.spans = []
+    if len(spans) >= bridge.settings.max_timers:
+        builder.timers_dropped += 1
+        span.closed = True
+        _export(span, bridge.timer_plan)
+        return
+    spans.append((span, cpu_user, cpu_system))
+
+
+def export_timer_spans(spans: list[tuple[Any, int, int]], timing: Any) -> None:
+    """On the export thread, before the request's server span: hand each of its timers'
+    spans to the processors that export it."""
+    for span, _, _ in spans:
+        if type(span) is TimerSpan:
+            span.closed = True
+            _export(span, timing)
+
+
+def _export(span: TimerSpan, timing: Any) -> None:
+    exporters = span.exporters
+    if not exporters or not span.get_span_context().trace_flags.sampled or timing is None:
+        return  # views only, or not sampled: Batch and Simple processors take sampled spans
+    error = span.error
+    if span.changes:
+        _replay(span, timing)
+        return
+    attributes: dict[str, AttributeValue] = dict(span.start_attributes or {})
+    status = _UNSET
+    if error is not None:
+        attributes["error.type"] = error[0]
+        status = Status(StatusCode.ERROR, error[1])
+    readable = ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=timing.resource,
+        attributes=attributes,
+        events=(),
+        links=(),
+        kind=_INTERNAL,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_info=timing.instrumentation_info,
+        instrumentation_scope=timing.scope,
+    )
+    for processor in exporters:
+        processor.on_end(readable)
+
+
+def _replay(span: TimerSpan, timing: Any) -> None:
+    """The app changed the timer's span (attributes, events, status…): build the SDK span
+    with the timer's identity and apply everything in order, as the SDK would have."""
+    sdk_span = _ReplayedSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        sampler=timing.sampler,
+        resource=timing.resource,
+        attributes=span.start_attributes,
+        kind=_INTERNAL,
+        span_processor=_Fanout(span.exporters),
+        instrumentation_info=timing.instrumentation_info,
+        limits=timing.limits,
+        instrumentation_scope=timing.scope,
+    )
+    sdk_span.start(start_time=span.start_time)
+    for method, args, kwargs in span.changes or ():
+        getattr(sdk_span, method)(*args, **kwargs)
+    error = span.error
+    if error is not None:
+        # What `timer.__exit__` does to the SDK's span.
+        sdk_span.set_attribute("error.type", error[0])
+        sdk_span.set_status(Status(StatusCode.ERROR, error[1]))
+    sdk_span.end(end_time=span.end_time)
+
+
+def timer_of(span: TimerSpan, request_start_ns: int, cpu_user: int, cpu_system: int) -> Timer:
+    """The record's `Timer` for a timer's span: its tags as given (and as the app set them
+    on the span), as `span_to_timer` makes it from the SDK's span."""
+    attributes: Mapping[str, Any] = span.start_attributes or {}
+    if span.changes:
+        attributes = span.attributes_with({})
+    tags = tuple(
+        (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
+    )
+    error = span.error
+    return Timer(
+        name=span.name,
+        kind="custom",
+        tags=tags,
+        start_ns=max(0, span.start_time - request_start_ns),
+        duration_ns=max(0, span.end_time - span.start_time),
+        ru_utime_ns=cpu_user,
+        ru_stime_ns=cpu_system,
+        error_type=error[0] if error is not None else None,
+    )
+
+
+def _tag_value(value: Any) -> TagValue:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    return tuple(value)

@@ -1,0 +1,63 @@
+"""The bridge's own tuning variables: what it measures, and how much it holds per request and
+per view. The last entries of `otel_bridge.config.variables.VARIABLES`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_bridge.config import parsers as p
+from otel_bridge.config.parsers import Variable
+
+__all__ = ["TUNING"]
+
+TUNING: tuple[Variable[Any], ...] = (
+    Variable(
+        "OTEL_BRIDGE_BODY_SIZE_METRICS",
+        "body_size_metrics",
+        p._bool,
+        False,
+        "bool",
+        "true",
+        "Also record `http.server.request.body.size` / `http.server.response.body.size` "
+        "(opt-in metrics of the HTTP semantic conventions).",
+        bad="sometimes",
+    ),
+    Variable(
+        "OTEL_BRIDGE_QUEUE_SIZE",
+        "queue_size",
+        p._int_range(1, 1_000_000),
+        4096,
+        "int",
+        "8192",
+        "Finished requests waiting for the background exporter thread, and records waiting "
+        "in each view's lane. When the first is full a request waits up to 50 ms for room "
+        "(the thread needs the GIL the requests hold); if none comes, the record is dropped "
+        "and counted (`bridge.dropped.queue_full`), and requests wait again only once the "
+        "thread made progress. A view whose lane is full drops for itself alone "
+        "(`bridge.dropped.view.<name>`).",
+        bad="0",
+    ),
+    Variable(
+        "OTEL_BRIDGE_MAX_TIMERS",
+        "max_timers",
+        p._int_range(0, 100_000),
+        512,
+        "int",
+        "1000",
+        "Timers (child spans) kept per request; further ones are counted in the record's "
+        "`timers_dropped`.",
+        bad="-1",
+    ),
+    Variable(
+        "OTEL_BRIDGE_TIMER_CPU",
+        "timer_cpu",
+        p._bool,
+        False,
+        "bool",
+        "true",
+        "Measure each timer's CPU time (`ru_utime` / `ru_stime`, as php-pinba's timers carry "
+        "them): two getrusage() calls a timer, about 1.5 µs. Off, timers carry 0; each "
+        "request's own CPU time is always measured.",
+        bad="sometimes",
+    ),
+)

@@ -1,0 +1,297 @@
+"""How a timer's span is made (otel_bridge._timer_spans): built at the end for Batch/Simple
+processors, not at all when nothing exports it, the SDK's own otherwise. What any processor,
+exporter or view sees must not depend on which."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Status, StatusCode
+
+import otel_bridge
+from otel_bridge._timer_spans import TimerSpan
+from otel_bridge.record import RequestRecord
+from tests.conftest import Harness, make_harness
+from tests.test_server_span import PARENT, StartWatcher, comparable, views_only
+
+seen_spans: list[Any] = []
+
+
+@otel_bridge.timer(group="cache", op="get")
+def cached(key: str) -> str:
+    seen_spans.append(trace.get_current_span())
+    return key.upper()
+
+
+async def numbers() -> Any:
+    for n in range(2):
+        with otel_bridge.timer(group="gen", n=n):
+            yield n
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    other = trace.get_tracer("app.db")
+    with (
+        otel_bridge.timer(group="db", op="select", table=["users", "orgs"], extra={"k": 1}),
+        otel_bridge.timer(name="inner", group="db", op="fetch"),
+        other.start_as_current_span("SELECT users", kind=trace.SpanKind.CLIENT),
+    ):
+        pass
+    with otel_bridge.timer(group="annotated"):
+        span = trace.get_current_span()
+        span.set_attribute("app.rows", 3)
+        span.add_event("cache.miss", {"key": "u:1"})
+        span.set_status(Status(StatusCode.OK))
+    try:
+        with otel_bridge.timer(group="failing"):
+            raise LookupError("nope")
+    except LookupError:
+        pass
+    cached("a")
+    async with otel_bridge.timer(group="async-cm"):
+        await asyncio.sleep(0)
+    async for _ in numbers():
+        pass
+    # A thread started by the request, with the request's context copied into it.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(cached, "t"))
+    worker.start()
+    worker.join()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def request(wrapped: Any, headers: dict[str, str] | None = None) -> None:
+    async def one() -> None:
+        transport = httpx.ASGITransport(app=wrapped)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/x", headers=headers or {})).status_code == 200
+
+    asyncio.run(one())
+
+
+def shape(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    """Each span as `comparable` has it, its parent named instead of numbered (ids are
+    random), in the order the processors saw them end."""
+    names = {span.context.span_id: span.name for span in spans}
+    shaped = []
+    for span in spans:
+        item = comparable(span)
+        parent = span.parent
+        item["parent"] = names.get(parent.span_id, "remote") if parent else None
+        shaped.append(item)
+    return shaped
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Harness, Harness, StartWatcher]]:
+    deferred, sdk = make_harness(), make_harness()
+    watcher = StartWatcher()
+    sdk.tracer_provider.add_span_processor(watcher)
+    yield deferred, sdk, watcher
+    for h in (deferred, sdk):
+        for wrapped in h.apps:
+            wrapped.bridge.shutdown()
+        h.tracer_provider.shutdown()
+
+
+def timer_spans_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    made: list[str] = []
+    original = TimerSpan.__init__
+
+    def counting(self: TimerSpan, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self.name)
+
+    monkeypatch.setattr(TimerSpan, "__init__", counting)
+    return made
+
+
+def test_a_timer_span_built_at_the_end_is_the_sdk_span(
+    pair: tuple[Harness, Harness, StartWatcher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deferred, sdk, watcher = pair
+    made = timer_spans_made(monkeypatch)
+    for h in (deferred, sdk):  # the app's other tracer: each harness's provider
+        monkeypatch.setattr(trace, "get_tracer", h.tracer_provider.get_tracer)
+        request(h.asgi(app), {"traceparent": PARENT})
+    ours, theirs = deferred.finished_spans(), sdk.finished_spans()
+    # Every timer of the deferred harness was built at the end; the SDK harness made SDK
+    # spans, which a processor saw start.
+    assert len(made) == 9 and "inner" in made
+    assert "inner" in watcher.started and "SELECT users" in watcher.started
+    assert len(ours) == len(theirs) == 11
+    assert shape(ours) == shape(theirs)
+    by_name = {span.name: span for span in ours}
+    by_group = {(span.attributes or {}).get("group"): span for span in ours}
+    # And what they hold is right, not only equal.
+    outer = next(s for s in ours if (s.attributes or {}).get("op") == "select")
+    assert dict(outer.attributes or {}) == {
+        "group": "db",
+        "op": "select",
+        "table": ("users", "orgs"),
+        "extra.k": 1,
+    }
+    assert outer.parent is not None and outer.parent.span_id == ours[-1].context.span_id
+    assert by_name["SELECT users"].parent.span_id == by_name["inner"].context.span_id  # type: ignore[union-attr]
+    failing = by_group["failing"]
+    assert failing.status.status_code is StatusCode.ERROR
+    assert failing.status.description == "nope"
+    assert (failing.attributes or {})["error.type"] == "LookupError"
+    annotated = by_group["annotated"]
+    assert (annotated.attributes or {})["app.rows"] == 3
+    assert [event.name for event in annotated.events] == ["cache.miss"]
+    assert annotated.status.status_code is StatusCode.OK
+    assert ours[-1].kind is trace.SpanKind.SERVER, "children end (and export) first"
+    assert all(f"{span.context.trace_id:032x}" == PARENT[3:35] for span in ours)
+    # The views see the same timers either way.
+    assert timers(deferred.records()[0]) == timers(sdk.records()[0])
+
+
+def timers(record: RequestRecord) -> list[tuple[Any, ...]]:
+    return sorted((t.name, t.kind, t.tags, t.error_type) for t in record.timers)
+
+
+@pytest.mark.parametrize("sampler", [None, ALWAYS_OFF], ids=["views-only", "sampled-out"])
+def test_with_nothing_to_export_the_views_see_every_timer_and_no_span_is_built(
+    sampler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, unexported = make_harness(), views_only(sampler)
+    made = timer_spans_made(monkeypatch)
+    built: list[str] = []
+    monkeypatch.setattr(
+        "otel_bridge._timer_spans._export",
+        lambda span, timing: built.append(span.name) if span.exporters else None,
+    )
+    try:
+        for h in (exported, unexported):
+            monkeypatch.setattr(trace, "get_tracer", h.tracer_provider.get_tracer)
+            request(h.asgi(app))
+        assert timers(unexported.records()[0]) == timers(exported.records()[0])
+        assert len(timers(unexported.records()[0])) == 10  # 9 timers, and the client span
+        assert len(made) == 18, "both harnesses built every timer at the end"
+        assert len(built) == 9, "the exported harness's timers, handed on at the end"
+        # Inside a timer, the current span is the timer's, child of the request's.
+        inside = seen_spans[-1]
+        assert isinstance(inside, TimerSpan) and inside.is_recording() is False  # ended
+    finally:
+        for h in (exported, unexported):
+            for wrapped in h.apps:
+                wrapped.bridge.shutdown()
+
+
+def test_a_sampled_out_request_exports_no_timer_span_but_records_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = make_harness(ParentBased(ALWAYS_OFF))
+    monkeypatch.setattr(trace, "get_tracer", h.tracer_provider.get_tracer)
+    try:
+        request(h.asgi(app))
+        assert h.finished_spans() == []
+        assert len(h.records()[0].timers) == 10
+    finally:
+        for wrapped in h.apps:
+            wrapped.bridge.shutdown()
+
+
+def test_another_sampler_decides_for_each_timer_as_for_the_sdk_span() -> None:
+    ours, theirs = make_harness(TraceIdRatioBased(0.5)), make_harness(TraceIdRatioBased(0.5))
+    theirs.tracer_provider.add_span_processor(StartWatcher())
+    try:
+        for h in (ours, theirs):
+            for index in range(30):
+                # Both harnesses see the same 30 trace ids: the sample must be the same.
+                low = (index + 1) * 0x9E3779B97F4A7C15 % (1 << 64)  # spread over the ratio
+                parent = f"00-{(7 << 64) | low:032x}-b7ad6b7169203331-00"
+                request(h.asgi(timed), {"traceparent": parent})
+        assert sorted(s.context.trace_id for s in ours.finished_spans()) == sorted(
+            s.context.trace_id for s in theirs.finished_spans()
+        )
+        assert 0 < len(ours.finished_spans()) < 60
+    finally:
+        for h in (ours, theirs):
+            for wrapped in h.apps:
+                wrapped.bridge.shutdown()
+
+
+async def timed(scope: Any, receive: Any, send: Any) -> None:
+    with otel_bridge.timer(group="db"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_tags_past_the_span_limit_get_the_sdk_span_and_its_limits() -> None:
+    h = make_harness()
+    h.tracer_provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=40))
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    h.tracer_provider.add_span_processor(SimpleSpanProcessor(h.spans))
+
+    async def many(scope: Any, receive: Any, send: Any) -> None:
+        with otel_bridge.timer(**{f"t{n:02d}": n for n in range(45)}):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    try:
+        request(h.asgi(many))
+        timer_span = next(s for s in h.finished_spans() if s.kind is trace.SpanKind.INTERNAL)
+        assert len(timer_span.attributes or {}) == 40 and timer_span.dropped_attributes == 5
+    finally:
+        for wrapped in h.apps:
+            wrapped.bridge.shutdown()
+
+
+def test_timers_past_the_limit_are_counted_and_still_exported(harness: Harness) -> None:
+    async def loop(scope: Any, receive: Any, send: Any) -> None:
+        for n in range(7):
+            with otel_bridge.timer(group="db", n=n):
+                pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    settings = otel_bridge.Settings(exporters=()).replace(max_timers=4)
+    request(harness.asgi(loop, settings=settings))
+    [record] = harness.records()
+    assert (len(record.timers), record.timers_dropped) == (4, 3)
+    assert len([s for s in harness.finished_spans() if s.kind is trace.SpanKind.INTERNAL]) == 7
+
+
+def test_a_timer_outside_a_request_is_the_sdk_span(harness: Harness) -> None:
+    harness.asgi(timed)  # binds the bridge to the harness's provider
+    tracer = harness.tracer_provider.get_tracer("outside")
+    with tracer.start_as_current_span("job"), otel_bridge.timer(group="batch"):
+        span = trace.get_current_span()
+    assert not isinstance(span, TimerSpan)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_per_timer_cpu_is_measured_when_asked(harness: Harness, on: bool) -> None:
+    async def busy(scope: Any, receive: Any, send: Any) -> None:
+        with otel_bridge.timer(group="cpu"):
+            deadline = time.process_time() + 0.03
+            while time.process_time() < deadline:
+                pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    settings = otel_bridge.Settings(exporters=()).replace(timer_cpu=on)
+    request(harness.asgi(busy, settings=settings))
+    [timer] = harness.records()[0].timers
+    cpu = timer.ru_utime_ns + timer.ru_stime_ns
+    if on:
+        assert cpu >= 20_000_000
+    else:
+        assert cpu == 0, "off by default: no getrusage() a timer"
+    assert harness.records()[0].ru_utime_ns > 0, "the request's own CPU is always measured"
