@@ -14,6 +14,8 @@ interleaved, medians:
 - ``views``: otel_bridge with expvar, Pinba and wide events on and no span exporter.
 - ``exported``: the same, and spans to a discarding BatchSpanProcessor.
 - ``exported_cpu``: ``exported`` with per-timer CPU time on (``OTEL_BRIDGE_TIMER_CPU``).
+- ``other``: ``exported``, each timer a span of another instrumentation (the SDK's child
+  span, as httpx's or psycopg's are), which otel_bridge makes a timer too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
-CONFIGS = ("sdk", "views", "exported", "exported_cpu")
+CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other")
 
 
 def _requests_for(timers: int) -> int:
@@ -73,10 +75,19 @@ def cell(config: str, timers: int) -> float:
     else:
         collector = PinbaCollector()
 
+        other = provider.get_tracer("other.instrumentation")
+
         async def plain(scope: Any, receive: Any, send: Any) -> None:
-            for _ in range(timers):
-                with otel_bridge.timer(group="db", op="select"):
-                    pass
+            if config == "other":
+                for _ in range(timers):
+                    with other.start_as_current_span(
+                        "db select", attributes={"group": "db", "op": "select"}
+                    ):
+                        pass
+            else:
+                for _ in range(timers):
+                    with otel_bridge.timer(group="db", op="select"):
+                        pass
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
@@ -172,9 +183,10 @@ def section(result: dict[str, dict[int, float]], command: str) -> str:
             "",
             "CPU per timer, all threads, from N timers per request minus none (raw ASGI app,",
             "expvar, Pinba and wide events on; `sdk` is the SDK alone, each timer its child span",
-            "to a discarding BatchSpanProcessor). Targets: views only ≤ 0.35x the SDK's span,",
-            "spans exported ≤ 1.3x. Each cell in its own interpreter, median of 3 rounds. "
-            f"Command: `{command}` (alone: `python -m benchmarks.timers`).",
+            "to a discarding BatchSpanProcessor; `other` is another instrumentation's span with",
+            "otel_bridge on). Targets: views only ≤ 0.35x the SDK's span, spans exported and",
+            "other instrumentations' spans ≤ 1.3x. Each cell in its own interpreter, median of",
+            f"3 rounds. Command: `{command}` (alone: `python -m benchmarks.timers`).",
             "",
             table(result),
             "",

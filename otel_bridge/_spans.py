@@ -34,7 +34,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
 
-__all__ = ["SAMPLED", "Ending", "ServerSpan", "SpanPlan", "end_span"]
+__all__ = ["SAMPLED", "Ending", "Recorded", "ServerSpan", "SpanPlan", "end_span"]
 
 SDK = "sdk"
 DEFERRED = "deferred"
@@ -66,48 +66,33 @@ class Ending(NamedTuple):
     end_time: int
 
 
-class ServerSpan(trace.Span):
-    """The request's server span while it runs, when the SDK span is built at the end.
+class Recorded:
+    """What the app does to a span built at the end, kept in order to be applied to it: the
+    part `ServerSpan` and a timer's span (`otel_bridge._timer_spans`) share. Everything the
+    API offers works: the ids (children and outgoing trace context use them), and attributes,
+    events, links, status, name and exceptions. Changes after the span was closed are
+    ignored, as on an ended span."""
 
-    Everything the API offers works: the ids (children and outgoing trace context use them),
-    and attributes, events, links, status, name and exceptions, which are kept in order and
-    applied to the finished span. `end()` is otel_bridge's: the span ends at the instant the
-    response completes. Changes after the request finished are ignored, as on an ended span.
-    """
-
-    def __init__(
-        self,
-        context: SpanContext,
-        name: str,
-        parent: SpanContext | None,
-        parent_otel_context: Context | None,
-        attributes: Mapping[str, AttributeValue] | None,
-        exporters: tuple[SpanProcessor, ...],
-    ) -> None:
-        self._context = context
-        # The processors that export it, as the provider had them when the request began.
-        self.exporters = exporters
-        self.name = name
-        self.parent = parent
-        self.parent_otel_context = parent_otel_context
-        self.start_attributes = attributes
-        self.changes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] | None = None
-        self.closed = False
+    __slots__ = ()
+    _context: SpanContext
+    start_attributes: Mapping[str, AttributeValue] | None
+    changes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] | None
+    closed: bool
 
     def _change(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.closed:
             return
         if self.changes is None:
-            self.changes = []
+            self.changes = []  # type: ignore[misc]  # a slot of each subclass
         self.changes.append((method, args, kwargs))
 
     def get_span_context(self) -> SpanContext:
         return self._context
 
     def attributes_with(self, final: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue]:
-        """The attributes an SDK span of this request would end with, when none is built
-        (nothing exports it): the start ones, the app's in the order it set them, then
-        `final`; values cleaned as the SDK cleans them."""
+        """The attributes an SDK span would end with, when none is built (nothing exports
+        it): the start ones, the app's in the order it set them, then `final`; values
+        cleaned as the SDK cleans them."""
         merged: dict[str, Any] = dict(self.start_attributes or {})
         for method, args, _ in self.changes or ():
             if method == "set_attribute":
@@ -119,9 +104,6 @@ class ServerSpan(trace.Span):
 
     def is_recording(self) -> bool:
         return not self.closed
-
-    def end(self, end_time: int | None = None) -> None:
-        """Ignored: otel_bridge ends the server span when the response is complete."""
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         self._change("set_attributes", (dict(attributes),), {})
@@ -159,6 +141,35 @@ class ServerSpan(trace.Span):
             (exception,),
             {"attributes": dict(attributes or {}), "timestamp": timestamp, "escaped": escaped},
         )
+
+
+class ServerSpan(Recorded, trace.Span):
+    """The request's server span while it runs, when the SDK span is built at the end.
+
+    `end()` is otel_bridge's: the span ends at the instant the response completes.
+    """
+
+    def __init__(
+        self,
+        context: SpanContext,
+        name: str,
+        parent: SpanContext | None,
+        parent_otel_context: Context | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        exporters: tuple[SpanProcessor, ...],
+    ) -> None:
+        self._context = context
+        # The processors that export it, as the provider had them when the request began.
+        self.exporters = exporters
+        self.name = name
+        self.parent = parent
+        self.parent_otel_context = parent_otel_context
+        self.start_attributes = attributes
+        self.changes = None
+        self.closed = False
+
+    def end(self, end_time: int | None = None) -> None:
+        """Ignored: otel_bridge ends the server span when the response is complete."""
 
     def __repr__(self) -> str:
         return f"ServerSpan({self.name!r}, {self._context})"

@@ -29,6 +29,7 @@ from otel_bridge import clock
 from otel_bridge._spans import (
     _FLAGS,
     _RANDOM_TRACE_ID,
+    Recorded,
     ServerSpan,
     _Fanout,
     _ReplayedSpan,
@@ -50,6 +51,8 @@ _UNSET = Status(StatusCode.UNSET)
 _get_current_span = trace.get_current_span
 _wall_ns = clock.wall_ns
 _get_ident = threading.get_ident
+_new_context = tuple.__new__
+_new_timer = tuple.__new__
 
 
 class TimerPlan:
@@ -101,8 +104,27 @@ def _follows_local_parent(sampler: Any) -> bool:
     )
 
 
-class TimerSpan(ServerSpan):
-    """A running timer's span, when the SDK span is built at its end (or never)."""
+class TimerSpan(Recorded):
+    """A running timer's span, when the SDK span is built at its end (or never).
+
+    Slotted (no per-timer dict for the garbage collector to follow), and a `trace.Span` by
+    registration, as the API has it."""
+
+    __slots__ = (
+        "_context",
+        "changes",
+        "closed",
+        "cpu",
+        "cpu_system",
+        "cpu_user",
+        "end_time",
+        "error",
+        "exporters",
+        "name",
+        "parent",
+        "start_attributes",
+        "start_time",
+    )
 
     def __init__(
         self,
@@ -113,17 +135,33 @@ class TimerSpan(ServerSpan):
         exporters: tuple[Any, ...],
         start_time: int,
     ) -> None:
-        super().__init__(context, name, parent, None, attributes, exporters)
-        self.start_time = start_time
-        self.end_time = start_time
+        self._context = context
+        self.name = name
+        self.parent = parent
+        self.start_attributes = attributes
+        # The processors that export it, as the provider had them when the request began.
+        self.exporters = exporters
+        self.start_time = self.end_time = start_time
+        self.changes = None
+        self.closed = False
         self.error: tuple[str, str] | None = None  # error.type, status description
         self.cpu: tuple[int, float, float] | None = None  # thread, ru_utime, ru_stime at start
+        self.cpu_user = self.cpu_system = 0  # its CPU time (ns), when measured
 
     def end(self, end_time: int | None = None) -> None:
         """Ignored: the timer ends its span when its block ends."""
 
+    def __enter__(self) -> TimerSpan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Ignored, as `end()`."""
+
     def __repr__(self) -> str:
         return f"TimerSpan({self.name!r}, {self._context})"
+
+
+trace.Span.register(TimerSpan)
 
 
 def start_timer(
@@ -140,13 +178,16 @@ def start_timer(
         return None  # the SDK would drop attributes (error.type may come too): let it
     exporters = server.exporters
     parent = _get_current_span().get_span_context()
-    if not parent.is_valid:
+    # A SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state,
+    # is_valid), read by index rather than through its properties.
+    if not parent[5]:
         return None
-    trace_id = parent.trace_id
+    trace_id = parent[0]
+    parent_flags = parent[3]
     if timing.default_sampler:
         # ParentBased(ALWAYS_ON) with a local parent: its decision, its trace state.
-        flags = parent.trace_flags & 1
-        trace_state = parent.trace_state
+        flags = parent_flags & 1
+        trace_state = parent[4]
     else:
         result = timing.sampler.should_sample(None, trace_id, name, _INTERNAL, attributes)
         if not result.decision.is_recording():
@@ -154,21 +195,20 @@ def start_timer(
         flags = 1 if result.decision.is_sampled() else 0
         trace_state = result.trace_state
         attributes = result.attributes or {}
-    if parent.trace_flags & _RANDOM_TRACE_ID:
+    if parent_flags & _RANDOM_TRACE_ID:
         flags |= _RANDOM_TRACE_ID
-    context = SpanContext(
-        trace_id,
-        timing.generate_span_id(),
-        is_remote=False,
-        trace_flags=_FLAGS[flags],
-        trace_state=trace_state,
+    # SpanContext's own __new__ checks what is known valid here: the parent's trace id, a
+    # fresh span id from the provider's generator.
+    span_id = timing.generate_span_id()
+    context = _new_context(
+        SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)
     )
     span = TimerSpan(context, name, parent, attributes, exporters, _wall_ns())
     # Named in a `timeout` event while it runs.
     opened = builder.open_spans
     if opened is None:
         opened = builder.open_spans = {}
-    opened[context.span_id] = span
+    opened[span_id] = span
     if timing.measure_cpu:
         usage = getrusage(RUSAGE_WHO)
         span.cpu = (_get_ident(), usage.ru_utime, usage.ru_stime)
@@ -180,16 +220,15 @@ def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseExcept
     span.end_time = _wall_ns()
     opened = builder.open_spans
     if opened is not None:
-        opened.pop(span._context.span_id, None)
+        opened.pop(span._context[1], None)
     if exception is not None:
         span.error = (type(exception).__qualname__, str(exception))
-    cpu_user = cpu_system = 0
     if span.cpu is not None:
         thread, utime, stime = span.cpu
         if thread == _get_ident():
             usage = getrusage(RUSAGE_WHO)
-            cpu_user = int((usage.ru_utime - utime) * 1e9)
-            cpu_system = int((usage.ru_stime - stime) * 1e9)
+            span.cpu_user = int((usage.ru_utime - utime) * 1e9)
+            span.cpu_system = int((usage.ru_stime - stime) * 1e9)
     bridge = builder.bridge
     if builder.closed:
         # A task of the request outliving it: no record to join, but exported as the SDK's
@@ -201,18 +240,18 @@ def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseExcept
     spans = builder.spans
     if spans is None:
         spans = builder.spans = []
-    if len(spans) >= bridge.settings.max_timers:
+    if len(spans) >= bridge.max_timers:
         builder.timers_dropped += 1
         span.closed = True
         _export(span, bridge.timer_plan)
         return
-    spans.append((span, cpu_user, cpu_system))
+    spans.append(span)  # itself, not in a (span, cpu, cpu) tuple as SDK spans: one object less
 
 
-def export_timer_spans(spans: list[tuple[Any, int, int]], timing: Any) -> None:
+def export_timer_spans(spans: list[Any], timing: Any) -> None:
     """On the export thread, before the request's server span: hand each of its timers'
     spans to the processors that export it."""
-    for span, _, _ in spans:
+    for span in spans:
         if type(span) is TimerSpan:
             span.closed = True
             _export(span, timing)
@@ -277,25 +316,36 @@ def _replay(span: TimerSpan, timing: Any) -> None:
     sdk_span.end(end_time=span.end_time)
 
 
-def timer_of(span: TimerSpan, request_start_ns: int, cpu_user: int, cpu_system: int) -> Timer:
+def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
     """The record's `Timer` for a timer's span: its tags as given (and as the app set them
     on the span), as `span_to_timer` makes it from the SDK's span."""
     attributes: Mapping[str, Any] = span.start_attributes or {}
     if span.changes:
         attributes = span.attributes_with({})
-    tags = tuple(
-        (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
-    )
+    if "error.type" in attributes:
+        tags = tuple(
+            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
+        )
+    else:
+        # Tags from otel_bridge.timer() are scalars or tuples already (_flatten).
+        tags = tuple(attributes.items())
     error = span.error
-    return Timer(
-        name=span.name,
-        kind="custom",
-        tags=tags,
-        start_ns=max(0, span.start_time - request_start_ns),
-        duration_ns=max(0, span.end_time - span.start_time),
-        ru_utime_ns=cpu_user,
-        ru_stime_ns=cpu_system,
-        error_type=error[0] if error is not None else None,
+    start = span.start_time
+    # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
+    # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
+    return _new_timer(
+        Timer,
+        (
+            span.name,
+            "custom",
+            tags,
+            max(0, start - request_start_ns),
+            max(0, span.end_time - start),
+            span.cpu_user,
+            span.cpu_system,
+            error[0] if error is not None else None,
+            1,
+        ),
     )
 
 

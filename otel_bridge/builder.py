@@ -82,7 +82,8 @@ class RequestBuilder:
     route: str | None = None
     exception: BaseException | None = None
     # Created on the first child span: most requests have none.
-    spans: list[tuple[Any, int, int]] | None = None  # an SDK span, or a TimerSpan
+    # Ended child spans: an SDK span, (SDK span, CPU user ns, CPU system ns), or a TimerSpan.
+    spans: list[Any] | None = None
     open_spans: dict[int, Any] | None = None  # SDK spans and TimerSpans still running
     timers_dropped = 0
     tags: dict[str, str] | None = None

@@ -12,7 +12,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
-from otel_bridge._timer_spans import TimerPlan, export_timer_spans
+from otel_bridge._timer_spans import TimerPlan, TimerSpan, export_timer_spans, timer_of
 from otel_bridge.builder import MAXRSS_UNIT, RequestBuilder, _span_name
 from otel_bridge.child_spans import span_to_timer
 from otel_bridge.record import EMPTY, RequestRecord, Timer
@@ -165,5 +165,13 @@ class Closing:
 
     def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
         start = builder.start_time_ns
-        for span, cpu_user, cpu_system in builder.spans or ():
-            yield span_to_timer(span, start, cpu_user, cpu_system)
+        # A TimerSpan, an SDK span, or (SDK span, CPU user ns, CPU system ns).
+        for entry in builder.spans or ():
+            kind = type(entry)
+            if kind is TimerSpan:
+                yield timer_of(entry, start)
+            elif kind is tuple:
+                span, cpu_user, cpu_system = entry
+                yield span_to_timer(span, start, cpu_user, cpu_system)
+            else:
+                yield span_to_timer(entry, start, 0, 0)

@@ -56,6 +56,7 @@ class Providers:
     # How timers make their spans (None: the SDK's), and whether each one's CPU is measured.
     timer_plan: TimerPlan | None = None
     measure_timer_cpu = False
+    max_timers = 512
 
     if TYPE_CHECKING:  # what Bridge's other parts provide
 
@@ -88,6 +89,7 @@ class Providers:
         # How each request's server span is made: the SDK's, or built at its end (_spans).
         self._plan = SpanPlan(sdk_provider, self.tracer, self.processor)
         self.measure_timer_cpu = self.measure_cpu and settings.timer_cpu
+        self.max_timers = settings.max_timers
         if sdk_provider is not None:
             self.timer_plan = TimerPlan.of(sdk_provider, self.timer_tracer, self.measure_timer_cpu)
         if sdk_provider is not None:

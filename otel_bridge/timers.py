@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -70,14 +70,25 @@ class timer:
     __slots__ = ("_attributes", "_builder", "_name", "_span", "_token")
 
     def __init__(self, **tags: object) -> None:
+        self._span: Any = None  # an SDK span, or a TimerSpan (a trace.Span by registration)
+        self._token: object = None
+        self._builder: RequestBuilder | None = None
+        for value in tags.values():
+            if type(value) is not str:
+                break
+        else:
+            # Every tag a string, the usual case: the keyword dict (new for each call) is the
+            # attributes as they are, and the name their values.
+            strings = cast("dict[str, str]", tags)
+            self._attributes: Mapping[str, AttributeValue] = strings
+            named = strings.get("name")
+            self._name: str = named if named is not None else " ".join(strings.values()) or "timer"
+            return
         self._attributes = _flatten(tags)
         name = tags.get("name")
         if name is None:
             name = " ".join(str(value) for value in self._attributes.values()) or "timer"
         self._name = str(name)
-        self._span: trace.Span | None = None
-        self._token: object = None
-        self._builder: RequestBuilder | None = None
 
     def _tracer(self) -> trace.Tracer:
         builder = _current.get()
@@ -89,7 +100,7 @@ class timer:
     def __enter__(self) -> timer:
         builder = _current.get()
         if builder is not None:
-            light = start_timer(builder, self._name, self._attributes)
+            light: Any = start_timer(builder, self._name, self._attributes)
             if light is not None:
                 # Built at the end, or never (otel_bridge._timer_spans).
                 self._span, self._builder = light, builder

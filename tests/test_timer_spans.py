@@ -273,7 +273,7 @@ def test_a_timer_outside_a_request_is_the_sdk_span(harness: Harness) -> None:
     tracer = harness.tracer_provider.get_tracer("outside")
     with tracer.start_as_current_span("job"), otel_bridge.timer(group="batch"):
         span = trace.get_current_span()
-    assert not isinstance(span, TimerSpan)
+    assert type(span).__name__ != "TimerSpan"
 
 
 @pytest.mark.parametrize("on", [False, True])
