@@ -26,6 +26,11 @@ _getrusage = getrusage
 _RUSAGE = RUSAGE_WHO
 _get_ident = threading.get_ident
 _new_timer = tuple.__new__
+# The tags of other instrumentations' spans, made once for each (group, op, server): the
+# same few queries run in every request, and each timer then holds no tuples of its own.
+# Bounded: past that many, tags are made for each timer.
+_TAGS: dict[tuple[str, str, str | None], tuple[tuple[str, TagValue], ...]] = {}
+_TAGS_KEPT = 4096
 
 # Span attributes that say what kind of work a child span did (semantic conventions).
 _DB_KEYS = ("db.system.name", "db.system")
@@ -46,15 +51,19 @@ class RecordSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         builder = _current.get()
+        bridge = self._bridge
         if (
             builder is None
             or builder.span is None
             or builder.closed  # a task the request spawned, outliving it: not its timer
-            or builder.bridge is not self._bridge
+            or builder.bridge is not bridge
         ):
             return
-        span_id = span.context.span_id
-        if self._bridge.measure_timer_cpu:
+        context = span._context
+        if context is None:
+            return
+        span_id = context[1]  # SpanContext is a tuple: (trace_id, span_id, …)
+        if bridge.measure_timer_cpu:
             usage = _getrusage(_RUSAGE)
             self._live[span_id] = (builder, _get_ident(), usage.ru_utime, usage.ru_stime)
         else:
@@ -65,10 +74,10 @@ class RecordSpanProcessor(SpanProcessor):
         opened[span_id] = span
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
+        context = span._context
         if context is None:
             return
-        span_id = context.span_id
+        span_id = context[1]
         entry = self._live.pop(span_id, None)
         if entry is None:
             return
@@ -162,11 +171,17 @@ def span_to_timer(
         )
     else:
         kind = _kind(span, attributes)
-        items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
         server = _server_of(attributes)
-        if server is not None:
-            items.append(("server", str(server)))
-        tags = tuple(items)
+        key = (kind, span.name, server)
+        found_tags = _TAGS.get(key)
+        if found_tags is None:
+            items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
+            if server is not None:
+                items.append(("server", str(server)))
+            found_tags = tuple(items)
+            if len(_TAGS) < _TAGS_KEPT:
+                _TAGS[key] = found_tags
+        tags = found_tags
     # Positional, in field order: tuple.__new__ skips the named tuple's keyword binding.
     return _new_timer(
         Timer,

@@ -300,7 +300,17 @@ class EventBuilder:
             parts += ',"queue_ms":', _float(queued)
         if extras:
             kept = {key: value for key, value in extras.items() if value is not None}
-            if kept:
+            if kept and all(key[:7] == "timers." for key in kept):
+                # Only the timers' counts and milliseconds (the usual extras): finite numbers,
+                # written as the encoder writes them, without it (~3 µs a request).
+                for key, value in kept.items():
+                    parts += (
+                        ",",
+                        _quote(key),
+                        ":",
+                        (_int(value) if type(value) is int else _float(value)),
+                    )
+            elif kept:
                 parts += ",", format_json(kept)[1:-1]
         parts.append("}")
         return "".join(parts)
