@@ -21,7 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import expvar, http, pinba, profile, server_wide, slow_clients, stuck_view
+from benchmarks import (
+    expvar,
+    http,
+    pinba,
+    profile,
+    server_wide,
+    slow_clients,
+    stuck_view,
+)
+from benchmarks import timers as timer_cost
 from benchmarks.apps import APPS, CONFIGS
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -543,6 +552,7 @@ def main() -> int:
     slow_result = slow_clients.run(rounds=repeats, seconds=duration)
     stuck_result = stuck_view.run(rounds=repeats, seconds=duration)
     server_wide_result = server_wide.run(rounds=repeats, seconds=duration)
+    timers_result = timer_cost.run(rounds=repeats)
     text = render(
         medians,
         over_http,
@@ -559,6 +569,7 @@ def main() -> int:
     text += "\n" + slow_clients.section(slow_result, command)
     text += "\n" + stuck_view.section(stuck_result, command)
     text += "\n" + server_wide.section(server_wide_result, command)
+    text += "\n" + timer_cost.section(timers_result, command)
     print(text)
     if args.write:
         RESULTS.write_text(text)
