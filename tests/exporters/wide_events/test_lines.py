@@ -19,7 +19,7 @@ from otel_bridge._http import ASGIHeaders, WSGIHeaders
 from otel_bridge.exporters.wide_events import WideEventsExporter
 from otel_bridge.exporters.wide_events._event import _BASE_KEYS, EventBuilder
 from otel_bridge.exporters.wide_events._sinks import FileSink, format_json, format_logfmt
-from otel_bridge.record import EMPTY, RequestRecord
+from otel_bridge.record import EMPTY, RequestRecord, Timer
 
 
 def raised() -> BaseException:
@@ -33,6 +33,16 @@ def raised() -> BaseException:
 VARIANTS: list[dict[str, Any]] = [
     {},
     {"timers": (), "tags": EMPTY},
+    {"tags": EMPTY},  # timers and nothing else: their summary written straight
+    {
+        "tags": EMPTY,
+        "timers": (
+            Timer("q", "db", (("group", "db"),), 0, 1_234_567, 0, 0, None),
+            Timer("w", "custom", (("group", "x"),), 5, 7_654_321, 0, 0, None, 3),
+            Timer("r", "db", (("group", "db"),), 9, 2_000_500, 0, 0, "E"),
+        ),
+    },
+    {"tags": EMPTY, "timers": (), "timers_dropped": 2},
     {"route": None, "query": "a=1&token=s3cr%C3%A9t&b=%22", "status": 0},
     {"path": '/ü/"quoted"\\back\u2028\x01', "user_agent": None, "client_address": None},
     {"server_address": None, "trace_id": 0, "span_id": 0, "completed": False},
