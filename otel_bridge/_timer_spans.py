@@ -53,6 +53,8 @@ _wall_ns = clock.wall_ns
 _get_ident = threading.get_ident
 _new_context = tuple.__new__
 _new_timer = tuple.__new__
+_TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
+_TAGS_KEPT = 4096
 
 
 class TimerPlan:
@@ -327,8 +329,19 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
         )
     else:
-        # Tags from otel_bridge.timer() are scalars or tuples already (_flatten).
+        # Tags from otel_bridge.timer() are scalars or tuples already (_flatten). The same
+        # few tag sets come back in every request: each is kept once (bounded), so a timer
+        # holds no tuples of its own while its record waits for the views.
         tags = tuple(attributes.items())
+        try:
+            kept = _TAGS.get(tags)
+        except TypeError:  # a value a sampler gave as a list: not kept, still a tag
+            kept = None
+            tags = tuple((key, _tag_value(value)) for key, value in tags)
+        if kept is not None:
+            tags = kept
+        elif len(_TAGS) < _TAGS_KEPT:
+            _TAGS[tags] = tags
     error = span.error
     start = span.start_time
     # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
