@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,16 +90,21 @@ def latency_ms(text: str) -> float:
 
 @contextmanager
 def served(
-    app_name: str, config: str, extra: Mapping[str, str] | None = None, stdout: Any = None
+    app_name: str,
+    config: str,
+    extra: Mapping[str, str] | None = None,
+    stdout: Any = None,
+    command: Callable[[int], list[str]] | None = None,
 ) -> Iterator[int]:
     """The benchmark app `app_name` in configuration `config`, served on 127.0.0.1 (uvicorn,
     or gunicorn for WSGI) for the block; yields its port. `extra`: more environment;
-    `stdout`: where the server's standard output goes (default /dev/null)."""
+    `stdout`: where the server's standard output goes (default /dev/null); `command`: the
+    server's command for a port, instead of the default one."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(BENCH_APP=app_name, BENCH_CONFIG=config, PYTHONPATH=str(ROOT), **(extra or {}))
     server = subprocess.Popen(
-        _server_command(app_name, port),
+        (command or (lambda port: _server_command(app_name, port)))(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL if stdout is None else stdout,

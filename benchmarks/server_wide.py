@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
-from benchmarks.http import ROOT, _free_port, wrk
+from benchmarks.http import served, wrk
 from benchmarks.pinba import sample_record
 
 BATCH = 64
@@ -138,33 +134,10 @@ HTTP_CELLS = {
 
 
 def _http_cell(hooks: bool, server_wide: bool, seconds: int) -> dict[str, float]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BENCH_"))}
-    env.update(BENCH_APP="wsgi", BENCH_CONFIG="bridge_all", PYTHONPATH=str(ROOT))
-    if not server_wide:
-        env["BENCH_REQUESTS_PER_WORKER"] = "1"
-    server = subprocess.Popen(
-        _gunicorn(port, hooks), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.05)
+    extra = {} if server_wide else {"BENCH_REQUESTS_PER_WORKER": "1"}
+    with served("wsgi", "bridge_all", extra, command=lambda port: _gunicorn(port, hooks)) as port:
         wrk(port, 1)  # warm up
         return wrk(port, seconds)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
 
 
 def over_http(rounds: int = 3, seconds: int = 5) -> dict[str, dict[str, float]]:

@@ -30,6 +30,7 @@ __all__ = [
     "TABLE_SIZE",
     "Figures",
     "RouteMirror",
+    "add_route",
     "clear_table",
     "fold_table",
     "merge_tables",
@@ -110,6 +111,17 @@ class Figures:
         figures.sum, figures.min, figures.max = values[8], values[9], values[10]
         figures.buckets = list(values[11:])
         return figures
+
+
+def add_route(routes: dict[str, Figures], name: str) -> tuple[str, Figures]:
+    """A route not counted yet in `routes`: its new entry, or past MAX_ROUTES routes
+    `<other>`'s. Returns the name counted under, and the entry."""
+    if len(routes) >= MAX_ROUTES:
+        name = OTHER
+    figures = routes.get(name)
+    if figures is None:
+        figures = routes[name] = Figures()
+    return name, figures
 
 
 def bucket_of(milliseconds: float) -> int:
@@ -233,11 +245,7 @@ class RouteMirror:
         name = table_name(name)
         figures = self.routes.get(name)
         if figures is None:
-            if len(self.routes) >= MAX_ROUTES:
-                name = OTHER
-                figures = self.routes.get(OTHER)
-            if figures is None:
-                figures = self.routes[name] = Figures()
+            name, figures = add_route(self.routes, name)
         self._dirty[name] = None
         return figures
 

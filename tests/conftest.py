@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
@@ -109,3 +110,28 @@ class FailingExporter(RecordExporter):
     def export(self, records: Any) -> None:
         self.calls += len(records)
         raise self._make_error()
+
+
+class StartWatcher(SpanProcessor):
+    """A processor that acts while spans run: the SDK span must be used when one is there."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Harness, Harness, StartWatcher]]:
+    deferred, sdk = make_harness(), make_harness()
+    watcher = StartWatcher()
+    sdk.tracer_provider.add_span_processor(watcher)
+    yield deferred, sdk, watcher
+    for h in (deferred, sdk):
+        for app in h.apps:
+            app.bridge.shutdown()
+        h.tracer_provider.shutdown()

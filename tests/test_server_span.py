@@ -4,14 +4,12 @@ sees must not depend on which."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from opentelemetry import propagate, trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -27,22 +25,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.conftest import Harness, make_harness
+from tests.conftest import Harness, StartWatcher, make_harness
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-class StartWatcher(SpanProcessor):
-    """A processor that acts while spans run: the SDK span must be used when one is there."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.started.append(span.name)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
 
 
 async def hello(request: Request) -> PlainTextResponse:
@@ -123,18 +108,6 @@ def comparable(span: ReadableSpan) -> dict[str, Any]:
         "scope": (scope.name, scope.version) if scope else None,
         "dropped": (span.dropped_attributes, span.dropped_events, span.dropped_links),
     }
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[Harness, Harness, StartWatcher]]:
-    deferred, sdk = make_harness(), make_harness()
-    watcher = StartWatcher()
-    sdk.tracer_provider.add_span_processor(watcher)
-    yield deferred, sdk, watcher
-    for h in (deferred, sdk):
-        for app in h.apps:
-            app.bridge.shutdown()
-        h.tracer_provider.shutdown()
 
 
 def test_the_span_built_at_the_end_is_the_sdk_span(

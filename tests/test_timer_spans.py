@@ -8,7 +8,6 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,8 +20,8 @@ from opentelemetry.trace import Status, StatusCode
 import otel_bridge
 from otel_bridge._timer_spans import TimerSpan
 from otel_bridge.record import RequestRecord
-from tests.conftest import Harness, make_harness
-from tests.test_server_span import PARENT, StartWatcher, comparable, views_only
+from tests.conftest import Harness, StartWatcher, make_harness
+from tests.test_server_span import PARENT, comparable, views_only
 
 seen_spans: list[Any] = []
 
@@ -91,18 +90,6 @@ def shape(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
         item["parent"] = names.get(parent.span_id, "remote") if parent else None
         shaped.append(item)
     return shaped
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[Harness, Harness, StartWatcher]]:
-    deferred, sdk = make_harness(), make_harness()
-    watcher = StartWatcher()
-    sdk.tracer_provider.add_span_processor(watcher)
-    yield deferred, sdk, watcher
-    for h in (deferred, sdk):
-        for wrapped in h.apps:
-            wrapped.bridge.shutdown()
-        h.tracer_provider.shutdown()
 
 
 def timer_spans_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from otel_bridge._routeboard import BUCKETS_MS, MAX_ROUTES, OTHER, Figures, bucket_of, mirror
+from otel_bridge._routeboard import BUCKETS_MS, Figures, add_route, bucket_of, mirror
 from otel_bridge._scoreboard import COUNTERS, current
 from otel_bridge.exporters.expvar._format import go_quote, json_float, json_value
 from otel_bridge.record import RecordExporter, RequestRecord, route_or_path
@@ -113,13 +113,7 @@ class RequestStats(RecordExporter):
 
     def _figures_for(self, name: str) -> Figures:
         route = self._routes.get(name)
-        if route is None:
-            if len(self._routes) >= MAX_ROUTES:
-                name = OTHER
-                route = self._routes.get(OTHER)
-            if route is None:
-                route = self._routes[name] = Figures()
-        return route
+        return route if route is not None else add_route(self._routes, name)[1]
 
     @staticmethod
     def _count(
