@@ -29,20 +29,28 @@ def _free_port() -> int:
         return port
 
 
+def gunicorn_command(port: int, workers: int = 1, hooks: bool = False) -> list[str]:
+    """gunicorn serving the benchmark app with `workers` sync workers, with otel_bridge's
+    server hooks (the scoreboard) if `hooks`."""
+    config = ["-c", "python:otel_bridge.gunicorn"] if hooks else []
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "benchmarks.serve:app",
+        *config,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+
+
 def _server_command(app_name: str, port: int) -> list[str]:
     if app_name == "wsgi":
-        return [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "benchmarks.serve:app",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-        ]
+        return gunicorn_command(port)
     return [
         sys.executable,
         "-m",

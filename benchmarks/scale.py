@@ -7,7 +7,6 @@ every view on but Cronitor, spans to a discarding BatchSpanProcessor), and rende
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import time
@@ -19,7 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_bridge
 from benchmarks.apps import NullSpanExporter, PinbaCollector
-from benchmarks.inprocess import SCOPE
+from benchmarks.inprocess import run_asgi
 
 TIMERS = (0, 1, 10, 100)
 VARS = (10, 1_000, 10_000)
@@ -57,20 +56,10 @@ def timers_cell(timers: int, n: int) -> dict[str, float]:
             meter_provider=MeterProvider(),
         )
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            return None
-
-        async def drive(count: int) -> None:
-            for _ in range(count):
-                await app(dict(SCOPE), receive, send)
-
-        asyncio.run(drive(max(50, n // 10)))
+        run_asgi(app, max(50, n // 10))
         app.bridge.force_flush()
         cpu0 = time.process_time()
-        asyncio.run(drive(n))
+        run_asgi(app, n)
         app.bridge.force_flush()
         tracer_provider.force_flush()
         cpu = time.process_time() - cpu0

@@ -22,11 +22,10 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import time
 from typing import Any
 
-from benchmarks.http import served, wrk
+from benchmarks.http import gunicorn_command, served, wrk
 from benchmarks.pinba import sample_record
 
 BATCH = 64
@@ -108,23 +107,6 @@ def in_process(rounds: int = 3) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in cells.items()}
 
 
-def _gunicorn(port: int, hooks: bool) -> list[str]:
-    config = ["-c", "python:otel_bridge.gunicorn"] if hooks else []
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "benchmarks.serve:app",
-        *config,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
-
-
 # name: (the hooks on, `requests` server-wide)
 HTTP_CELLS = {
     "no scoreboard": (False, False),
@@ -135,7 +117,12 @@ HTTP_CELLS = {
 
 def _http_cell(hooks: bool, server_wide: bool, seconds: int) -> dict[str, float]:
     extra = {} if server_wide else {"BENCH_REQUESTS_PER_WORKER": "1"}
-    with served("wsgi", "bridge_all", extra, command=lambda port: _gunicorn(port, hooks)) as port:
+    with served(
+        "wsgi",
+        "bridge_all",
+        extra,
+        command=lambda port: gunicorn_command(port, workers=2, hooks=hooks),
+    ) as port:
         wrk(port, 1)  # warm up
         return wrk(port, seconds)
 

@@ -21,7 +21,6 @@ interleaved, medians:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess
@@ -39,14 +38,13 @@ def _requests_for(timers: int) -> int:
 
 def cell(config: str, timers: int) -> float:
     """CPU µs per request of `config` with `timers` timers (in this process)."""
-    from opentelemetry import trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     import otel_bridge
     from benchmarks.apps import NullSpanExporter, PinbaCollector
-    from benchmarks.inprocess import SCOPE
+    from benchmarks.inprocess import run_asgi
 
     provider = TracerProvider()
     if config != "views":
@@ -106,22 +104,12 @@ def cell(config: str, timers: int) -> float:
             wrapped.bridge.force_flush()
             provider.force_flush()
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    async def drive(count: int) -> None:
-        for _ in range(count):
-            await wrapped(dict(SCOPE), receive, send)
-
     n = _requests_for(timers)
     try:
-        asyncio.run(drive(max(20, n // 10)))
+        run_asgi(wrapped, max(20, n // 10))
         flush()
         cpu0 = time.process_time()
-        asyncio.run(drive(n))
+        run_asgi(wrapped, n)
         flush()
         cpu = time.process_time() - cpu0
         if config != "sdk":
@@ -131,7 +119,6 @@ def cell(config: str, timers: int) -> float:
     finally:
         if collector is not None:
             collector.kill()
-    del trace
     return cpu / n * 1e6
 
 

@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_bridge._otel import other_span_processors
-from otel_bridge._timer_spans import TimerSpan, timer_of
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer
@@ -140,7 +139,7 @@ class RecordSpanProcessor(SpanProcessor):
 
 
 def span_to_timer(
-    span: ReadableSpan | TimerSpan, request_start_ns: int, cpu_user: int, cpu_system: int
+    span: ReadableSpan, request_start_ns: int, cpu_user: int, cpu_system: int
 ) -> Timer:
     """Fold one ended child span into a `Timer`.
 
@@ -149,8 +148,6 @@ def span_to_timer(
     when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
     wide-event summary can group by.
     """
-    if isinstance(span, TimerSpan):
-        return timer_of(span, request_start_ns)
     # The SDK's attributes as a plain dict (BoundedAttributes answers `in` and `get` through
     # Python-level Mapping methods, ~0.7 µs each); a copy where its internals differ.
     found = getattr(getattr(span, "_attributes", None), "_dict", None)
