@@ -24,7 +24,7 @@ if os.environ.get("BENCH_REQUESTS_PER_WORKER"):
 
     def _per_worker(self: RequestStats, records: Any) -> None:
         with self._lock:
-            self._count(records, self._figures_for, self._total)
+            self._count(records, self._figures_for, self._total, False)
 
     RequestStats.export = _per_worker  # type: ignore[method-assign]
 

@@ -82,7 +82,7 @@ def in_process(rounds: int = 3) -> dict[str, float]:
             for slot in range(3):
                 mirror = _routeboard.RouteMirror()
                 with mirror.lock:
-                    RequestStats._count(records, mirror.figures_for, mirror.total)
+                    RequestStats._count(records, mirror.figures_for, mirror.total, False)
                     mirror.publish(board.buffer, board.table(slot))
             board.write(2, 1, 1, [0] * 8)
             board.release(2)

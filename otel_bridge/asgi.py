@@ -180,12 +180,25 @@ def _route(scope: Scope, root_path: str) -> str | None:
     # Starlette (and FastAPI) put the matched route in the scope; Mount prefixes show up in
     # root_path, so a route inside a mounted router is prefix + its own template.
     route = scope.get("route")
+    prefix = str(scope.get("root_path", ""))[len(root_path) :]
     if route is None:
+        # FastAPI's router leaves no route for a Mount (StaticFiles, a plain ASGI app): the
+        # mount's path is in root_path, its app the scope's endpoint, as under Starlette.
+        if prefix and scope.get("endpoint") is not None:
+            return prefix
         return None
     template = getattr(route, "path_format", None)
+    # FastAPI keeps an included router's routes as they were declared and matches them
+    # through the router's prefix: the route's template is then the effective one it records.
+    fastapi = scope.get("fastapi")
+    if type(fastapi) is dict:
+        effective = fastapi.get("effective_route_context")
+        if effective is not None and getattr(effective, "original_route", None) is route:
+            full = getattr(effective, "path_format", None)
+            if isinstance(full, str) and full:
+                template = full
     if not isinstance(template, str):
         return None
-    prefix = str(scope.get("root_path", ""))[len(root_path) :]
     if getattr(route, "routes", None) is not None or type(route).__name__ == "Mount":
         # The final match is a Mount itself (e.g. StaticFiles): root_path already holds it.
         return prefix or template

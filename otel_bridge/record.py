@@ -15,7 +15,15 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._health import Health
 
-__all__ = ["EMPTY", "UNMATCHED", "RecordExporter", "RequestRecord", "Timer", "route_or_path"]
+__all__ = [
+    "EMPTY",
+    "UNMATCHED",
+    "UNROUTED_LABELS",
+    "RecordExporter",
+    "RequestRecord",
+    "Timer",
+    "route_label",
+]
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -105,17 +113,31 @@ class TimeoutAware(Protocol):
 
 
 UNMATCHED = "<unmatched>"
+REDIRECT = "<redirect>"
+BAD_REQUEST = "<bad request>"
+NO_ROUTE = "<no route>"
+# Every name `route_label` gives a request that no route matched.
+UNROUTED_LABELS = (UNMATCHED, REDIRECT, BAD_REQUEST, NO_ROUTE)
 
 
-def route_or_path(record: RequestRecord) -> str:
-    """A bounded name for the request: its route template; without one, `<unmatched>` for a
-    404 (scanners, typos: one bucket, not one per path) and the path otherwise (apps with no
-    router, whose paths are their routes)."""
+def route_label(record: RequestRecord, by_path: bool = False) -> str:
+    """A bounded name for the request, whoever sent it: its route template; without one, a
+    label of its status: `<unmatched>` (404: scanners, typos), `<redirect>` (3xx: a trailing
+    slash added, a login page), `<bad request>` (400: a Host not allowed), `<no route>`
+    (anything else). The raw path only when the user opted in (`by_path`,
+    ``OTEL_BRIDGE_UNROUTED=path``): an app whose paths are its routes."""
     if record.route is not None:
         return record.route
-    if record.status == 404:
+    if by_path and record.path:
+        return record.path
+    status = record.status
+    if status == 404:
         return UNMATCHED
-    return record.path
+    if 300 <= status < 400:
+        return REDIRECT
+    if status == 400:
+        return BAD_REQUEST
+    return NO_ROUTE
 
 
 class RecordExporter:

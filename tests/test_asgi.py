@@ -137,6 +137,49 @@ async def test_route_templates_include_mount_prefixes_and_stay_unset_when_unmatc
     assert names == ["GET", "GET /api/v1/items/{item_id}", "GET /static"]
 
 
+async def test_fastapi_routes_carry_every_router_prefix_and_mounts_their_path(
+    harness: Harness,
+) -> None:
+    # The layout FastAPI apps have: routers inside routers with prefixes, a mounted FastAPI
+    # app, StaticFiles. FastAPI keeps an included route's own template, so without its
+    # router's prefixes `/users/{uid}` would name /api/v1/users/3.
+    from examples.shop.app import shop
+
+    wrapped = harness.asgi(shop)
+    bearer = {"authorization": "Bearer t"}
+    sent = [
+        ("GET", "/api/v1/users/3", {}),
+        ("GET", "/api/v1/orders/3", {}),
+        ("POST", "/api/v1/orders/sold-out-1", bearer),
+        ("DELETE", "/api/v1/users/3", {}),
+        ("GET", "/admin/stats", {}),
+        ("GET", "/admin/nowhere", {}),
+        ("GET", "/static/css/site.css", {}),
+        ("GET", "/static/missing.css", {}),
+        ("GET", "/api/v1/users/3/", {}),
+        ("GET", "/nowhere", {}),
+    ]
+    async with client(wrapped) as c:
+        for method, path, headers in sent:
+            await c.request(method, path, headers=headers)
+    routes = [(r.path, r.status, r.route) for r in harness.records()]
+    assert routes == [
+        ("/api/v1/users/3", 200, "/api/v1/users/{uid}"),
+        ("/api/v1/orders/3", 401, "/api/v1/orders/{order_id}"),
+        ("/api/v1/orders/sold-out-1", 409, "/api/v1/orders/{sku}"),
+        ("/api/v1/users/3", 405, "/api/v1/users/{uid}"),
+        ("/admin/stats", 200, "/admin/stats"),
+        ("/admin/nowhere", 404, "/admin"),
+        ("/static/css/site.css", 200, "/static"),
+        ("/static/missing.css", 404, "/static"),
+        ("/api/v1/users/3/", 307, None),  # redirect_slashes: no route, a bounded label
+        ("/nowhere", 404, None),
+    ]
+    names = [s.name for s in harness.finished_spans() if s.kind is SpanKind.SERVER]
+    assert names[0] == "GET /api/v1/users/{uid}"
+    assert names[-2:] == ["GET", "GET"]
+
+
 async def test_app_exception_is_recorded_as_500_and_reraised_unchanged(harness: Harness) -> None:
     app = harness.asgi(starlette_app())
     transport = httpx.ASGITransport(app, raise_app_exceptions=True)

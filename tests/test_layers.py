@@ -26,6 +26,7 @@ LEAF = {
     "otel_bridge._context",
     "otel_bridge._decorate",
     "otel_bridge._health",
+    "otel_bridge._hosts",
     "otel_bridge._http",
     "otel_bridge._lanes",
     "otel_bridge._routeboard",

@@ -193,6 +193,20 @@ def _words(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
+_HOST_PATTERN = re.compile(r"\*|\.?[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]")
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    # Django's ALLOWED_HOSTS syntax: a name, `.example.com` for it and its subdomains, `*`.
+    items = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    for item in items:
+        if not _HOST_PATTERN.fullmatch(item):
+            raise ConfigError(
+                name, raw, "comma-separated host names, .domain for its subdomains too, or *"
+            )
+    return items
+
+
 def _choice_any_header(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", value):

@@ -67,6 +67,8 @@ class Settings:
     queue_size: int = 4096
     max_timers: int = 512
     timer_cpu: bool = False
+    unrouted: str = "status"
+    allowed_hosts: tuple[str, ...] = ()
     # Compiled once from excluded_urls; not a variable of its own.
     excluded_regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 

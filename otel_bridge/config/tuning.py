@@ -60,4 +60,29 @@ TUNING: tuple[Variable[Any], ...] = (
         "request's own CPU time is always measured.",
         bad="sometimes",
     ),
+    Variable(
+        "OTEL_BRIDGE_UNROUTED",
+        "unrouted",
+        p._choice("status", "path"),
+        "status",
+        "status or path",
+        "path",
+        "How a request no route matched is named in `/debug/vars` and Pinba's `script_name`: "
+        "by its status (`<unmatched>` for 404, `<redirect>`, `<bad request>`, `<no route>`: "
+        "bounded, whoever sends the requests) or by its raw path (an app with no router "
+        "whose paths are its routes; any client can then add names).",
+        bad="url",
+    ),
+    Variable(
+        "OTEL_BRIDGE_ALLOWED_HOSTS",
+        "allowed_hosts",
+        p._hosts,
+        (),
+        "host list",
+        "shop.example.com,.example.org",
+        "The app's own hosts, as Django's `ALLOWED_HOSTS` spells them (Django's setting when "
+        "unset under Django). A request's Host becomes a label (Pinba's `server_name`) only "
+        "when it is one of them, else `<other host>`; with no list, the first 16 Hosts seen.",
+        bad="bad host!",
+    ),
 )

@@ -350,7 +350,7 @@ VARIABLES: tuple[Variable[Any], ...] = (
         "route or path",
         "path",
         "What `script_name` holds: the route template (bounded cardinality; requests no route "
-        "matched are `<unmatched>` when 404, else their path) or the raw path.",
+        "matched are named as `OTEL_BRIDGE_UNROUTED` says) or the raw path of every request.",
         bad="url",
     ),
     Variable(

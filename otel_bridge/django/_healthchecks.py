@@ -4,7 +4,8 @@ view turns into monitors.
     from otel_bridge.django import path
     urlpatterns = [path("health/", views.health, name="health", healthcheck=True)]
 
-or ``@otel_bridge.healthcheck`` on the view. Walks the whole URLconf, `include()`s too. A
+or ``@otel_bridge.healthcheck`` on the view. Walks the whole URLconf, `include()`s too (a
+pattern's key is its name as `reverse()` spells it, ``namespace:name``). A
 `path()` template becomes ``/users/{uid}/`` (filled from `path_params`); a `re_path()` pattern
 is made concrete by substituting its named groups and dropping the anchors, and refused when
 it has unnamed groups.
@@ -48,13 +49,17 @@ def _template(pattern: Any) -> str:
     return _CONVERTER.sub(lambda m: "{" + m.group(1) + "}", text)
 
 
-def _walk(patterns: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+def _walk(
+    patterns: Any, prefix: tuple[Any, ...] = (), namespaces: tuple[str, ...] = ()
+) -> Iterator[tuple[Any, tuple[Any, ...], tuple[str, ...]]]:
     for entry in patterns:
         inner = getattr(entry, "url_patterns", None)
         if inner is not None and hasattr(entry, "urlconf_name"):  # include()
-            yield from _walk(inner, (*prefix, entry.pattern))
+            namespace = getattr(entry, "namespace", None)
+            inside = (*namespaces, namespace) if namespace else namespaces
+            yield from _walk(inner, (*prefix, entry.pattern), inside)
         else:
-            yield entry, (*prefix, entry.pattern)
+            yield entry, (*prefix, entry.pattern), namespaces
 
 
 def _spec_of(entry: Any) -> Healthcheck | None:
@@ -75,13 +80,15 @@ def django_healthchecks(urlconf: Any = None) -> list[tuple[str, str, Healthcheck
     from django.urls import get_resolver
 
     found = []
-    for entry, patterns in _walk(get_resolver(urlconf).url_patterns):
+    for entry, patterns, namespaces in _walk(get_resolver(urlconf).url_patterns):
         spec = _spec_of(entry)
         if spec is None:
             continue
         path = "/" + "".join(_template(pattern) for pattern in patterns)
         name = getattr(entry, "name", None) or path.strip("/") or "root"
-        found.append((name, path, spec))
+        # As reverse() names it: an include()d URLconf's patterns under its namespace, so one
+        # URLconf included twice gives two monitors.
+        found.append((":".join((*namespaces, name)), path, spec))
     return found
 
 

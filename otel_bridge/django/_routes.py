@@ -16,14 +16,19 @@ __all__ = ["after_response", "record_match", "route_template"]
 def route_template(resolver_match: Any) -> str | None:
     """The template as `http.route` wants it: ``users/<int:uid>/`` → ``/users/<int:uid>/``.
 
-    Patterns from `re_path()` are regular expressions and stay as written (``^a/(?P<y>…)$``),
-    since no leading slash makes them clearer. Never raises.
+    Patterns from `re_path()` are written one way wherever they stand: a leading ``/`` and no
+    anchors (Django keeps a top-level pattern's ``^`` and every ``$``, and drops an included
+    one's ``^``), so ``^shop/(?P<year>[0-9]{4})/$`` is ``/shop/(?P<year>[0-9]{4})/``. Never
+    raises.
     """
     route = getattr(resolver_match, "route", None)
     if not isinstance(route, str):
         return None
-    if route.startswith("^"):
-        return route
+    route = route.removeprefix("^")
+    if route.endswith(r"\Z") and not route.endswith(r"\\Z"):
+        route = route[:-2]
+    elif route.endswith("$") and not route.endswith(r"\$"):
+        route = route[:-1]
     return "/" + route
 
 

@@ -52,5 +52,24 @@ def overrides() -> dict[str, str]:
 
 
 def django_environ() -> dict[str, str]:
-    """The environment with `settings.OTEL_BRIDGE` on top."""
-    return {**os.environ, **overrides()}
+    """The environment with `settings.OTEL_BRIDGE` on top; Django's ``ALLOWED_HOSTS`` (as
+    Django applies it) for ``OTEL_BRIDGE_ALLOWED_HOSTS`` when neither sets that."""
+    environ = {**os.environ, **overrides()}
+    if "OTEL_BRIDGE_ALLOWED_HOSTS" not in environ:
+        hosts = _allowed_hosts()
+        if hosts:
+            environ["OTEL_BRIDGE_ALLOWED_HOSTS"] = ",".join(hosts)
+    return environ
+
+
+def _allowed_hosts() -> list[str]:
+    from django.conf import settings
+
+    from otel_bridge.config.parsers import _HOST_PATTERN
+
+    hosts = list(getattr(settings, "ALLOWED_HOSTS", None) or ())
+    if not hosts and getattr(settings, "DEBUG", False):
+        hosts = [".localhost", "127.0.0.1", "[::1]"]  # what Django allows then
+    # Entries Django would never match (a port, a typo) are left out, not an error of ours.
+    spelled = [str(host).lower() for host in hosts]
+    return [host for host in spelled if _HOST_PATTERN.fullmatch(host)]

@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import (
 from otel_bridge._routeboard import BUCKETS_MS, Figures, add_route, bucket_of, mirror
 from otel_bridge._scoreboard import COUNTERS, current
 from otel_bridge.exporters.expvar._format import go_quote, json_float, json_value
-from otel_bridge.record import RecordExporter, RequestRecord, route_or_path
+from otel_bridge.record import RecordExporter, RequestRecord, route_label
 
 __all__ = ["ExpvarMetricReader", "RequestStats", "ScoreboardWriter"]
 
@@ -95,7 +95,8 @@ class RequestStats(RecordExporter):
     name = "expvar"
     in_memory = True
 
-    def __init__(self) -> None:
+    def __init__(self, unrouted_by_path: bool = False) -> None:
+        self.unrouted_by_path = unrouted_by_path
         self._lock = threading.Lock()
         self._routes: dict[str, Figures] = {}
         self._total = Figures()
@@ -105,11 +106,11 @@ class RequestStats(RecordExporter):
         if claim is not None:
             shared = mirror()
             with shared.lock:
-                self._count(records, shared.figures_for, shared.total)
+                self._count(records, shared.figures_for, shared.total, self.unrouted_by_path)
                 shared.publish(claim[0].buffer, claim[0].table(claim[1]))
             return
         with self._lock:
-            self._count(records, self._figures_for, self._total)
+            self._count(records, self._figures_for, self._total, self.unrouted_by_path)
 
     def _figures_for(self, name: str) -> Figures:
         route = self._routes.get(name)
@@ -120,11 +121,12 @@ class RequestStats(RecordExporter):
         records: Sequence[RequestRecord],
         figures_for: Callable[[str], Figures],
         total: Figures,
+        by_path: bool,
     ) -> None:
         for record in records:
             if record.interface == "job":
                 continue
-            route = figures_for(route_or_path(record))
+            route = figures_for(route_label(record, by_path))
             # Worked out once for the route and the total.
             milliseconds = record.duration_ns / 1e6
             status_class = record.status // 100

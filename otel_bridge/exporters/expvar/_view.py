@@ -100,6 +100,7 @@ class ExpvarEndpoint:
         registry: user variables (default: the process's registry).
         redact: extra patterns removed from `cmdline`.
         full_process: add psutil's costlier figures (memory_full_info, network I/O).
+        unrouted_by_path: name requests no route matched by their path (`route_label`).
     """
 
     def __init__(
@@ -110,13 +111,14 @@ class ExpvarEndpoint:
         registry: Registry | None = None,
         redact: tuple[re.Pattern[str], ...] = (),
         full_process: bool = False,
+        unrouted_by_path: bool = False,
     ) -> None:
         self.path = path
         self.ui_path = path.rstrip("/") + "/ui"
         self.access = access or Access()
         self.registry = registry if registry is not None else default_registry()
         self.monitor = GCMonitor()
-        self.stats = RequestStats()
+        self.stats = RequestStats(unrouted_by_path)
         self.reader = ExpvarMetricReader()
         self.reader_attached = False
         self.full_process = full_process
@@ -147,6 +149,7 @@ class ExpvarEndpoint:
             access=access,
             redact=tuple(re.compile(pattern) for pattern in settings.expvar_redact),
             full_process=settings.expvar_process == "full",
+            unrouted_by_path=settings.unrouted == "path",
         )
 
     def attach(self, bridge: Engine) -> None:

@@ -9,11 +9,12 @@ from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
 from otel_bridge._health import Health
+from otel_bridge._hosts import HostLabels
 from otel_bridge.config import Settings
 from otel_bridge.exporters.pinba._encoder import PacketEncoder
 from otel_bridge.exporters.pinba._packet import PacketFields, PacketTimer, assemble, timer_tags
 from otel_bridge.exporters.pinba._sender import UDPSender
-from otel_bridge.record import RecordExporter, RequestRecord, Timer, route_or_path
+from otel_bridge.record import RecordExporter, RequestRecord, Timer, route_label
 
 __all__ = ["PinbaExporter"]
 
@@ -50,8 +51,12 @@ class PinbaExporter(RecordExporter):
     Args:
         endpoints: collectors as (host, port).
         hostname: `hostname` field; default the machine's name.
-        server_name: `server_name`; default the request's Host.
+        server_name: `server_name`; default the request's Host, when one of
+            `allowed_hosts` (`otel_bridge._hosts`: bounded).
         script_name: ``"route"`` (template, bounded) or ``"path"``.
+        unrouted_by_path: with ``"route"``, a request no route matched is named by its path
+            rather than its status (`route_label`).
+        allowed_hosts: the app's hosts, as Django's ``ALLOWED_HOSTS``.
         tags: request tags added to every packet.
         max_packet_size: bytes; larger packets lose their smallest timers first.
         resolve_interval: seconds between DNS resolutions of the endpoints.
@@ -71,6 +76,8 @@ class PinbaExporter(RecordExporter):
         tags: Mapping[str, str] | None = None,
         max_packet_size: int = 65507,
         resolve_interval: float = 60.0,
+        unrouted_by_path: bool = False,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.health = Health()
         self._endpoints = tuple(endpoints)
@@ -78,6 +85,8 @@ class PinbaExporter(RecordExporter):
         self.hostname = hostname or socket.gethostname()
         self.server_name = server_name
         self.use_path = script_name == "path"
+        self.unrouted_by_path = unrouted_by_path
+        self.host_label = HostLabels(allowed_hosts)
         self.tags = dict(tags or {})
         self.max_packet_size = max_packet_size
         self.requests = 0
@@ -96,6 +105,8 @@ class PinbaExporter(RecordExporter):
             tags=dict(settings.pinba_tags),
             max_packet_size=settings.pinba_max_packet_size,
             resolve_interval=settings.pinba_resolve_interval,
+            unrouted_by_path=settings.unrouted == "path",
+            allowed_hosts=settings.allowed_hosts,
         )
 
     def attach(self, health: Health) -> None:
@@ -103,11 +114,11 @@ class PinbaExporter(RecordExporter):
         self._sender.health = health
 
     def script_name(self, record: RequestRecord) -> str:
-        """The packet's `script_name`: the route (bounded), `<unmatched>` for a 404 without
-        one; the path when asked for it; a job's name."""
+        """The packet's `script_name`: the route, else a label of the status (bounded:
+        `route_label`); the path when asked for it; a job's name."""
         if self.use_path or record.interface == "job":
             return record.route or record.path or UNKNOWN
-        return route_or_path(record) or UNKNOWN
+        return route_label(record, self.unrouted_by_path) or UNKNOWN
 
     def packet(self, record: RequestRecord) -> bytes | None:
         """The datagram for `record`, trimmed to `max_packet_size`; None if it cannot fit."""
@@ -125,7 +136,7 @@ class PinbaExporter(RecordExporter):
             PacketFields,
             (
                 self.hostname,
-                self.server_name or record.server_address or UNKNOWN,
+                self.server_name or self.host_label(record.server_address) or UNKNOWN,
                 script_name,
                 self.requests,
                 record.response_bytes,

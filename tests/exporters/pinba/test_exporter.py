@@ -175,22 +175,71 @@ async def test_child_spans_of_other_instrumentations_are_timers(
 
 
 async def test_script_name_is_bounded_by_default(harness: Harness, collector: Collector) -> None:
+    # No router: the path's first segment is the status the app answers.
     async def raw(scope: Any, receive: Any, send: Any) -> None:
-        status = 404 if scope["path"].startswith("/missing") else 200
+        status = int(scope["path"].split("/")[1])
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    wrapped = harness.asgi(raw, record_exporters=[exporter_for(collector)])
-    path_mode = harness.asgi(raw, record_exporters=[exporter_for(collector, script_name="path")])
-    async with client(wrapped) as c:
-        await c.get("/missing/wp-admin.php")
-        await c.get("/plain")
-    async with client(path_mode) as c:
-        await c.get("/missing/x")
-    wrapped.bridge.force_flush()
-    path_mode.bridge.force_flush()
-    names = sorted(p.script_name for p in collector.packets(3))
-    assert names == ["/missing/x", "/plain", "<unmatched>"]
+    paths = ["/404/wp-admin.php", "/200/plain", "/301/a/", "/307/b/", "/400/c", "/405/d", "/503/e"]
+    modes = {
+        "route": exporter_for(collector),
+        "unrouted path": exporter_for(collector, unrouted_by_path=True),
+        "path": exporter_for(collector, script_name="path"),
+    }
+    names: dict[str, list[str]] = {}
+    for mode, exporter in modes.items():
+        wrapped = harness.asgi(raw, record_exporters=[exporter])
+        async with client(wrapped) as c:
+            for path in paths:
+                await c.get(path)
+        wrapped.bridge.force_flush()
+        names[mode] = [packet.script_name for packet in collector.packets(len(paths))]
+    assert names["route"] == [
+        "<unmatched>",
+        "<no route>",
+        "<redirect>",
+        "<redirect>",
+        "<bad request>",
+        "<no route>",
+        "<no route>",
+    ]
+    assert names["unrouted path"] == paths
+    assert names["path"] == paths
+
+
+async def test_server_name_is_a_known_host_or_one_bounded_label(
+    harness: Harness, collector: Collector
+) -> None:
+    async def ok(request: Any) -> Response:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", ok)])
+    listed = harness.asgi(
+        app, record_exporters=[exporter_for(collector, allowed_hosts=(".shop.test", "api.test"))]
+    )
+    hosts = ["shop.test", "www.shop.test:8000", "API.test", "evil.test", "x.invalid", "shop.test."]
+    async with client(listed) as c:
+        for host in hosts:
+            await c.get("/", headers={"host": host})
+    listed.bridge.force_flush()
+    assert [p.server_name for p in collector.packets(len(hosts))] == [
+        "shop.test",
+        "www.shop.test",
+        "api.test",
+        "<other host>",
+        "<other host>",
+        "shop.test",
+    ]
+    # No list: the first 16 Hosts, then one label, however many a client invents.
+    unlisted = harness.asgi(app, record_exporters=[exporter_for(collector)])
+    async with client(unlisted) as c:
+        for index in range(40):
+            await c.get("/", headers={"host": f"h{index}.test"})
+    unlisted.bridge.force_flush()
+    names = [p.server_name for p in collector.packets(40)]
+    assert names[:16] == [f"h{index}.test" for index in range(16)]
+    assert set(names[16:]) == {"<other host>"}
 
 
 async def test_oversized_packets_keep_their_longest_timers(

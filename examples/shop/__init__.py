@@ -1,0 +1,1 @@
+"""A FastAPI service shaped as teams build them: `uvicorn examples.shop.app:app`."""
