@@ -29,6 +29,8 @@ MIDDLEWARE = [
         if os.environ.get("ROUTE_MIDDLEWARE")
         else []
     ),
+    # APPEND_SLASH's redirects and ALLOWED_HOSTS's 400s, as in every real project.
+    "django.middleware.common.CommonMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tests.django_project.auth.HeaderUserMiddleware",
