@@ -9,7 +9,6 @@ import json
 import random
 import socket
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,7 +121,8 @@ def read_vars(base: str, expected: int) -> dict[str, Any]:
 def test_fastapi_service_under_uvicorn_keeps_every_view_bounded(tmp_path: Path) -> None:
     rng = random.Random(20)
     requests = [hostile(index, rng) for index in range(FLOOD)]
-    real = [("GET", "/api/v1/users/1", {})] * 5 + [("GET", "/health", {})] * 3
+    real: list[tuple[str, str, dict[str, str]]] = [("GET", "/api/v1/users/1", {})] * 5
+    real += [("GET", "/health", {})] * 3
     events = tmp_path / "events.jsonl"
     pinba = PinbaNames()
     port = free_port()
