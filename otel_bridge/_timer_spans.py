@@ -35,7 +35,7 @@ from otel_bridge._spans import (
     _ReplayedSpan,
 )
 from otel_bridge.builder import RUSAGE_WHO, RequestBuilder, getrusage
-from otel_bridge.record import TagValue, Timer
+from otel_bridge.record import TagValue, Timer, timer_kind
 
 __all__ = [
     "TimerPlan",
@@ -350,7 +350,7 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
         Timer,
         (
             span.name,
-            "custom",
+            timer_kind(attributes.get("group")),
             tags,
             max(0, start - request_start_ns),
             max(0, span.end_time - start),

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_bridge._otel import other_span_processors
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
-from otel_bridge.record import TagValue, Timer
+from otel_bridge.record import TagValue, Timer, timer_kind
 
 __all__ = ["RecordSpanProcessor", "span_to_timer"]
 
@@ -162,7 +162,7 @@ def span_to_timer(
     scope = span.instrumentation_scope
     tags: tuple[tuple[str, TagValue], ...]
     if scope is not None and scope.name == TIMER_SCOPE:
-        kind = "custom"
+        kind = timer_kind(attributes.get("group"))
         tags = tuple(
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
         )

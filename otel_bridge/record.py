@@ -16,6 +16,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_bridge._health import Health
 
 __all__ = [
+    "CUSTOM",
     "EMPTY",
     "UNMATCHED",
     "UNROUTED_LABELS",
@@ -23,6 +24,7 @@ __all__ = [
     "RequestRecord",
     "Timer",
     "route_label",
+    "timer_kind",
 ]
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -39,8 +41,9 @@ class Timer(NamedTuple):
     """
 
     name: str
-    # "custom" for otel_bridge.timer(); otherwise derived from the span's semantic
-    # conventions: "db", "http", "rpc", "messaging" or "internal".
+    # For otel_bridge.timer(), its `group` tag (`timer_kind`), "custom" without one;
+    # otherwise derived from the span's semantic conventions: "db", "http", "rpc",
+    # "messaging" or "internal" (which is its `group` tag too).
     kind: str
     tags: tuple[tuple[str, TagValue], ...]
     start_ns: int
@@ -110,6 +113,31 @@ class TimeoutAware(Protocol):
     ) -> None: ...
 
     def loop_blocked_event(self, info: dict[str, Any]) -> None: ...
+
+
+CUSTOM = "custom"
+_KINDS: dict[str, str] = {}
+
+
+def timer_kind(group: object) -> str:
+    """The kind of a timer of `otel_bridge.timer()` whose ``group`` tag is `group`: the group
+    itself, so ``group="db"`` is a db timer in every view (Pinba's tag, the wide event's
+    ``timers.db.*``); `CUSTOM` without one, or for a group that is no short name."""
+    if type(group) is not str:
+        return CUSTOM
+    found = _KINDS.get(group)
+    if found is not None:
+        return found
+    kind = CUSTOM
+    if (
+        0 < len(group) <= 32
+        and group.replace("_", "").replace("-", "").replace(".", "").isalnum()
+        and group.isascii()
+    ):
+        kind = group
+    if len(_KINDS) < 1024:
+        _KINDS[group] = kind
+    return kind
 
 
 UNMATCHED = "<unmatched>"

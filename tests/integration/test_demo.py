@@ -44,7 +44,11 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
     lines = [line for line in out.splitlines() if line.startswith("timestamp=")]
     routes = {m.group(1) for line in lines if (m := re.search(r"http.route=(\S+)", line))}
     assert {"/users/{uid}", "/search", "/stream", "/slow", "/error"} <= routes
-    assert any("timers.custom.count=2" in line and "app.user_id=" in line for line in lines)
+    # /users/{uid}: a db timer and a cache timer, each under its own group.
+    assert any(
+        "timers.db.count=1" in line and "timers.cache.count=1" in line and "app.user_id=" in line
+        for line in lines
+    )
     assert any(
         "http.response.status_code=500" in line and "error.type=RuntimeError" in line
         for line in lines
