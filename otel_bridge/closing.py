@@ -17,10 +17,13 @@ from otel_bridge.builder import MAXRSS_UNIT, RequestBuilder, _span_name
 from otel_bridge.child_spans import span_to_timer
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
-__all__ = ["Closing"]
+__all__ = ["RESPONSE_INCOMPLETE", "Closing"]
 
 _new_record = tuple.__new__
 _MAXRSS_UNIT = MAXRSS_UNIT
+
+
+RESPONSE_INCOMPLETE = "response_incomplete"
 
 
 class Closing:
@@ -43,6 +46,11 @@ class Closing:
             error_type = type(exception).__qualname__
         elif status >= 500 and not job:
             error_type = str(status)
+        elif status and not builder.completed and not job:
+            # The response started and never ended: the client went away mid-response (or the
+            # app gave up on it). The HTTP conventions mark a dropped connection with
+            # error.type; with no exception to name, this value (docs/guarantees.md).
+            error_type = RESPONSE_INCOMPLETE
         final: dict[str, AttributeValue] = {}
         if job:
             if error_type is not None:

@@ -180,6 +180,66 @@ async def test_fastapi_routes_carry_every_router_prefix_and_mounts_their_path(
     assert names[-2:] == ["GET", "GET"]
 
 
+@pytest.mark.parametrize("spec", ["2.3", "2.4"])
+async def test_a_client_leaving_mid_response_is_marked_on_the_span(
+    harness: Harness, spec: str
+) -> None:
+    # A server of ASGI spec 2.3 tells the app with http.disconnect: Starlette's
+    # StreamingResponse stops and returns normally, a response started (200) and never ended.
+    # From 2.4 the server's send raises OSError, which Starlette turns into ClientDisconnect.
+    from examples.shop.app import shop
+
+    wrapped = harness.asgi(shop)
+    bodies = 0
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal bodies
+        if gone.is_set() and spec == "2.4":
+            raise OSError("client disconnected")
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == 2:
+                gone.set()  # two events read, then the client goes away
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/feed",
+        "raw_path": b"/api/v1/feed",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"shop.test")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    try:
+        await asyncio.wait_for(wrapped(scope, receive, send), 10)
+    except Exception as exc:  # noqa: BLE001 - what the app raised, checked below
+        raised: str | None = type(exc).__name__
+    else:
+        raised = None
+    expected = "response_incomplete" if spec == "2.3" else "ClientDisconnect"
+    assert raised == (None if spec == "2.3" else "ClientDisconnect")
+    [record] = harness.records()
+    assert (record.status, record.completed, record.error_type) == (200, False, expected)
+    [span] = [s for s in harness.finished_spans() if s.kind is SpanKind.SERVER]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == expected
+    assert span.attributes["http.response.status_code"] == 200
+    if spec == "2.3":
+        assert span.status.status_code is StatusCode.UNSET, "no exception, no server error"
+    [point] = harness.metric_points("http.server.request.duration")
+    assert point.attributes["error.type"] == expected
+
+
 async def test_app_exception_is_recorded_as_500_and_reraised_unchanged(harness: Harness) -> None:
     app = harness.asgi(starlette_app())
     transport = httpx.ASGITransport(app, raise_app_exceptions=True)

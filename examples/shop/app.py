@@ -8,6 +8,7 @@ serves it with real servers and reads every view (tests/integration/test_hostile
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,6 +71,18 @@ async def export() -> StreamingResponse:
             yield f"{index}\n".encode()
 
     return StreamingResponse(rows(), media_type="text/csv")
+
+
+@v1.get("/feed")
+async def feed() -> StreamingResponse:
+    """A long stream (server-sent events): clients often leave before its end."""
+
+    async def events() -> AsyncIterator[bytes]:
+        for index in range(100):
+            yield f"data: {index}\n\n".encode()
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 @otel_bridge.healthcheck(schedule="every 5 minutes")

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from .servers import free_port, raw_request, serve, stop, uvicorn
+from .servers import free_port, raw_request, serve, stop, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +78,25 @@ def _json_objects(text: str) -> list[str]:
             if depth == 0 and start is not None:
                 objects.append(text[start : index + 1])
     return objects
+
+
+def test_a_client_leaving_a_stream_is_marked_in_its_event(tmp_path: Path) -> None:
+    # A real client reads the start of examples/shop's event stream and closes the socket.
+    events = tmp_path / "events.jsonl"
+    port = free_port()
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+    }
+    with serve(uvicorn("examples.shop.app:app", port), port, env):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /api/v1/feed HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200 OK")
+            time.sleep(0.2)
+        assert wait_for(lambda: events.exists() and events.read_text().strip() != "", 10)
+    [event] = [json.loads(line) for line in events.read_text().splitlines()]
+    assert event["http.route"] == "/api/v1/feed"
+    assert event["http.response.status_code"] == 200
+    assert event["http.response.completed"] is False
+    assert event["error.type"] == "response_incomplete"
+    assert event["duration_ms"] < 4_000, "ended when the client left, not after 100 events"
