@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
+from otel_bridge._database import db_tags, is_database
 from otel_bridge._spans import (
     _FLAGS,
     _RANDOM_TRACE_ID,
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 _INTERNAL = SpanKind.INTERNAL
+_CLIENT = SpanKind.CLIENT
 _UNSET = Status(StatusCode.UNSET)
 _get_current_span = trace.get_current_span
 _wall_ns = clock.wall_ns
@@ -122,6 +124,7 @@ class TimerSpan(Recorded):
         "end_time",
         "error",
         "exporters",
+        "kind",
         "name",
         "parent",
         "start_attributes",
@@ -136,8 +139,10 @@ class TimerSpan(Recorded):
         attributes: Mapping[str, AttributeValue],
         exporters: tuple[Any, ...],
         start_time: int,
+        kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
         self._context = context
+        self.kind = kind  # CLIENT: a database query's (otel_bridge._database)
         self.name = name
         self.parent = parent
         self.start_attributes = attributes
@@ -167,7 +172,10 @@ trace.Span.register(TimerSpan)
 
 
 def start_timer(
-    builder: RequestBuilder, name: str, attributes: Mapping[str, AttributeValue]
+    builder: RequestBuilder,
+    name: str,
+    attributes: Mapping[str, AttributeValue],
+    kind: SpanKind = _INTERNAL,
 ) -> TimerSpan | None:
     """A `TimerSpan` for a timer of `builder`'s request, or None where the SDK span must be
     made (see the module docstring)."""
@@ -191,7 +199,7 @@ def start_timer(
         flags = parent_flags & 1
         trace_state = parent[4]
     else:
-        result = timing.sampler.should_sample(None, trace_id, name, _INTERNAL, attributes)
+        result = timing.sampler.should_sample(None, trace_id, name, kind, attributes)
         if not result.decision.is_recording():
             return None
         flags = 1 if result.decision.is_sampled() else 0
@@ -205,7 +213,7 @@ def start_timer(
     context = _new_context(
         SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)
     )
-    span = TimerSpan(context, name, parent, attributes, exporters, _wall_ns())
+    span = TimerSpan(context, name, parent, attributes, exporters, _wall_ns(), kind)
     # Named in a `timeout` event while it runs.
     opened = builder.open_spans
     if opened is None:
@@ -244,6 +252,10 @@ def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseExcept
         spans = builder.spans = []
     if len(spans) >= bridge.max_timers:
         builder.timers_dropped += 1
+        attributes = span.start_attributes or {}
+        if is_database(attributes):
+            builder.db_dropped += 1
+            builder.db_dropped_ns += max(0, span.end_time - span.start_time)
         span.closed = True
         _export(span, bridge.timer_plan)
         return
@@ -280,7 +292,7 @@ def _export(span: TimerSpan, timing: Any) -> None:
         attributes=attributes,
         events=(),
         links=(),
-        kind=_INTERNAL,
+        kind=span.kind,
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
@@ -301,7 +313,7 @@ def _replay(span: TimerSpan, timing: Any) -> None:
         sampler=timing.sampler,
         resource=timing.resource,
         attributes=span.start_attributes,
-        kind=_INTERNAL,
+        kind=span.kind,
         span_processor=_Fanout(span.exporters),
         instrumentation_info=timing.instrumentation_info,
         limits=timing.limits,
@@ -324,6 +336,24 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
     attributes: Mapping[str, Any] = span.start_attributes or {}
     if span.changes:
         attributes = span.attributes_with({})
+    error = span.error
+    start = span.start_time
+    if span.kind is _CLIENT and is_database(attributes):
+        # A query's span (Django's): tagged as every instrumentation's query is.
+        return _new_timer(
+            Timer,
+            (
+                span.name,
+                "db",
+                db_tags(span.name, attributes),
+                max(0, start - request_start_ns),
+                max(0, span.end_time - start),
+                span.cpu_user,
+                span.cpu_system,
+                error[0] if error is not None else None,
+                1,
+            ),
+        )
     if "error.type" in attributes:
         tags = tuple(
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
@@ -342,8 +372,6 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
             tags = kept
         elif len(_TAGS) < _TAGS_KEPT:
             _TAGS[tags] = tags
-    error = span.error
-    start = span.start_time
     # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
     # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
     return _new_timer(

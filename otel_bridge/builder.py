@@ -88,7 +88,9 @@ class RequestBuilder:
     timers_dropped = 0
     tags: dict[str, str] | None = None
     fields: dict[str, object] | None = None
-    db_seen: set[int] | None = None  # otel_bridge.django: queries seen, for duplicates
+    # Database queries past OTEL_BRIDGE_MAX_TIMERS (otel_bridge._database): still counted.
+    db_dropped = 0
+    db_dropped_ns = 0
     closed = False
     timed_out = False
     task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack

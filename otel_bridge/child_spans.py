@@ -14,6 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+from otel_bridge._database import db_tags, is_database
 from otel_bridge._otel import other_span_processors
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
@@ -32,7 +33,6 @@ _TAGS: dict[tuple[str, str, str | None], tuple[tuple[str, TagValue], ...]] = {}
 _TAGS_KEPT = 4096
 
 # Span attributes that say what kind of work a child span did (semantic conventions).
-_DB_KEYS = ("db.system.name", "db.system")
 _KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
 
 
@@ -92,6 +92,10 @@ class RecordSpanProcessor(SpanProcessor):
             spans = builder.spans = []
         if len(spans) >= self._bridge.max_timers:
             builder.timers_dropped += 1
+            found = getattr(getattr(span, "_attributes", None), "_dict", None) or {}
+            if is_database(found):
+                builder.db_dropped += 1
+                builder.db_dropped_ns += max(0, (span.end_time or 0) - (span.start_time or 0))
             return
         if not measured:
             spans.append(span)  # no CPU time measured: the span alone
@@ -143,10 +147,11 @@ def span_to_timer(
 ) -> Timer:
     """Fold one ended child span into a `Timer`.
 
-    Spans of `otel_bridge.timer()` keep their tags as given. Spans of other instrumentations
-    get the tags ``group`` (db, http, rpc, messaging or internal), ``op`` (the span name) and,
-    when known, ``server`` (server.address) — bounded-cardinality names a Pinba report or a
-    wide-event summary can group by.
+    Spans of `otel_bridge.timer()` keep their tags as given. A database query's span, from
+    any instrumentation, is tagged by `otel_bridge._database.db_tags` (``op`` the SQL verb).
+    Spans of other instrumentations get the tags ``group`` (http, rpc, messaging or
+    internal), ``op`` (the span name) and, when known, ``server`` (server.address) —
+    bounded-cardinality names a Pinba report or a wide-event summary can group by.
     """
     # The SDK's attributes as a plain dict (BoundedAttributes answers `in` and `get` through
     # Python-level Mapping methods, ~0.7 µs each); a copy where its internals differ.
@@ -161,7 +166,10 @@ def span_to_timer(
         error_type = str(raw) if raw is not None else "error"
     scope = span.instrumentation_scope
     tags: tuple[tuple[str, TagValue], ...]
-    if scope is not None and scope.name == TIMER_SCOPE:
+    if is_database(attributes):
+        kind = "db"
+        tags = db_tags(span.name, attributes)
+    elif scope is not None and scope.name == TIMER_SCOPE:
         kind = timer_kind(attributes.get("group"))
         tags = tuple(
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
@@ -214,9 +222,6 @@ def _server_of(attributes: Mapping[str, Any]) -> str | None:
 
 
 def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
-    for key in _DB_KEYS:
-        if key in attributes:
-            return "db"
     for key, kind in _KIND_KEYS:
         if key in attributes:
             return kind

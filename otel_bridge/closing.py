@@ -4,12 +4,13 @@ ended with the final attributes at the response-complete time, and its immutable
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge._database import QueryCounts, is_database, statement_of
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
 from otel_bridge._timer_spans import TimerPlan, TimerSpan, export_timer_spans, timer_of
@@ -90,6 +91,16 @@ class Closing:
                 attributes = MappingProxyType({**builder.start_attributes, **final})
         context = span.get_span_context() if span is not None else None
         cpu_user, cpu_system, max_rss = builder.cpu
+        timers: tuple[Timer, ...] = ()
+        counts = None
+        if builder.spans:
+            timers, counts = self._timers(builder)
+        fields = builder.fields
+        if counts is not None or builder.db_dropped:
+            fields = {
+                **(fields or {}),
+                **(counts or QueryCounts()).fields(builder.db_dropped, builder.db_dropped_ns),
+            }
         server_address = server_port = None
         if builder.server is not None:
             server_address, server_port = builder.server
@@ -125,10 +136,10 @@ class Closing:
                 int(cpu_user * 1e9),  # ru_utime_ns
                 int(cpu_system * 1e9),  # ru_stime_ns
                 int(max_rss) * _MAXRSS_UNIT,  # max_rss_bytes
-                tuple(self._timers(builder)) if builder.spans else (),  # timers
+                timers,  # timers
                 builder.timers_dropped,  # timers_dropped
                 MappingProxyType(builder.tags) if builder.tags else EMPTY,  # tags
-                MappingProxyType(builder.fields) if builder.fields else EMPTY,  # fields
+                MappingProxyType(fields) if fields else EMPTY,  # fields
                 builder.timed_out,  # timed_out
                 exception,  # exception
                 error_type,  # error_type
@@ -171,15 +182,101 @@ class Closing:
         elif span.is_recording():
             end_span(span, ending)
 
-    def _timers(self, builder: RequestBuilder) -> Iterable[Timer]:
+    def _timers(self, builder: RequestBuilder) -> tuple[tuple[Timer, ...], QueryCounts | None]:
+        """The request's timers, in end order, and its database figures when it ran queries.
+
+        A query's span (an instrumentation's) whose parent is a database timer of the
+        request is the same query seen twice (an ORM's span holding the driver's, or
+        ``timer(group="db")`` around a driver call): the outer one is kept, the inner one
+        left out (otel_bridge._database). Timers of `otel_bridge.timer()` are always kept.
+        The figures count queries' spans, each once: the outermost of nested ones."""
         start = builder.start_time_ns
+        timers: list[Timer] = []
+        # (index in timers, span id, parent span id, statement, a query's span?) of each
+        # database timer.
+        queries: list[tuple[int, int, int, str | None, bool]] | None = None
         # A TimerSpan, an SDK span, or (SDK span, CPU user ns, CPU system ns).
         for entry in builder.spans or ():
             kind = type(entry)
             if kind is TimerSpan:
-                yield timer_of(entry, start)
-            elif kind is tuple:
-                span, cpu_user, cpu_system = entry
-                yield span_to_timer(span, start, cpu_user, cpu_system)
+                timer = timer_of(entry, start)
+                if timer.kind == "db":
+                    attributes = entry.start_attributes or {}
+                    query = (
+                        entry._context[1],
+                        entry.parent[1],
+                        statement_of(attributes),
+                        is_database(attributes),
+                    )
+                else:
+                    query = None
             else:
-                yield span_to_timer(entry, start, 0, 0)
+                span = entry[0] if kind is tuple else entry
+                timer = (
+                    span_to_timer(span, start, entry[1], entry[2])
+                    if kind is tuple
+                    else span_to_timer(span, start, 0, 0)
+                )
+                if timer.kind == "db":
+                    parent = span.parent
+                    attributes = span.attributes or {}
+                    query = (
+                        span.context.span_id,
+                        parent.span_id if parent is not None else 0,
+                        statement_of(attributes),
+                        is_database(attributes),
+                    )
+                else:
+                    query = None
+            if query is not None:
+                if queries is None:
+                    queries = []
+                queries.append((len(timers), *query))
+            timers.append(timer)
+        if queries is None:
+            return tuple(timers), None
+        counts = None
+        inner: set[int] = set()
+        # Outer first: by start, the longer of two that start together first. A stack of the
+        # timers still running when the next one starts finds what holds each (O(n log n)).
+        order = sorted(queries, key=lambda q: (timers[q[0]].start_ns, -timers[q[0]].duration_ns))
+        stack: list[tuple[int, int, int, str | None, bool]] = []
+        for query in order:
+            index, _, _, statement, instrumented = query
+            begin = timers[index].start_ns
+            finish = begin + timers[index].duration_ns
+            while stack and _end(timers, stack[-1]) < begin:
+                stack.pop()
+            outer = stack[-1] if stack and _end(timers, stack[-1]) >= finish else None
+            stack.append(query)
+            if not instrumented:
+                continue  # a timer(group="db") of the app: a timer, not a query it counts
+            if outer is not None and _same_query(query, outer):
+                inner.add(index)  # the outer one is the timer
+                if outer[4]:
+                    continue  # and the query, counted with it
+            if statement is not None:  # not a "connect"
+                if counts is None:
+                    counts = QueryCounts()
+                counts.add(timers[index].duration_ns, statement)
+        if inner:
+            timers = [timer for index, timer in enumerate(timers) if index not in inner]
+        return tuple(timers), counts
+
+
+def _end(timers: list[Timer], query: tuple[int, int, int, str | None, bool]) -> int:
+    timer = timers[query[0]]
+    return timer.start_ns + timer.duration_ns
+
+
+def _same_query(
+    query: tuple[int, int, int, str | None, bool], outer: tuple[int, int, int, str | None, bool]
+) -> bool:
+    """Whether a query's span inside `outer` (in time) is the query `outer` already is: its
+    child (Django's span, an app's ``timer(group="db")``), or, for instrumentations that leave
+    their span out of the context (SQLAlchemy), a sibling with no other statement."""
+    if query[2] == outer[1]:
+        return True
+    if not outer[4] or query[2] != outer[2]:
+        return False
+    return query[3] is None or outer[3] is None or query[3] == outer[3]

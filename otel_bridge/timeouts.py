@@ -5,13 +5,14 @@ known so far; a blocked event loop gets a `loop_blocked` event. The watchdog thr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
+from otel_bridge._database import QueryCounts
 from otel_bridge._health import Health
 from otel_bridge._http import sanitize_text
 from otel_bridge._scoreboard import current as _scoreboard_current
@@ -35,7 +36,7 @@ class Timeouts:
     _watchdog_resolved: bool
 
     # otel_bridge.closing.Closing's, on the same Bridge.
-    _timers: Callable[[RequestBuilder], Iterable[Timer]]
+    _timers: Callable[[RequestBuilder], tuple[tuple[Timer, ...], QueryCounts | None]]
 
     def _watch(self, builder: RequestBuilder) -> None:
         if not self._watchdog_resolved:
@@ -95,6 +96,13 @@ class Timeouts:
         source = builder.route_source  # once: finish() may clear it meanwhile
         if route is None and source is not None:
             route = source(builder)
+        timers, counts = self._timers(builder)
+        fields = dict(builder.fields) if builder.fields else {}
+        if counts is not None or builder.db_dropped:
+            # The queries so far: an N+1 in progress shows in the timeout event.
+            fields.update(
+                (counts or QueryCounts()).fields(builder.db_dropped, builder.db_dropped_ns)
+            )
         return RequestRecord(
             interface=builder.interface,
             method=builder.method,
@@ -119,10 +127,10 @@ class Timeouts:
             ru_utime_ns=0,
             ru_stime_ns=0,
             max_rss_bytes=0,
-            timers=tuple(self._timers(builder)),
+            timers=timers,
             timers_dropped=builder.timers_dropped,
             tags=MappingProxyType(dict(builder.tags)) if builder.tags else EMPTY,
-            fields=MappingProxyType(dict(builder.fields)) if builder.fields else EMPTY,
+            fields=MappingProxyType(fields) if fields else EMPTY,
             timed_out=True,
             exception=None,
             error_type="timeout",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._context import current as _current
@@ -23,7 +23,7 @@ from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
 from otel_bridge._version import __version__
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 
-__all__ = ["timer"]
+__all__ = ["query_timer", "timer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,3 +154,31 @@ class timer:
             return instance
 
         return decorate(func, fresh)
+
+
+class query_timer(timer):
+    """A database query's timer, for integrations that run the query themselves (Django's
+    execute wrapper): a CLIENT span named `name` with the database conventions' `attributes`,
+    tagged as every instrumentation's query is (otel_bridge._database). Not public."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, attributes: Mapping[str, AttributeValue]) -> None:
+        self._span = self._token = self._builder = None
+        self._attributes = attributes
+        self._name = name
+
+    def __enter__(self) -> query_timer:
+        builder = _current.get()
+        if builder is not None:
+            light: Any = start_timer(builder, self._name, self._attributes, SpanKind.CLIENT)
+            if light is not None:
+                self._span, self._builder = light, builder
+                self._token = otel_context.attach(trace.set_span_in_context(light))
+                return self
+        span = self._tracer().start_span(
+            self._name, attributes=self._attributes, kind=SpanKind.CLIENT
+        )
+        self._span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return self

@@ -1,27 +1,29 @@
-"""Database queries of a Django request: a timer each, and counts for the wide event.
+"""Database queries of a Django request: a span each, as OpenTelemetry's database conventions
+describe it, and a timer of the request.
 
 Every connection Django opens gets one execute wrapper (installed on `connection_created`, so
 connections of every thread, sync or under ASGI, are covered). Outside a request it only calls
-through. Inside one, each query becomes a timer tagged ``group=db``, ``op`` (the SQL verb) and
-``server`` (the connection alias), and the wide event gets ``db.query_count``,
-``db.query_ms`` and ``db.duplicate_queries`` (the same SQL with the same parameters run again
-in this request — the N+1 pattern).
+through. Inside one, each query is a CLIENT span named ``SELECT shop`` (the operation and the
+database) with ``db.system.name``, ``db.operation.name``, ``db.namespace``,
+``server.address``/``server.port`` and ``db.query.text`` (Django's SQL, its parameters apart).
+Its timer is tagged ``group=db``, ``op`` (the SQL verb) and ``server`` (the database host), as
+any instrumentation's query is; the wide event's ``db.query_count``, ``db.query_ms`` and
+``db.duplicate_queries`` are counted from the request's queries (otel_bridge._database). With
+psycopg's instrumentation on too, its span sits inside this one and the query counts once.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from otel_bridge._context import current
-from otel_bridge.timers import timer
+from otel_bridge._database import verb
+from otel_bridge.timers import query_timer
 
 __all__ = ["install"]
 
-# Distinct (sql, params) pairs remembered per request for duplicate detection.
-MAX_SEEN = 512
-# Integration fields: a leading "." keeps them out of the wide event's `app.` namespace.
-COUNT, MILLISECONDS, DUPLICATES = ".db.query_count", ".db.query_ms", ".db.duplicate_queries"
+# Django's vendor → the conventions' db.system.name.
+SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
 
 
 def install() -> None:
@@ -36,49 +38,50 @@ def _on_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
         connection.execute_wrappers.append(_record_query)
 
 
-def _verb(sql: object) -> str:
-    if not isinstance(sql, str):
-        return "query"
-    head = sql.lstrip()[:16].split(None, 1)
-    return head[0].lower() if head else "query"
+def connection_attributes(connection: Any) -> dict[str, Any]:
+    """What every query of `connection` carries: the system, the database, the server."""
+    vendor = str(getattr(connection, "vendor", "") or "")
+    if vendor == "mysql" and getattr(connection, "mysql_is_mariadb", False):
+        system = "mariadb"
+    else:
+        system = SYSTEMS.get(vendor, vendor or "other_sql")
+    attributes: dict[str, Any] = {"db.system.name": system}
+    settings = getattr(connection, "settings_dict", None) or {}
+    name = settings.get("NAME")
+    if system != "sqlite" and isinstance(name, str) and name:
+        attributes["db.namespace"] = name  # an SQLite file's path is no database name
+    host = settings.get("HOST")
+    if isinstance(host, str) and host and not host.startswith("/"):  # not a unix socket
+        attributes["server.address"] = host
+        port = settings.get("PORT")
+        if port not in (None, ""):
+            try:
+                attributes["server.port"] = int(port)
+            except (TypeError, ValueError):
+                pass
+    return attributes
 
 
 def _record_query(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
     builder = current.get()
     if builder is None:
         return execute(sql, params, many, context)
-    alias = getattr(context.get("connection"), "alias", "default")
-    start = time.perf_counter_ns()
+    connection = context.get("connection")
     try:
-        with timer(group="db", op=_verb(sql), server=alias):
-            return execute(sql, params, many, context)
-    finally:
-        elapsed_ms = (time.perf_counter_ns() - start) / 1e6
-        try:
-            fields = builder.fields
-            if fields is None:
-                fields = builder.fields = {}
-            _add(fields, COUNT, 1)
-            _add_ms(fields, MILLISECONDS, elapsed_ms)
-            seen = builder.db_seen
-            if seen is None:
-                seen = builder.db_seen = set()
-            key = hash((sql, repr(params))) if not many else None  # executemany: skip
-            if key is None:
-                pass
-            elif key in seen:
-                _add(fields, DUPLICATES, 1)
-            elif len(seen) < MAX_SEEN:
-                seen.add(key)
-        except Exception as exc:  # noqa: BLE001 - the query's result matters, not our count
-            builder.bridge.health.error("django.db", exc)
-
-
-def _add(fields: dict[str, object], name: str, amount: int) -> None:
-    previous = fields.get(name, 0)
-    fields[name] = (previous if isinstance(previous, int) else 0) + amount
-
-
-def _add_ms(fields: dict[str, object], name: str, amount: float) -> None:
-    previous = fields.get(name, 0.0)
-    fields[name] = round((previous if isinstance(previous, (int, float)) else 0.0) + amount, 3)
+        base = connection.__dict__.get("_otel_bridge_attributes") if connection else None
+        if base is None:
+            base = connection_attributes(connection)
+            if connection is not None:
+                connection.__dict__["_otel_bridge_attributes"] = base
+        attributes = dict(base)
+        operation = (verb(sql) or "query").upper()
+        attributes["db.operation.name"] = operation
+        if isinstance(sql, str):
+            attributes["db.query.text"] = sql
+        namespace = base.get("db.namespace")
+        name = f"{operation} {namespace}" if namespace else operation
+    except Exception as exc:  # noqa: BLE001 - the query runs whatever happens here
+        builder.bridge.health.error("django.db", exc)
+        return execute(sql, params, many, context)
+    with query_timer(name, attributes):
+        return execute(sql, params, many, context)

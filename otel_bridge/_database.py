@@ -1,0 +1,113 @@
+"""Database client spans, whichever instrumentation made them: one query is one timer, and
+its tags mean the same in every view.
+
+- A span is a database query when it has ``db.system.name`` (or the older ``db.system``).
+- Its timer's tags are ``group=db``, ``op`` (the SQL verb: ``db.operation.name``, else the
+  statement's or the span name's first word; lowercase, bounded) and ``server``
+  (``server.address``) when known. So psycopg's, SQLAlchemy's, asyncpg's, sqlite3's and
+  Django's own query spans give the same tags for the same query.
+- Instrumentations nest: SQLAlchemy's span holds the driver's (psycopg's), Django's holds the
+  driver's. A database span whose parent is a database span of the same request is the same
+  query seen twice: **the outer one wins** (the one closest to the app's code, covering the
+  whole call), the inner one is left out of the timers and the counts.
+- `QueryCounts` gives the wide event's ``db.query_count``, ``db.query_ms`` and
+  ``db.duplicate_queries`` from the queries' spans (each counted once: the outermost of nested
+  ones; an app's ``timer(group="db")`` is a timer, not a query): a query whose statement
+  (parameters apart: the N+1 shape) already ran in this request is a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "MAX_STATEMENTS",
+    "QueryCounts",
+    "db_tags",
+    "is_database",
+    "statement_of",
+    "verb",
+]
+
+SYSTEM_KEYS = ("db.system.name", "db.system")
+STATEMENT_KEYS = ("db.query.text", "db.statement")
+# Distinct statements remembered per request for duplicates.
+MAX_STATEMENTS = 512
+_TAGS: dict[tuple[str, str | None], tuple[tuple[str, str], ...]] = {}
+_TAGS_KEPT = 4096
+
+
+def is_database(attributes: Mapping[str, Any]) -> bool:
+    return "db.system.name" in attributes or "db.system" in attributes
+
+
+def statement_of(attributes: Mapping[str, Any]) -> str | None:
+    for key in STATEMENT_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def verb(text: object) -> str | None:
+    """The first word of a statement or span name, lowercase, when it is a plain word of at
+    most 16 letters (``SELECT``, ``insert``, ``findAndModify``), else None."""
+    if not isinstance(text, str):
+        return None
+    head = text.lstrip()[:17].split(None, 1)
+    if not head:
+        return None
+    word = head[0]
+    if len(word) > 16 or not word.isalpha() or not word.isascii():
+        return None
+    return word.lower()
+
+
+def db_tags(name: str, attributes: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The timer tags of a database span named `name` with `attributes`."""
+    operation = attributes.get("db.operation.name") or attributes.get("db.operation")
+    op = verb(operation) or verb(statement_of(attributes)) or verb(name) or "query"
+    server = attributes.get("server.address") or attributes.get("net.peer.name")
+    server_text = str(server) if server is not None else None
+    key = (op, server_text)
+    found = _TAGS.get(key)
+    if found is None:
+        found = (("group", "db"), ("op", op))
+        if server_text is not None:
+            found += (("server", server_text),)
+        if len(_TAGS) < _TAGS_KEPT:
+            _TAGS[key] = found
+    return found
+
+
+class QueryCounts:
+    """The database figures of one request, from its kept query timers."""
+
+    __slots__ = ("count", "duplicates", "nanoseconds", "seen")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.nanoseconds = 0
+        self.duplicates = 0
+        self.seen: set[int] = set()
+
+    def add(self, duration_ns: int, statement: str | None) -> None:
+        self.count += 1
+        self.nanoseconds += duration_ns
+        if statement is None:
+            return
+        key = hash(statement)
+        if key in self.seen:
+            self.duplicates += 1
+        elif len(self.seen) < MAX_STATEMENTS:
+            self.seen.add(key)
+
+    def fields(self, dropped: int = 0, dropped_ns: int = 0) -> dict[str, int | float]:
+        """As the wide event names them (a leading "." keeps them out of ``app.``); the
+        queries past ``OTEL_BRIDGE_MAX_TIMERS`` are counted too."""
+        return {
+            ".db.query_count": self.count + dropped,
+            ".db.query_ms": round((self.nanoseconds + dropped_ns) / 1e6, 3),
+            ".db.duplicate_queries": self.duplicates,
+        }

@@ -1,0 +1,160 @@
+"""Database queries, whichever instrumentations see them (otel_bridge._database): each query
+is one timer and counts once, its tags mean the same whoever made the span, and the wide
+event's db figures come from the queries' spans for every framework."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+from opentelemetry.trace import SpanKind
+from sqlalchemy import create_engine, text
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import otel_bridge
+from otel_bridge.timers import query_timer
+from tests.conftest import Harness
+
+pytestmark = pytest.mark.anyio
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "shop.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table users (id integer primary key, name text)")
+        connection.execute("create table orders (id integer primary key, user_id integer)")
+        connection.executemany("insert into users values (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
+        connection.executemany("insert into orders values (?, ?)", [(1, 1), (2, 1), (3, 2)])
+    yield path
+
+
+def n_plus_one(engine: Any) -> Starlette:
+    """The N+1 pattern: the users, then each user's orders, one query each."""
+
+    def orders(request: Any) -> PlainTextResponse:
+        with engine.connect() as connection:
+            users = connection.execute(text("select id from users order by id")).all()
+            counts = [
+                len(
+                    connection.execute(
+                        text("select id from orders where user_id = :uid"), {"uid": uid}
+                    ).all()
+                )
+                for (uid,) in users
+            ]
+        return PlainTextResponse(" ".join(map(str, counts)))
+
+    return Starlette(routes=[Route("/orders", orders)])
+
+
+@pytest.mark.parametrize("driver_too", [False, True], ids=["sqlalchemy", "sqlalchemy+sqlite3"])
+async def test_sqlalchemy_queries_count_once_with_the_sql_verb_as_op(
+    harness: Harness, database: Path, driver_too: bool
+) -> None:
+    if driver_too:
+        # The driver's instrumentation too: its span sits inside SQLAlchemy's.
+        SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
+    engine = create_engine(f"sqlite:///{database}")
+    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=harness.tracer_provider)
+    try:
+        wrapped = harness.asgi(n_plus_one(engine))
+        async with client(wrapped) as c:
+            assert (await c.get("/orders")).text == "2 1 0"
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+        if driver_too:
+            SQLite3Instrumentor().uninstrument()
+        engine.dispose()
+    [record] = harness.records()
+    queries = [timer for timer in record.timers if dict(timer.tags)["op"] != "connect"]
+    # One timer per query: 4, not 8 with the driver's spans inside SQLAlchemy's.
+    assert [dict(timer.tags) for timer in queries] == [{"group": "db", "op": "select"}] * 4
+    # SQLAlchemy's connect span: a db timer, no query (no statement) in the counts.
+    assert [timer.kind for timer in record.timers if timer not in queries] == ["db"]
+    assert {timer.name for timer in queries} != {"select"}, "SQLAlchemy's own spans are kept"
+    assert str(database) not in repr([timer.tags for timer in record.timers])
+    assert record.fields[".db.query_count"] == 4
+    assert record.fields[".db.duplicate_queries"] == 2, "one statement, three users"
+    assert record.fields[".db.query_ms"] > 0
+    statements = [
+        s for s in harness.finished_spans() if s.attributes and "db.statement" in s.attributes
+    ]
+    # Every span still exported as made (the driver's also for SQLAlchemy's own queries).
+    assert len(statements) >= 8 if driver_too else len(statements) == 4
+
+
+async def test_a_query_timer_holding_a_drivers_span_counts_once(
+    harness: Harness, database: Path
+) -> None:
+    # What Django's execute wrapper does (otel_bridge.django._db), with the driver's
+    # instrumentation on: the driver's span is inside the query's, one query.
+    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
+
+    async def view(request: Any) -> PlainTextResponse:
+        connection = sqlite3.connect(database)
+        try:
+            for uid in (1, 1, 2):
+                sql = "select id from orders where user_id = ?"
+                attributes = {
+                    "db.system.name": "sqlite",
+                    "db.operation.name": "SELECT",
+                    "db.query.text": sql,
+                }
+                with query_timer("SELECT", attributes):
+                    connection.cursor().execute(sql, (uid,)).fetchall()
+            with otel_bridge.timer(group="db", op="batch"):  # the app's own timer
+                connection.cursor().execute("select count(*) from users").fetchall()
+        finally:
+            connection.close()
+        return PlainTextResponse("ok")
+
+    try:
+        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
+        async with client(wrapped) as c:
+            await c.get("/")
+    finally:
+        SQLite3Instrumentor().uninstrument()
+    [record] = harness.records()
+    assert [(timer.name, dict(timer.tags)) for timer in record.timers] == [
+        ("SELECT", {"group": "db", "op": "select"}),
+        ("SELECT", {"group": "db", "op": "select"}),
+        ("SELECT", {"group": "db", "op": "select"}),
+        ("db batch", {"group": "db", "op": "batch"}),
+    ], "the driver's spans left out, the app's timer kept"
+    # The queries' spans: three from the query timers, one from the driver inside the app's
+    # timer (a timer is not a query); the same statement again is a duplicate.
+    assert record.fields[".db.query_count"] == 4
+    assert record.fields[".db.duplicate_queries"] == 2
+    spans = {s.name: s for s in harness.finished_spans()}
+    assert spans["SELECT"].kind is SpanKind.CLIENT
+    assert spans["SELECT"].attributes is not None
+    assert spans["SELECT"].attributes["db.system.name"] == "sqlite"
+
+
+async def test_past_max_timers_queries_are_still_counted(harness: Harness) -> None:
+    async def view(request: Any) -> PlainTextResponse:
+        for _ in range(7):
+            with query_timer("SELECT", {"db.system.name": "sqlite", "db.query.text": "select 1"}):
+                pass
+        return PlainTextResponse("ok")
+
+    settings = otel_bridge.Settings(exporters=()).replace(max_timers=3)
+    wrapped = harness.asgi(Starlette(routes=[Route("/", view)]), settings=settings)
+    async with client(wrapped) as c:
+        await c.get("/")
+    [record] = harness.records()
+    assert (len(record.timers), record.timers_dropped) == (3, 4)
+    assert record.fields[".db.query_count"] == 7
