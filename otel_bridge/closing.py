@@ -241,17 +241,17 @@ class Closing:
         # timers still running when the next one starts finds what holds each (O(n log n)).
         order = sorted(queries, key=lambda q: (timers[q[0]].start_ns, -timers[q[0]].duration_ns))
         stack: list[tuple[int, int, int, str | None, bool]] = []
-        for query in order:
-            index, _, _, statement, instrumented = query
+        for item in order:
+            index, _, _, statement, instrumented = item
             begin = timers[index].start_ns
             finish = begin + timers[index].duration_ns
             while stack and _end(timers, stack[-1]) < begin:
                 stack.pop()
             outer = stack[-1] if stack and _end(timers, stack[-1]) >= finish else None
-            stack.append(query)
+            stack.append(item)
             if not instrumented:
                 continue  # a timer(group="db") of the app: a timer, not a query it counts
-            if outer is not None and _same_query(query, outer):
+            if outer is not None and _same_query(item, outer):
                 inner.add(index)  # the outer one is the timer
                 if outer[4]:
                     continue  # and the query, counted with it

@@ -88,7 +88,8 @@ async def test_sqlalchemy_queries_count_once_with_the_sql_verb_as_op(
     assert str(database) not in repr([timer.tags for timer in record.timers])
     assert record.fields[".db.query_count"] == 4
     assert record.fields[".db.duplicate_queries"] == 2, "one statement, three users"
-    assert record.fields[".db.query_ms"] > 0
+    milliseconds = record.fields[".db.query_ms"]
+    assert isinstance(milliseconds, float) and milliseconds > 0
     statements = [
         s for s in harness.finished_spans() if s.attributes and "db.statement" in s.attributes
     ]
