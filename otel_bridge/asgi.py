@@ -1,8 +1,9 @@
-"""The ASGI wrapper: one server span and one record per HTTP request, everything else untouched.
+"""The ASGI wrapper: one server span and one record per HTTP request (and per WebSocket
+connection: otel_bridge._websocket), everything else untouched.
 
-Websocket and lifespan scopes (and any scope type this version does not know) pass straight
-through; lifespan's shutdown additionally flushes the bridge, so no finished request is lost when
-the server stops. Per-request state lives in a `RequestBuilder` local to the call, never on the
+Lifespan scopes (and any scope type this version does not know) pass straight through;
+lifespan's shutdown additionally flushes the bridge, so no finished request is lost when the
+server stops. Per-request state lives in a `RequestBuilder` local to the call, never on the
 wrapper instance.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 
 from otel_bridge import clock
 from otel_bridge._http import ASGIHeaders, split_host
+from otel_bridge._websocket import record_websocket
 from otel_bridge.bridge import SHUTDOWN_TIMEOUT_MS, Bridge, RequestBuilder
 from otel_bridge.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,7 +44,9 @@ class OtelBridgeASGIMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope.get("type")
         if scope_type != "http":
-            if scope_type == "lifespan":
+            if scope_type == "websocket":
+                await record_websocket(self, scope, receive, send, _route)
+            elif scope_type == "lifespan":
                 await self.app(scope, receive, self._lifespan_send(send))
             else:
                 await self.app(scope, receive, send)
@@ -106,9 +110,9 @@ class OtelBridgeASGIMiddleware:
                 bridge.health.error("asgi.route", exc)
             bridge.finish(builder)
 
-    def _begin(self, scope: Scope, path: str) -> RequestBuilder:
+    def _begin(self, scope: Scope, path: str, interface: str = "asgi") -> RequestBuilder:
         bridge = self.bridge
-        builder = RequestBuilder(bridge, "asgi")
+        builder = RequestBuilder(bridge, interface)
         builder.path = path
         if bridge.wants_task:
             try:

@@ -206,9 +206,10 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
         if not self.bound:
             self.bind()
         parent = self._propagator.extract(carrier) if carrier else None
-        key = (normalized, builder.scheme)
-        with self._active_lock:
-            self._active[key] = self._active.get(key, 0) + 1
+        if http := builder.interface != "websocket":  # a connection, not a request
+            key = (normalized, builder.scheme)
+            with self._active_lock:
+                self._active[key] = self._active.get(key, 0) + 1
         # Wall clock for the span and display, monotonic clock for durations: read together.
         builder.start_time_ns = clock.wall_ns()
         builder.start_ns = clock.monotonic_ns()
@@ -231,7 +232,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
         if self.measure_cpu:
             usage = _getrusage(_RUSAGE)
             builder.cpu = (usage.ru_utime, usage.ru_stime, 0.0)
-        if self._timeout_exporters:
+        if self._timeout_exporters and http:
             self._watch(builder)
         claim = _scoreboard_current()
         if claim is not None:
@@ -290,7 +291,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             if reset:
                 otel_context.detach(builder.otel_token)  # type: ignore[arg-type]
                 _current.reset(builder.context_token)
-            if builder.interface != "job":
+            if builder.interface not in ("job", "websocket"):
                 with self._active_lock:
                     self._active[(builder.method, builder.scheme)] -= 1
             builder.closed = True
@@ -343,7 +344,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
             for builder in builders:
                 try:
                     status, error_type, _ = self._close(builder)
-                    if builder.interface != "job":
+                    if builder.interface not in ("job", "websocket"):
                         self._metrics(builder, status, error_type)
                 except Exception as exc:  # noqa: BLE001
                     self.health.error("bridge.record", exc)
@@ -356,7 +357,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
                 self.health.error("bridge.record", exc)
                 continue
             records.append(record)
-            if record.interface == "job":
+            if record.interface in ("job", "websocket"):  # no HTTP request: no HTTP metrics
                 continue
             try:
                 self._metrics(builder, record.status, record.error_type)

@@ -335,7 +335,9 @@ async def test_unknown_method_is_recorded_as_other(harness: Harness) -> None:
     assert span.name == "HTTP"
 
 
-async def test_websocket_and_lifespan_pass_through_unrecorded(harness: Harness) -> None:
+async def test_lifespan_passes_through_and_a_websocket_is_recorded_as_it_is(
+    harness: Harness,
+) -> None:
     seen: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -359,16 +361,25 @@ async def test_websocket_and_lifespan_pass_through_unrecorded(harness: Harness) 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     await wrapped({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
-    assert seen == ["lifespan", "websocket"]
+    # The lifespan is not recorded; the WebSocket connection is (otel_bridge._websocket),
+    # its messages untouched: closed before it was accepted, a refused handshake.
+    [record] = harness.records()
+    await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert seen == ["websocket", "lifespan"]
     assert [m["type"] for m in sent] == [
+        "websocket.close",
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
-        "websocket.close",
     ]
-    assert harness.collector.records == []
-    assert harness.spans.get_finished_spans() == ()
+    assert (record.interface, record.path, record.status) == ("websocket", "/ws", 403)
+    assert dict(record.fields) == {
+        ".websocket.messages_received": 0,
+        ".websocket.messages_sent": 0,
+    }
+    [span] = harness.finished_spans()
+    assert span.name == "GET"
+    assert harness.metric_points("http.server.request.duration") == []
 
 
 async def test_lifespan_shutdown_exports_requests_still_queued(harness: Harness) -> None:

@@ -101,3 +101,25 @@ def test_name_tag_names_the_span(harness: Harness) -> None:
     timer = otel_bridge.timer(name="render", template="home.html")
     assert timer._name == "render"
     assert otel_bridge.timer()._name == "timer"
+
+
+def test_a_timers_group_is_its_kind_when_it_is_a_short_name(monkeypatch: Any) -> None:
+    from otel_bridge import record
+
+    assert [record.timer_kind(group) for group in ("db", "cache-l2", "svc.v1", "a_b")] == [
+        "db",
+        "cache-l2",
+        "svc.v1",
+        "a_b",
+    ]
+    # Not a name a view should make a key of: the timer is custom.
+    assert [record.timer_kind(group) for group in (None, 3, ("db",), "", "x" * 33)] == [
+        "custom"
+    ] * 5
+    assert [record.timer_kind(group) for group in ("two words", "naïve", "db;drop")] == [
+        "custom"
+    ] * 3
+    # Remembered, bounded: past 1,024 groups each is still worked out, none kept.
+    monkeypatch.setattr(record, "_KINDS", {f"g{n}": f"g{n}" for n in range(1024)})
+    assert record.timer_kind("fresh") == "fresh"
+    assert "fresh" not in record._KINDS

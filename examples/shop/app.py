@@ -112,6 +112,9 @@ async def out_of_stock(request: Request, exc: OutOfStock) -> JSONResponse:
 
 @shop.websocket("/ws/orders")
 async def order_feed(websocket: WebSocket) -> None:
+    if "token" not in websocket.query_params:
+        await websocket.close(code=1008)  # policy violation: refused before the handshake ends
+        return
     await websocket.accept()
     async for text in websocket.iter_text():
         await websocket.send_text(f"ack {text}")
