@@ -52,8 +52,14 @@ def gunicorn_deadline() -> float | None:
 
 
 def stack_of(builder: RequestBuilder) -> str:
-    """The request's stack: its asyncio task's if it has one, else its thread's."""
-    task = builder.task
+    """The request's stack: where its app code runs (a view's thread or task, when the
+    framework hands it one), else its asyncio task's if it has one, else its thread's."""
+    view_thread = builder.view_thread
+    if view_thread is not None:
+        frame = sys._current_frames().get(view_thread)
+        if frame is not None:
+            return "".join(traceback.format_stack(frame, limit=STACK_LIMIT))
+    task = builder.view_task or builder.task
     if task is not None:
         try:
             return _await_chain(task.get_coro())

@@ -94,6 +94,10 @@ class RequestBuilder:
     closed = False
     timed_out = False
     task: Any = None  # the asyncio task serving it (ASGI), for a timeout's stack
+    # Where the app's own code runs when the server's task only waits on it (Django's ASGI
+    # handler runs the view in a task or a thread of its own), for a timeout's stack.
+    view_task: Any = None
+    view_thread: int | None = None
     # How to learn the route before the request ends (ASGI: from the scope), for timeouts.
     route_source: Callable[[RequestBuilder], str | None] | None = None
     scope: Any = None  # the ASGI scope, while the request runs

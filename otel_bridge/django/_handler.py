@@ -2,15 +2,16 @@
 and `instrument_wsgi()` hook Django's own handler, so no MIDDLEWARE entry is needed.
 
 Two instance attributes of the handler are replaced (its class is untouched): `resolve_request`
-(the URL pattern and view become the request's) and `get_response` / `get_response_async`
-(the signed-in user, once the response exists).
+(the URL pattern and view become the request's, and under ASGI where the view runs, for a
+timeout's stack) and `get_response` / `get_response_async` (the signed-in user, once the
+response exists).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from otel_bridge.django._routes import after_response, record_match
+from otel_bridge.django._routes import after_response, follow_view, record_match
 
 __all__ = ["hook"]
 
@@ -24,7 +25,10 @@ def hook(handler: Any) -> None:
 
     def resolve_request(request: Any) -> Any:
         resolved = resolve(request)
-        record_match(getattr(request, "resolver_match", None))
+        match = getattr(request, "resolver_match", None)
+        record_match(match)
+        if match is not None:
+            follow_view(match)
         return resolved
 
     def sync_response(request: Any) -> Any:

@@ -4,13 +4,17 @@ the hooks a wrapper puts on Django's handler (otel_bridge.django._handler)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import threading
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.utils.functional import empty
 
 from otel_bridge._context import current
 
-__all__ = ["after_response", "record_match", "route_template"]
+__all__ = ["after_response", "follow_view", "record_match", "route_template"]
 
 
 def route_template(resolver_match: Any) -> str | None:
@@ -50,6 +54,35 @@ def record_match(match: Any) -> None:
             fields[".django.view"] = view
     except Exception as exc:  # noqa: BLE001 - the request goes on without a route
         builder.bridge.health.error("django.route", exc)
+
+
+def follow_view(match: Any) -> None:
+    """Under ASGI, with timeout events on: note where the view runs, for a timeout's stack.
+
+    Django's ASGI handler serves the request in a task of its own and waits on it, so the
+    server's task only shows ``asyncio.wait``. An async view runs in the task resolving the URL
+    (noted now); a sync view in a thread of asgiref's (noted by a thin wrapper around the view,
+    which keeps its attributes: ``csrf_exempt``, ``view_class``…). Never raises."""
+    builder = current.get()
+    if builder is None or builder.task is None:
+        return  # WSGI (the request's thread runs the view), or no timeout events
+    try:
+        builder.view_task = asyncio.current_task()
+        view = match.func
+        if iscoroutinefunction(view):
+            return
+
+        @functools.wraps(view)
+        def in_thread(*args: Any, **kwargs: Any) -> Any:
+            builder.view_thread = threading.get_ident()
+            try:
+                return view(*args, **kwargs)
+            finally:
+                builder.view_thread = None
+
+        match.func = in_thread
+    except Exception as exc:  # noqa: BLE001 - the request goes on; its stack is the handler's
+        builder.bridge.health.error("django.view", exc)
 
 
 def after_response(request: Any) -> None:

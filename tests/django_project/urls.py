@@ -28,6 +28,8 @@ urlpatterns = [
     path("health/", views.health, name="health", healthcheck=True),
     path("ping", views.ping),  # marked by its decorator
     path("api/", include(api)),
+    path("stuck/<int:seconds>", views.stuck_in_sync_view),
+    path("stuck-async/<int:seconds>", views.stuck_in_async_view),
     path("fail", views.fail),
     path("fail-async", views.fail_async),
     path("notes", views.notes),

@@ -76,3 +76,16 @@ def records(request: HttpRequest) -> HttpResponse:
     bridges[0].force_flush(5_000)
     body = json.dumps([summary(r) for r in collector.records])
     return JsonResponse(json.loads(body), safe=False)
+
+
+def stuck_in_sync_view(request: HttpRequest, seconds: int) -> HttpResponse:
+    """A sync view waiting on something slow (under ASGI, in asgiref's thread)."""
+    import time
+
+    time.sleep(seconds)
+    return HttpResponse("done")
+
+
+async def stuck_in_async_view(request: HttpRequest, seconds: int) -> HttpResponse:
+    await asyncio.sleep(seconds)
+    return HttpResponse("done")

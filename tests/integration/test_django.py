@@ -314,3 +314,40 @@ def test_the_django_these_tests_ran_against() -> None:
     assert served == django.get_version(), "the servers import the same Django as the tests"
     if expected:
         assert django.get_version().startswith(expected)
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_a_timeout_event_names_the_stuck_view_sync_or_async(name: str, tmp_path: Path) -> None:
+    # Under uvicorn, Django's ASGI handler runs the view in a task (async) or asgiref's
+    # thread (sync) and waits on it: the stack must be the view's, not the handler's wait.
+    port = free_port()
+    events_file = tmp_path / "events.jsonl"
+    env = {
+        "OTEL_BRIDGE_EXPORTERS": "wide_events",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        "OTEL_EXPORTER_WIDE_EVENTS_TIMEOUT": "0.5",
+    }
+    paths = ["/stuck/2"] if name == "wsgi-gunicorn" else ["/stuck/2", "/stuck-async/2"]
+    with serve(bind(name, port), port, env):
+        for path in paths:
+            assert httpx.get(base_of(port) + path, timeout=10).text == "done"
+
+        def written() -> list[dict[str, Any]]:
+            if not events_file.exists():
+                return []
+            return [json.loads(line) for line in events_file.read_text().splitlines()]
+
+        deadline = time.monotonic() + 10
+        while len(written()) < len(paths) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    timeouts = {event["url.path"]: event for event in written() if event["event"] == "timeout"}
+    assert set(timeouts) == set(paths)
+    assert "stuck_in_sync_view" in timeouts["/stuck/2"]["stack"]
+    assert "time.sleep" in timeouts["/stuck/2"]["stack"]
+    if name != "wsgi-gunicorn":
+        assert "stuck_in_async_view" in timeouts["/stuck-async/2"]["stack"]
+        assert "asyncio.wait(" not in timeouts["/stuck-async/2"]["stack"]
+
+
+def base_of(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
