@@ -3,8 +3,8 @@ connection: otel_bridge._websocket), everything else untouched.
 
 Lifespan scopes (and any scope type this version does not know) pass straight through;
 lifespan's shutdown additionally flushes the bridge, so no finished request is lost when the
-server stops. Per-request state lives in a `RequestBuilder` local to the call, never on the
-wrapper instance.
+server stops (also for an app that refuses lifespan, as Django's handler does). Per-request
+state lives in a `RequestBuilder` local to the call, never on the wrapper instance.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class OtelBridgeASGIMiddleware:
             if scope_type == "websocket":
                 await record_websocket(self, scope, receive, send, _route)
             elif scope_type == "lifespan":
-                await self.app(scope, receive, self._lifespan_send(send))
+                await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -155,6 +155,35 @@ class OtelBridgeASGIMiddleware:
         builder.headers = ASGIHeaders(headers)
         bridge.begin(builder, scope.get("method") or "GET", carrier)
         return builder
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal received
+            received = True
+            return await receive()
+
+        try:
+            await self.app(scope, receive_wrapper, self._lifespan_send(send))
+        except Exception:
+            if received:
+                raise  # the app's own startup or shutdown failed: the server decides
+            # An app that does not speak lifespan (Django's ASGI handler refuses the scope):
+            # speak it for the bridge, so the server's shutdown still flushes what finished.
+            # The app sees nothing of it, as before.
+            await self._own_lifespan(receive, self._lifespan_send(send))
+
+    @staticmethod
+    async def _own_lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     def _lifespan_send(self, send: Send) -> Send:
         bridge = self.bridge

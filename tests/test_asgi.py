@@ -774,3 +774,47 @@ async def test_tasks_outliving_the_request_leave_it_and_leak_nothing(harness: Ha
     assert record.timers == ()
     assert app.bridge.processor._live == {}
     assert "late" in [s.name for s in harness.finished_spans()], "still a span of its own"
+
+
+async def test_an_app_refusing_lifespan_still_gets_the_flush_at_shutdown(harness: Harness) -> None:
+    # Django's ASGI handler raises for any scope but HTTP: the server's SIGTERM then ran no
+    # lifespan shutdown, and the last spans and records were lost.
+    ended: list[str] = []
+
+    async def django_like(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = harness.asgi(django_like)
+    wrapped.bridge.exporters[0].shutdown = lambda: ended.append("shutdown")
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert ended == ["shutdown"], "the bridge shut down: everything finished was exported"
+
+
+async def test_an_apps_own_startup_failure_still_reaches_the_server(harness: Harness) -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("no database")
+
+    wrapped = harness.asgi(failing)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError(message)
+
+    with pytest.raises(RuntimeError, match="no database"):
+        await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)

@@ -1,0 +1,256 @@
+"""examples/django_shop, a Django project as teams build them, on a real PostgreSQL server
+(a private cluster: tests/integration/postgres.py) with psycopg's own instrumentation on beside
+Django's query spans, served by gunicorn (sync, gthread) and uvicorn. A visitor browses, signs
+in and orders; every view is then read as its consumer reads it: the wide events, Pinba's
+packets decoded, /debug/vars, the spans (console exporter) and the healthcheck dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from otel_bridge.exporters.pinba._proto import PinbaRequest, decode
+
+from .postgres import Postgres, postgres_server
+from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
+from .test_uvicorn import _json_objects
+
+pytestmark = pytest.mark.integration
+
+MANAGE = ROOT / "examples" / "django_shop" / "manage.py"
+WSGI = "examples.django_shop.shop.wsgi:application"
+ASGI = "examples.django_shop.shop.asgi:application"
+SERVERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn")
+BOOKS = 5  # examples/django_shop/catalog/management/commands/seed.py
+
+
+def manage(database: Postgres, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(database.environ(), PYTHONPATH=python_path(), OTEL_SERVICE_NAME="shop")
+    environment["OTEL_EXPORTER_CRONITOR_PUBLIC_URL"] = "https://shop.example.com"
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        manage(server, "migrate", "--noinput")
+        assert "5 books, 1 orders" in manage(server, "seed").stdout
+        yield server
+
+
+class PinbaPackets:
+    """Every Pinba datagram sent to a loopback port, decoded, while the test runs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[PinbaRequest] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.packets.append(decode(self.sock.recv(65536)))
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def command(name: str, port: int) -> list[str]:
+    if name == "uvicorn":
+        return uvicorn(ASGI, port)
+    if name == "gunicorn-gthread":
+        return gunicorn(WSGI, port, "--workers", "1", "--threads", "4", "-k", "gthread")
+    return gunicorn(WSGI, port, "--workers", "2")
+
+
+def visit(base: str) -> list[tuple[str, str, int]]:
+    """What a visitor does: browse, mistype, sign in, order. (method, path, status) each."""
+    seen: list[tuple[str, str, int]] = []
+    with httpx.Client(base_url=base, timeout=20) as client:
+
+        def go(method: str, path: str, **kwargs: Any) -> httpx.Response:
+            response = client.request(method, path, **kwargs)
+            seen.append((method, path, response.status_code))
+            return response
+
+        assert len(go("GET", "/catalog/books/").json()["books"]) == BOOKS
+        assert go("GET", "/catalog/books/2/").json()["title"] == "Sketch of the Engine"
+        assert go("GET", "/catalog/archive/1843/").text == "Notes on the Analytical Engine"
+        go("GET", "/catalog/books")  # APPEND_SLASH: 301
+        go("GET", "/staff/catalog/books/")
+        go("GET", "/orders/")  # login_required: 302
+        form = go("GET", "/accounts/login/").text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+        assert token is not None
+        go(
+            "POST",
+            "/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": token.group(1),
+                "username": "ada",
+                "password": "lovelace-1843",
+            },
+        )
+        assert go("GET", "/orders/").json() == {"orders": ["Notes on the Analytical Engine"]}
+        go("GET", "/admin/")  # not staff: to the admin's login
+        go("GET", "/health/")
+        go("GET", "/", headers={"host": "evil.invalid"})  # not in ALLOWED_HOSTS: 400
+        go("GET", "/nowhere/")
+    return seen
+
+
+EXPECTED = [
+    ("GET", "/catalog/books/", 200, "/catalog/books/"),
+    ("GET", "/catalog/books/2/", 200, "/catalog/books/<int:pk>/"),
+    ("GET", "/catalog/archive/1843/", 200, "/catalog/archive/(?P<year>[0-9]{4})/"),
+    ("GET", "/catalog/books", 301, None),
+    ("GET", "/staff/catalog/books/", 200, "/staff/catalog/books/"),
+    ("GET", "/orders/", 302, "/orders/"),
+    ("GET", "/accounts/login/", 200, "/accounts/login/"),
+    ("POST", "/accounts/login/", 302, "/accounts/login/"),
+    ("GET", "/orders/", 200, "/orders/"),
+    ("GET", "/admin/", 302, "/admin/"),
+    ("GET", "/health/", 200, "/health/"),
+    ("GET", "/", 400, None),
+    ("GET", "/nowhere/", 404, None),
+]
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -> None:
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaPackets()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **database.environ(),
+        "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
+        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        "OTEL_TRACES_EXPORTER": "console",
+    }
+    try:
+        with serve(command(name, port), port, env) as server:
+            seen = visit(base)
+
+            def all_events() -> bool:
+                return events_file.exists() and len(events_file.read_text().splitlines()) >= 13
+
+            assert wait_for(all_events, 15)
+            document: dict[str, Any] = httpx.get(base + "/debug/vars", timeout=10).json()
+            assert wait_for(lambda: len(pinba.packets) >= len(EXPECTED), 10)
+            out, _ = stop(server)
+    finally:
+        pinba.close()
+    assert seen == [(method, path, status) for method, path, status, _ in EXPECTED]
+
+    # Wide events: one per request, the route Django matched written one way.
+    events = sorted(
+        (json.loads(line) for line in events_file.read_text().splitlines()),
+        key=lambda event: event["timestamp"],
+    )
+    assert [
+        (e["http.request.method"], e["url.path"], e["http.response.status_code"]) for e in events
+    ] == [(method, path, status) for method, path, status, _ in EXPECTED]
+    assert [e.get("http.route") for e in events] == [route for *_, route in EXPECTED]
+    books = events[0]
+    # The N+1 page: the books, then each one's author. psycopg's spans sit inside Django's:
+    # each query counts once.
+    # (A worker's first request also runs its connection's setup query.)
+    queries = books["db.query_count"]
+    assert 1 + BOOKS <= queries <= 2 + BOOKS
+    assert books["db.duplicate_queries"] == BOOKS - 1
+    assert books["timers.db.count"] == queries
+    assert books["django.view"] == "examples.django_shop.catalog.views.book_list"
+    assert events[8]["user.id"] is not None, "the signed-in visitor's orders"
+
+    # Pinba: script names from the routes and a few labels; the db timers tagged by verb and
+    # host, one query one hit.
+    names = [packet.script_name for packet in pinba.packets]
+    assert set(names) == {route or "" for *_, route in EXPECTED} - {""} | {
+        "<redirect>",
+        "<bad request>",
+        "<unmatched>",
+    }
+    [books_packet] = [p for p in pinba.packets if p.script_name == "/catalog/books/"]
+    words = books_packet.dictionary
+    tags = {
+        words[n]: words[v]
+        for n, v in zip(books_packet.timer_tag_name, books_packet.timer_tag_value, strict=True)
+    }
+    assert tags == {"group": "db", "op": "select", "server": "127.0.0.1"}
+    assert list(books_packet.timer_hit_count) == [queries]
+    assert {packet.server_name for packet in pinba.packets} == {"127.0.0.1", "<other host>"}
+
+    # /debug/vars: per route, the server's figures (gunicorn's workers merged).
+    by_route = document["requests"]["by_route"]
+    assert by_route["/catalog/books/"]["count"] == 1
+    assert by_route["/orders/"]["count"] == 2
+    assert by_route["<redirect>"]["count"] == 1
+
+    # The spans: Django's query spans as the database conventions describe them, psycopg's
+    # inside them.
+    spans = [json.loads(chunk) for chunk in _json_objects(out)]
+    trace_id = next(s for s in spans if s["name"] == "GET /catalog/books/")["context"]["trace_id"]
+    in_trace = [s for s in spans if s["context"]["trace_id"] == trace_id]
+    database_spans = [s for s in in_trace if {"db.system.name", "db.system"} & set(s["attributes"])]
+    database_ids = {s["context"]["span_id"] for s in database_spans}
+    outermost = [s for s in database_spans if s["parent_id"] not in database_ids]
+    assert len(outermost) == queries, "each query counted once, by its outermost span"
+    django_queries = [s for s in in_trace if s["name"] == "SELECT shop"]
+    assert len(django_queries) == 1 + BOOKS
+    for span in django_queries:
+        assert span["kind"] == "SpanKind.CLIENT"
+        attributes = span["attributes"]
+        assert attributes["db.system.name"] == "postgresql"
+        assert attributes["db.namespace"] == "shop"
+        assert attributes["db.operation.name"] == span["name"].split()[0]
+        assert (attributes["server.address"], attributes["server.port"]) == (
+            "127.0.0.1",
+            database.port,
+        )
+        assert attributes["db.query.text"].upper().startswith(attributes["db.operation.name"])
+    ids = {span["context"]["span_id"] for span in django_queries}
+    driver = [s for s in in_trace if s["parent_id"] in ids]
+    assert len(driver) == 1 + BOOKS, "psycopg's own span inside each"
+    assert {s["attributes"].get("db.system") for s in driver} == {"postgresql"}
+
+
+def test_healthchecks_of_a_url_conf_included_twice_have_namespaced_keys(
+    database: Postgres,
+) -> None:
+    result = manage(database, "healthchecks")
+    keys = re.findall(r'"key": "([^"]+)"', result.stdout)
+    assert sorted(keys) == ["shop-catalog-books", "shop-health", "shop-staff-books"]
+    assert "3 monitors; nothing sent (dry run)" in result.stdout + result.stderr
