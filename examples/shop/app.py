@@ -2,24 +2,33 @@
 `uvicorn examples.shop.app:app` (from the repository root).
 
 Routers with prefixes (one nested), a dependency that answers 401, an exception handler, a
-mounted sub-application, StaticFiles, streaming, a background task and a WebSocket. The suite
-serves it with real servers and reads every view (tests/integration/test_hostile_labels.py).
+mounted sub-application, StaticFiles, streaming, a background task, a WebSocket, async
+SQLAlchemy with its instrumentation (examples/shop/db.py) and an outgoing httpx call to a
+second local service (examples/shop/pricing.py, at SHOP_PRICING_URL). The suite serves it with
+real servers and reads every view (tests/integration/test_fastapi_shop.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from starlette.websockets import WebSocket
 
 import otel_bridge
+from examples.shop import db
 
 STATIC = Path(__file__).parent / "static"
+PRICING = os.environ.get("SHOP_PRICING_URL", "http://127.0.0.1:8001")
 
 
 class OutOfStock(Exception):
@@ -41,6 +50,19 @@ users = APIRouter(prefix="/users", tags=["users"])
 async def user(uid: int) -> dict[str, int]:
     with otel_bridge.timer(group="db", op="select"):
         return {"uid": uid}
+
+
+@users.get("/{uid}/products")
+async def user_products(uid: int) -> dict[str, list[str]]:
+    async with db.Session() as session:
+        return {"products": await db.order_names(session, uid)}
+
+
+@users.get("/{uid}/quote/{sku}")
+async def quote(uid: int, sku: str) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=PRICING, timeout=5) as client:
+        price = (await client.get(f"/prices/{sku}")).json()
+    return {"uid": uid, "cents": price["cents"]}
 
 
 orders = APIRouter(prefix="/orders", dependencies=[Depends(account)])
@@ -85,6 +107,13 @@ async def feed() -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+@v1.get("/status")
+@otel_bridge.healthcheck(schedule="every 10 minutes", assertions=["response.code = 200"])
+async def status() -> dict[str, str]:
+    """A healthcheck on a route of an included router (its prefix is part of its URL)."""
+    return {"status": "ok"}
+
+
 @otel_bridge.healthcheck(schedule="every 5 minutes")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
@@ -98,7 +127,17 @@ async def stats() -> dict[str, int]:
     return {"orders": 0}
 
 
-shop = FastAPI(title="shop")
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The instrumentations services ship with: outgoing calls' spans, SQLAlchemy's queries.
+    HTTPXClientInstrumentor().instrument()
+    SQLAlchemyInstrumentor().instrument(engine=db.engine.sync_engine, enable_commenter=False)
+    await db.create()
+    yield
+    await db.engine.dispose()
+
+
+shop = FastAPI(title="shop", lifespan=lifespan)
 shop.include_router(v1)
 shop.add_api_route("/health", health)
 shop.mount("/admin", admin)

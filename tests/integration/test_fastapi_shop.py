@@ -1,0 +1,166 @@
+"""examples/shop, a FastAPI service as teams build them (routers with prefixes, a 401
+dependency, an exception handler, a mounted app, StaticFiles, streaming, async SQLAlchemy with
+its instrumentation, an httpx call to a second local service), served by uvicorn and by
+gunicorn's uvicorn workers. Every view is read as its consumer reads it: wide events, Pinba's
+packets decoded, /debug/vars, the spans (console exporter) and the healthcheck dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
+from .test_django_shop import PinbaPackets
+from .test_uvicorn import _json_objects
+
+pytestmark = pytest.mark.integration
+
+APP = "examples.shop.app:app"
+SERVERS = ("uvicorn", "gunicorn-uvicorn")
+BEARER = {"authorization": "Bearer t"}
+# (method, path, headers, status, route)
+VISIT: list[tuple[str, str, dict[str, str], int, str | None]] = [
+    ("GET", "/api/v1/users/1", {}, 200, "/api/v1/users/{uid}"),
+    ("GET", "/api/v1/orders/5", {}, 401, "/api/v1/orders/{order_id}"),
+    ("GET", "/api/v1/orders/5", BEARER, 200, "/api/v1/orders/{order_id}"),
+    ("POST", "/api/v1/orders/sold-out-9", BEARER, 409, "/api/v1/orders/{sku}"),
+    ("GET", "/api/v1/users/1/products", {}, 200, "/api/v1/users/{uid}/products"),
+    ("GET", "/api/v1/users/1/quote/sku-1", {}, 200, "/api/v1/users/{uid}/quote/{sku}"),
+    ("GET", "/api/v1/export", {}, 200, "/api/v1/export"),
+    ("GET", "/admin/stats", {}, 200, "/admin/stats"),
+    ("GET", "/static/css/site.css", {}, 200, "/static"),
+    ("GET", "/api/v1/users/1/", {}, 307, None),
+    ("GET", "/health", {}, 200, "/health"),
+]
+
+
+def command(name: str, port: int) -> list[str]:
+    if name == "uvicorn":
+        return uvicorn(APP, port)
+    return gunicorn(APP, port, "--workers", "2", "-k", "uvicorn_worker.UvicornWorker")
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaPackets()
+    pricing_port, port = free_port(), free_port()
+    env = {
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
+        "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
+        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        "OTEL_TRACES_EXPORTER": "console",
+    }
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with (
+            serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
+            serve(command(name, port), port, env) as server,
+        ):
+            statuses = []
+            with httpx.Client(base_url=base, timeout=20) as client:
+                for method, path, headers, _, _ in VISIT:
+                    statuses.append(client.request(method, path, headers=headers).status_code)
+
+            def written() -> bool:
+                return events_file.exists() and len(events_file.read_text().splitlines()) >= len(
+                    VISIT
+                )
+
+            assert wait_for(written, 15)
+            document: dict[str, Any] = httpx.get(base + "/debug/vars", timeout=10).json()
+            assert wait_for(lambda: len(pinba.packets) >= len(VISIT), 10)
+            out, _ = stop(server)
+    finally:
+        pinba.close()
+    assert statuses == [status for *_, status, _ in VISIT]
+
+    events = sorted(
+        (json.loads(line) for line in events_file.read_text().splitlines()),
+        key=lambda event: event["timestamp"],
+    )
+    assert [(e["url.path"], e.get("http.route")) for e in events] == [
+        (path, route) for _, path, _, _, route in VISIT
+    ]
+    by_path = {
+        (e["http.request.method"], e["url.path"], e["http.response.status_code"]): e for e in events
+    }
+    products = by_path[("GET", "/api/v1/users/1/products", 200)]
+    # SQLAlchemy's N+1: the lines, then each line's product (3): 4 queries, 2 of one shape.
+    assert products["db.query_count"] == 4
+    assert products["db.duplicate_queries"] == 2
+    quote = by_path[("GET", "/api/v1/users/1/quote/sku-1", 200)]
+    assert quote["timers.http.count"] == 1, "the outgoing call, a timer"
+    assert "db.query_count" not in quote
+    assert by_path[("POST", "/api/v1/orders/sold-out-9", 409)].get("error.type") is None
+
+    # Pinba: the db timers tagged by the SQL verb (never the SQLite file's path), the
+    # outgoing call by method and host.
+    def timer_tags(script_name: str) -> list[dict[str, str]]:
+        [packet] = [p for p in pinba.packets if p.script_name == script_name]
+        words, offset, found = packet.dictionary, 0, []
+        for count in packet.timer_tag_count:
+            names = packet.timer_tag_name[offset : offset + count]
+            values = packet.timer_tag_value[offset : offset + count]
+            found.append({words[n]: words[v] for n, v in zip(names, values, strict=True)})
+            offset += count
+        return found
+
+    db_tags = timer_tags("/api/v1/users/{uid}/products")
+    assert {"group": "db", "op": "select"} in db_tags
+    assert all(tags["group"] == "db" and "/" not in tags["op"] for tags in db_tags), db_tags
+    assert timer_tags("/api/v1/users/{uid}/quote/{sku}") == [
+        {"group": "http", "op": "GET", "server": "127.0.0.1"}
+    ]
+    assert {p.script_name for p in pinba.packets} == {r for *_, r in VISIT if r} | {"<redirect>"}
+
+    by_route = document["requests"]["by_route"]
+    assert by_route["/api/v1/orders/{order_id}"]["count"] == 2
+    assert by_route["<redirect>"]["count"] == 1
+
+    # The spans: the server span named by the full route, SQLAlchemy's and httpx's inside.
+    spans = [json.loads(chunk) for chunk in _json_objects(out)]
+    server_spans = {s["name"]: s for s in spans if s["kind"] == "SpanKind.SERVER"}
+    assert "GET /api/v1/users/{uid}/products" in server_spans
+    quote_span = server_spans["GET /api/v1/users/{uid}/quote/{sku}"]
+    outgoing = [s for s in spans if s["parent_id"] == quote_span["context"]["span_id"]]
+    assert [s["kind"] for s in outgoing] == ["SpanKind.CLIENT"]
+
+
+def test_the_fastapi_shops_healthchecks_dry_run() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(PYTHONPATH=python_path(), OTEL_SERVICE_NAME="shop")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_bridge.cli",
+            "healthchecks",
+            "sync",
+            "--app",
+            APP,
+            "--dry-run",
+            "--public-url",
+            "https://shop.example.com",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    payload = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    urls = sorted(monitor["request"]["url"] for monitor in payload["monitors"])
+    # The one on a route of an included router carries the router's prefix.
+    assert urls == ["https://shop.example.com/api/v1/status", "https://shop.example.com/health"]
