@@ -31,6 +31,7 @@ VISIT: list[tuple[str, str, dict[str, str], int, str | None]] = [
     ("GET", "/api/v1/orders/5", {}, 401, "/api/v1/orders/{order_id}"),
     ("GET", "/api/v1/orders/5", BEARER, 200, "/api/v1/orders/{order_id}"),
     ("POST", "/api/v1/orders/sold-out-9", BEARER, 409, "/api/v1/orders/{sku}"),
+    ("POST", "/api/v1/orders/sku-2", BEARER, 200, "/api/v1/orders/{sku}"),
     ("GET", "/api/v1/users/1/products", {}, 200, "/api/v1/users/{uid}/products"),
     ("GET", "/api/v1/users/1/quote/sku-1", {}, 200, "/api/v1/users/{uid}/quote/{sku}"),
     ("GET", "/api/v1/export", {}, 200, "/api/v1/export"),
@@ -103,6 +104,8 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     assert quote["timers.http.count"] == 1, "the outgoing call, a timer"
     assert "db.query_count" not in quote
     assert by_path[("POST", "/api/v1/orders/sold-out-9", 409)].get("error.type") is None
+    # The background task ran after the response, inside the request: its timer is there.
+    assert by_path[("POST", "/api/v1/orders/sku-2", 200)]["timers.mail.count"] == 1
 
     # Pinba: the db timers tagged by the SQL verb (never the SQLite file's path), the
     # outgoing call by method and host.
@@ -126,6 +129,7 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
 
     by_route = document["requests"]["by_route"]
     assert by_route["/api/v1/orders/{order_id}"]["count"] == 2
+    assert by_route["/api/v1/orders/{sku}"]["count"] == 2
     assert by_route["<redirect>"]["count"] == 1
 
     # The spans: the server span named by the full route, SQLAlchemy's and httpx's inside.
