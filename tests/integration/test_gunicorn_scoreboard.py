@@ -16,6 +16,9 @@ import pytest
 from .servers import free_port, gunicorn, serve, stop, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
+# The raw WSGI app served here has no router: its paths are its routes (a hostile client
+# could add names; OTEL_BRIDGE_UNROUTED's opt-in, tests/integration/test_hostile_labels.py).
+PATHS_ARE_ROUTES = {"OTEL_BRIDGE_EXPORTERS": "expvar", "OTEL_BRIDGE_UNROUTED": "path"}
 
 
 def two_workers(port: int, *extra: str) -> list[str]:
@@ -45,7 +48,7 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     extra = ["--preload"] if preload else []
-    with serve(two_workers(port, *extra), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    with serve(two_workers(port, *extra), port, PATHS_ARE_ROUTES):
         pids: set[int] = set()
         sent = 0
         # At least 40 requests, until both workers have served (one may still be booting).
@@ -98,7 +101,7 @@ def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
         "--graceful-timeout",
         "5",
     )
-    with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    with serve(args, port, PATHS_ARE_ROUTES):
         pids = set()
         for uid in range(30):
             response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
@@ -115,7 +118,7 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = uvicorn("tests.integration.apps:asgi_app", port, "--workers", "2")
-    with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}) as process:
+    with serve(args, port, PATHS_ARE_ROUTES) as process:
         segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
         workers_in_slots(base, 2)
         pids = set()
@@ -145,6 +148,7 @@ def test_a_killed_workers_answered_requests_are_in_a_view_or_counted_lost(
     base = f"http://127.0.0.1:{port}"
     events = tmp_path / "events.jsonl"
     env = {
+        **PATHS_ARE_ROUTES,
         "OTEL_BRIDGE_EXPORTERS": "expvar,wide_events",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
     }
@@ -204,6 +208,7 @@ def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_eac
         "120",  # no timeout event while the slow requests wait
     )
     env = {
+        **PATHS_ARE_ROUTES,
         "OTEL_BRIDGE_EXPORTERS": "expvar,wide_events",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
     }
@@ -243,7 +248,7 @@ def test_otel_bridge_vars_shows_the_server_totals_and_which_worker_answered() ->
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with serve(two_workers(port), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    with serve(two_workers(port), port, PATHS_ARE_ROUTES):
         for _ in range(30):
             httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
         time.sleep(0.4)

@@ -39,6 +39,14 @@ TRAFFIC = {
 }
 
 
+def environment(name: str) -> dict[str, str]:
+    env = {"OTEL_BRIDGE_EXPORTERS": "expvar"}
+    if SERVERS[name][0] == WSGI:
+        # A raw WSGI app with no router: its paths are its routes (the opt-in).
+        env["OTEL_BRIDGE_UNROUTED"] = "path"
+    return env
+
+
 def command(name: str, port: int) -> list[str]:
     app, extra, _ = SERVERS[name]
     # The servers log each /fail's traceback: on a pipe nobody reads until the end, a few
@@ -83,7 +91,7 @@ def test_requests_are_the_servers_whichever_worker_answers(name: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     traffic = TRAFFIC[app]
-    with serve(command(name, port), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
+    with serve(command(name, port), port, environment(name)):
         assert wait_for(lambda: len(poll(None, base)["server"]["workers"] or []) == workers, 20)
         sent: Counter[str] = Counter()
         lock = threading.Lock()
@@ -160,7 +168,7 @@ def test_a_killed_workers_figures_are_kept(name: str) -> None:
     app, _, workers = SERVERS[name]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with serve(command(name, port), port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}) as server:
+    with serve(command(name, port), port, environment(name)) as server:
         assert wait_for(lambda: len(poll(None, base)["server"]["workers"] or []) == workers, 20)
         path, route = TRAFFIC[app][0]
         for _ in range(60):
