@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._database import QueryCounts, is_database, statement_of
@@ -21,6 +23,7 @@ from otel_bridge.record import EMPTY, RequestRecord, Timer
 __all__ = ["RESPONSE_INCOMPLETE", "Closing"]
 
 _new_record = tuple.__new__
+_CLIENT = SpanKind.CLIENT
 _MAXRSS_UNIT = MAXRSS_UNIT
 
 
@@ -192,49 +195,49 @@ class Closing:
         The figures count queries' spans, each once: the outermost of nested ones."""
         start = builder.start_time_ns
         timers: list[Timer] = []
-        # (index in timers, span id, parent span id, statement, a query's span?) of each
-        # database timer.
-        queries: list[tuple[int, int, int, str | None, bool]] | None = None
+        # The database timers: (index in timers, its entry); their spans are looked at only
+        # when one is a query's span (an app's timers alone are neither deduplicated nor
+        # counted), so a request without queries pays one comparison per timer.
+        databases: list[tuple[int, Any]] | None = None
+        any_query = False
         # A TimerSpan, an SDK span, or (SDK span, CPU user ns, CPU system ns).
         for entry in builder.spans or ():
             kind = type(entry)
             if kind is TimerSpan:
                 timer = timer_of(entry, start)
                 if timer.kind == "db":
-                    attributes = entry.start_attributes or {}
-                    query = (
-                        entry._context[1],
-                        entry.parent[1],
-                        statement_of(attributes),
-                        is_database(attributes),
-                    )
-                else:
-                    query = None
+                    if databases is None:
+                        databases = []
+                    databases.append((len(timers), entry))
+                    any_query = any_query or entry.kind is _CLIENT
             else:
-                span = entry[0] if kind is tuple else entry
                 timer = (
-                    span_to_timer(span, start, entry[1], entry[2])
+                    span_to_timer(entry[0], start, entry[1], entry[2])
                     if kind is tuple
-                    else span_to_timer(span, start, 0, 0)
+                    else span_to_timer(entry, start, 0, 0)
                 )
                 if timer.kind == "db":
-                    parent = span.parent
-                    attributes = span.attributes or {}
-                    query = (
-                        span.context.span_id,
-                        parent.span_id if parent is not None else 0,
-                        statement_of(attributes),
-                        is_database(attributes),
-                    )
-                else:
-                    query = None
-            if query is not None:
-                if queries is None:
-                    queries = []
-                queries.append((len(timers), *query))
+                    if databases is None:
+                        databases = []
+                    databases.append((len(timers), entry[0] if kind is tuple else entry))
+                    any_query = True
             timers.append(timer)
-        if queries is None:
+        if databases is None or not any_query:
             return tuple(timers), None
+        # (index in timers, span id, parent span id, statement, a query's span?)
+        queries: list[tuple[int, int, int, str | None, bool]] = []
+        for index, span in databases:
+            if type(span) is TimerSpan:
+                attributes = span.start_attributes or {}
+                span_id, parent_id = span._context[1], span.parent[1]
+            else:
+                attributes = span.attributes or {}
+                parent = span.parent
+                span_id = span.context.span_id
+                parent_id = parent.span_id if parent is not None else 0
+            queries.append(
+                (index, span_id, parent_id, statement_of(attributes), is_database(attributes))
+            )
         counts = None
         inner: set[int] = set()
         # Outer first: by start, the longer of two that start together first. A stack of the
