@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STATEMENTS",
     "QueryCounts",
     "db_tags",
+    "held_by_open_query",
     "is_database",
     "statement_of",
     "verb",
@@ -79,6 +80,30 @@ def db_tags(name: str, attributes: Mapping[str, Any]) -> tuple[tuple[str, str], 
         if len(_TAGS) < _TAGS_KEPT:
             _TAGS[key] = found
     return found
+
+
+def held_by_open_query(
+    open_spans: Mapping[int, Any] | None, parent_id: int, scope: str, span_id: int = 0
+) -> bool:
+    """Whether a query's span (of instrumentation `scope`, child of `parent_id`) ends inside a
+    database span still open in its request: its parent, or another instrumentation's span
+    around it (SQLAlchemy's around the driver's). For the queries past OTEL_BRIDGE_MAX_TIMERS,
+    counted without their timers: the same query is counted once."""
+    for other_id, other in (open_spans or {}).items():
+        if other_id == span_id:
+            continue
+        attributes = getattr(other, "start_attributes", None)
+        if attributes is None:
+            attributes = getattr(getattr(other, "_attributes", None), "_dict", None) or {}
+        if not is_database(attributes):
+            continue
+        if other_id == parent_id:
+            return True
+        found = getattr(other, "instrumentation_scope", None)
+        other_scope = found.name if found is not None else "otel_bridge.timer"  # a TimerSpan
+        if other_scope != scope:
+            return True
+    return False
 
 
 class QueryCounts:

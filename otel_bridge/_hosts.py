@@ -2,9 +2,10 @@
 
 A view that groups by host (Pinba's `server_name`) gets the Host only when it is one of the
 app's own hosts, written as Django's ``ALLOWED_HOSTS`` writes them (a name; ``.example.com``
-for it and its subdomains; ``*`` for any). Any other Host is `OTHER_HOST`. With no list, the
-first `UNLISTED_LIMIT` hosts seen are kept and the rest are `OTHER_HOST`; with ``*``, the first
-`ANY_LIMIT`. So a client inventing Hosts adds at most one label.
+for it and its subdomains; ``*`` for any). A subdomain matched by ``.example.com`` is labelled
+``.example.com`` (list the ones to tell apart). Any other Host is `OTHER_HOST`. With no list,
+the first `UNLISTED_LIMIT` hosts seen are kept and the rest are `OTHER_HOST`; with ``*``, the
+first `ANY_LIMIT`. So a client inventing Hosts adds at most one label.
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ ANY_LIMIT = 64
 def host_allowed(host: str, patterns: Iterable[str]) -> bool:
     """Whether `host` (no port, any case) matches one of `patterns`, as Django matches
     ``ALLOWED_HOSTS``."""
-    host = host.lower().rstrip(".")
+    return _matching(host.lower().rstrip("."), tuple(patterns)) is not None
+
+
+def _matching(host: str, patterns: tuple[str, ...]) -> str | None:
+    """The pattern `host` matches (an IPv6 address matches its bracketed form), or None."""
     for pattern in patterns:
         pattern = pattern.lower()
+        if pattern.startswith("[") and pattern.endswith("]"):
+            pattern = pattern[1:-1]  # split_host gives IPv6 hosts without their brackets
         if pattern == "*" or host == pattern:
-            return True
+            return pattern
         if pattern.startswith(".") and (host.endswith(pattern) or host == pattern[1:]):
-            return True
-    return False
+            return pattern
+    return None
 
 
 class HostLabels:
@@ -53,9 +60,14 @@ class HostLabels:
         name = host.lower().rstrip(".")
         if name in self._kept:
             return name
+        if self._check:
+            pattern = _matching(name, self.allowed)
+            if pattern is None:
+                return OTHER_HOST
+            if pattern.startswith(".") and name != pattern[1:]:
+                # Any subdomain: a client could invent them. The pattern is the label.
+                return pattern
         if len(self._kept) >= self._limit:
-            return OTHER_HOST
-        if self._check and not host_allowed(name, self.allowed):
             return OTHER_HOST
         self._kept.add(name)
         return name

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
-from otel_bridge._database import db_tags, is_database
+from otel_bridge._database import db_tags, held_by_open_query, is_database
 from otel_bridge._spans import (
     _FLAGS,
     _RANDOM_TRACE_ID,
@@ -35,7 +35,7 @@ from otel_bridge._spans import (
     _Fanout,
     _ReplayedSpan,
 )
-from otel_bridge.builder import RUSAGE_WHO, RequestBuilder, getrusage
+from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.record import TagValue, Timer, timer_kind
 
 __all__ = [
@@ -253,7 +253,9 @@ def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseExcept
     if len(spans) >= bridge.max_timers:
         builder.timers_dropped += 1
         attributes = span.start_attributes or {}
-        if is_database(attributes):
+        if is_database(attributes) and not held_by_open_query(
+            builder.open_spans, span.parent[1], TIMER_SCOPE, span._context[1]
+        ):
             builder.db_dropped += 1
             builder.db_dropped_ns += max(0, span.end_time - span.start_time)
         span.closed = True

@@ -60,6 +60,12 @@ async def record_websocket(
     async def send_wrapper(message: Message) -> None:
         kind = message.get("type")
         await send(message)
+        try:
+            _sent(message, kind)
+        except Exception as exc:  # noqa: BLE001 - counting must never fail the app's send
+            bridge.health.error("asgi.websocket", exc)
+
+    def _sent(message: Message, kind: Any) -> None:
         if kind == "websocket.send":
             counts[1] += 1
             data = message.get("bytes")

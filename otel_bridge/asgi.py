@@ -166,12 +166,13 @@ class OtelBridgeASGIMiddleware:
 
         try:
             await self.app(scope, receive_wrapper, self._lifespan_send(send))
-        except Exception:
+        except ValueError:
             if received:
                 raise  # the app's own startup or shutdown failed: the server decides
-            # An app that does not speak lifespan (Django's ASGI handler refuses the scope):
-            # speak it for the bridge, so the server's shutdown still flushes what finished.
-            # The app sees nothing of it, as before.
+            # An app that does not speak lifespan refuses the scope before reading anything,
+            # as Django's ASGI handler and asgiref's WSGI adapter do (ValueError): speak it
+            # for the bridge, so the server's shutdown still flushes what finished. The app
+            # sees nothing of it, as before. Any other failure is the server's to report.
             await self._own_lifespan(receive, self._lifespan_send(send))
 
     @staticmethod

@@ -312,7 +312,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
                 # the task and the scope would otherwise ride the queue to the exporter
                 # thread. (Only where set: a new instance attribute on every builder would
                 # cost more than it saves.)
-                builder.task = builder.route_source = builder.scope = None
+                builder.task = builder.view_task = builder.route_source = builder.scope = None
             if not self._readers and not self._body_sizes:
                 builder.headers = EMPTY
             if not self._worker.submit(builder):

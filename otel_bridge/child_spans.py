@@ -14,7 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_bridge._database import db_tags, is_database
+from otel_bridge._database import db_tags, held_by_open_query, is_database
 from otel_bridge._otel import other_span_processors
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
@@ -93,7 +93,13 @@ class RecordSpanProcessor(SpanProcessor):
         if len(spans) >= self._bridge.max_timers:
             builder.timers_dropped += 1
             found = getattr(getattr(span, "_attributes", None), "_dict", None) or {}
-            if is_database(found):
+            parent = span.parent
+            scope = span.instrumentation_scope
+            if is_database(found) and not held_by_open_query(
+                builder.open_spans,
+                parent.span_id if parent is not None else 0,
+                scope.name if scope is not None else "",
+            ):
                 builder.db_dropped += 1
                 builder.db_dropped_ns += max(0, (span.end_time or 0) - (span.start_time or 0))
             return

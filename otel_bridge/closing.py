@@ -16,7 +16,7 @@ from otel_bridge._database import QueryCounts, is_database, statement_of
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
 from otel_bridge._timer_spans import TimerPlan, TimerSpan, export_timer_spans, timer_of
-from otel_bridge.builder import MAXRSS_UNIT, RequestBuilder, _span_name
+from otel_bridge.builder import MAXRSS_UNIT, TIMER_SCOPE, RequestBuilder, _span_name
 from otel_bridge.child_spans import span_to_timer
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
@@ -188,11 +188,12 @@ class Closing:
     def _timers(self, builder: RequestBuilder) -> tuple[tuple[Timer, ...], QueryCounts | None]:
         """The request's timers, in end order, and its database figures when it ran queries.
 
-        A query's span (an instrumentation's) whose parent is a database timer of the
-        request is the same query seen twice (an ORM's span holding the driver's, or
-        ``timer(group="db")`` around a driver call): the outer one is kept, the inner one
-        left out (otel_bridge._database). Timers of `otel_bridge.timer()` are always kept.
-        The figures count queries' spans, each once: the outermost of nested ones."""
+        A query's span (an instrumentation's) inside a database timer of the request, as its
+        child or as another instrumentation's sibling, is the same query seen twice (an
+        ORM's span holding the driver's): the outer one is kept, the inner one left out
+        (otel_bridge._database). An app's ``timer(group="db")`` around exactly one query
+        stands for it; around several, their timers are kept too. The figures count queries'
+        spans, each once: the outermost of nested ones."""
         start = builder.start_time_ns
         timers: list[Timer] = []
         # The database timers: (index in timers, its entry); their spans are looked at only
@@ -224,62 +225,74 @@ class Closing:
             timers.append(timer)
         if databases is None or not any_query:
             return tuple(timers), None
-        # (index in timers, span id, parent span id, statement, a query's span?)
-        queries: list[tuple[int, int, int, str | None, bool]] = []
+        # (index in timers, span id, parent span id, statement, a query's span?, scope)
+        queries: list[_Query] = []
         for index, span in databases:
             if type(span) is TimerSpan:
                 attributes = span.start_attributes or {}
-                span_id, parent_id = span._context[1], span.parent[1]
+                span_id, parent_id, scope = span._context[1], span.parent[1], TIMER_SCOPE
             else:
                 attributes = span.attributes or {}
                 parent = span.parent
                 span_id = span.context.span_id
                 parent_id = parent.span_id if parent is not None else 0
-            queries.append(
-                (index, span_id, parent_id, statement_of(attributes), is_database(attributes))
-            )
+                found = span.instrumentation_scope
+                scope = found.name if found is not None else ""
+            statement = statement_of(attributes)
+            queries.append((index, span_id, parent_id, statement, is_database(attributes), scope))
         counts = None
         inner: set[int] = set()
-        # Outer first: by start, the longer of two that start together first. A stack of the
-        # timers still running when the next one starts finds what holds each (O(n log n)).
+        held_by_app: dict[int, list[int]] = {}
+        # Outer first: by start, the longer of two that start together first. The timers still
+        # running when the next one starts are a stack; the nearest that outlasts it holds it.
         order = sorted(queries, key=lambda q: (timers[q[0]].start_ns, -timers[q[0]].duration_ns))
-        stack: list[tuple[int, int, int, str | None, bool]] = []
+        stack: list[_Query] = []
         for item in order:
-            index, _, _, statement, instrumented = item
+            index, _, _, statement, instrumented, _ = item
             begin = timers[index].start_ns
             finish = begin + timers[index].duration_ns
             while stack and _end(timers, stack[-1]) < begin:
                 stack.pop()
-            outer = stack[-1] if stack and _end(timers, stack[-1]) >= finish else None
+            outer = None
+            for candidate in reversed(stack):
+                if _end(timers, candidate) >= finish:
+                    outer = candidate
+                    break
             stack.append(item)
             if not instrumented:
                 continue  # a timer(group="db") of the app: a timer, not a query it counts
             if outer is not None and _same_query(item, outer):
-                inner.add(index)  # the outer one is the timer
                 if outer[4]:
-                    continue  # and the query, counted with it
+                    inner.add(index)  # the outer one is the timer, and the query
+                    continue
+                held_by_app.setdefault(outer[0], []).append(index)
             if statement is not None:  # not a "connect"
                 if counts is None:
                     counts = QueryCounts()
                 counts.add(timers[index].duration_ns, statement)
+        for held in held_by_app.values():
+            if len(held) == 1:
+                inner.add(held[0])  # an app's timer around one query: that query's timer
         if inner:
             timers = [timer for index, timer in enumerate(timers) if index not in inner]
         return tuple(timers), counts
 
 
-def _end(timers: list[Timer], query: tuple[int, int, int, str | None, bool]) -> int:
+_Query = tuple[int, int, int, "str | None", bool, str]
+
+
+def _end(timers: list[Timer], query: _Query) -> int:
     timer = timers[query[0]]
     return timer.start_ns + timer.duration_ns
 
 
-def _same_query(
-    query: tuple[int, int, int, str | None, bool], outer: tuple[int, int, int, str | None, bool]
-) -> bool:
+def _same_query(query: _Query, outer: _Query) -> bool:
     """Whether a query's span inside `outer` (in time) is the query `outer` already is: its
     child (Django's span, an app's ``timer(group="db")``), or, for instrumentations that leave
-    their span out of the context (SQLAlchemy), a sibling with no other statement."""
+    their span out of the context (SQLAlchemy), a sibling of another instrumentation with no
+    other statement. Two spans of one instrumentation are two queries (asyncio.gather)."""
     if query[2] == outer[1]:
         return True
-    if not outer[4] or query[2] != outer[2]:
+    if not outer[4] or query[2] != outer[2] or query[5] == outer[5]:
         return False
     return query[3] is None or outer[3] is None or query[3] == outer[3]

@@ -116,13 +116,16 @@ class TimeoutAware(Protocol):
 
 
 CUSTOM = "custom"
+# Groups that are kinds of their own, first come; later ones are custom.
+MAX_KINDS = 64
 _KINDS: dict[str, str] = {}
 
 
 def timer_kind(group: object) -> str:
     """The kind of a timer of `otel_bridge.timer()` whose ``group`` tag is `group`: the group
     itself, so ``group="db"`` is a db timer in every view (Pinba's tag, the wide event's
-    ``timers.db.*``); `CUSTOM` without one, or for a group that is no short name."""
+    ``timers.db.*``); `CUSTOM` without one, for a group that is no short name, and past
+    `MAX_KINDS` groups."""
     if type(group) is not str:
         return CUSTOM
     found = _KINDS.get(group)
@@ -135,7 +138,9 @@ def timer_kind(group: object) -> str:
         and group.isascii()
     ):
         kind = group
-    if len(_KINDS) < 1024:
+    if kind != CUSTOM:
+        if len(_KINDS) >= MAX_KINDS:
+            return CUSTOM  # past the bound, a new group is custom: wide-event keys stay few
         _KINDS[group] = kind
     return kind
 

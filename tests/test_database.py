@@ -4,6 +4,7 @@ event's db figures come from the queries' spans for every framework."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,88 @@ async def test_past_max_timers_queries_are_still_counted(harness: Harness) -> No
     [record] = harness.records()
     assert (len(record.timers), record.timers_dropped) == (3, 4)
     assert record.fields[".db.query_count"] == 7
+
+
+async def test_concurrent_queries_of_one_instrumentation_are_each_counted(
+    harness: Harness,
+) -> None:
+    # asyncio.gather over a pool: one statement, overlapping spans of one instrumentation, all
+    # children of the request. They are three queries (two duplicates), not one.
+    tracer = harness.tracer_provider.get_tracer("opentelemetry.instrumentation.asyncpg")
+    sql = "SELECT * FROM orders WHERE id = $1"
+
+    async def query(delay: float) -> None:
+        with tracer.start_as_current_span(
+            "SELECT",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "db.statement": sql},
+        ):
+            await asyncio.sleep(delay)
+
+    async def view(request: Any) -> PlainTextResponse:
+        await asyncio.gather(query(0.03), query(0.01), query(0.02))
+        return PlainTextResponse("ok")
+
+    wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
+    async with client(wrapped) as c:
+        await c.get("/")
+    [record] = harness.records()
+    assert len(record.timers) == 3
+    assert record.fields[".db.query_count"] == 3
+    assert record.fields[".db.duplicate_queries"] == 2
+
+
+async def test_an_apps_timer_around_several_queries_keeps_their_timers(
+    harness: Harness, database: Path
+) -> None:
+    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
+
+    async def view(request: Any) -> PlainTextResponse:
+        connection = sqlite3.connect(database)
+        try:
+            with otel_bridge.timer(group="db", op="load_cart"):
+                for sql in ("select 1", "select 2", "select 3"):
+                    connection.cursor().execute(sql).fetchall()
+        finally:
+            connection.close()
+        return PlainTextResponse("ok")
+
+    try:
+        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
+        async with client(wrapped) as c:
+            await c.get("/")
+    finally:
+        SQLite3Instrumentor().uninstrument()
+    [record] = harness.records()
+    ops = sorted(dict(timer.tags)["op"] for timer in record.timers)
+    assert ops == ["load_cart", "select", "select", "select"], "each query a timer of its own"
+    assert record.fields[".db.query_count"] == 3
+
+
+async def test_past_max_timers_a_query_seen_twice_is_still_counted_once(
+    harness: Harness, database: Path
+) -> None:
+    # Django's span holding the driver's, past the timers kept: each query once, not twice.
+    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
+
+    async def view(request: Any) -> PlainTextResponse:
+        connection = sqlite3.connect(database)
+        try:
+            for uid in range(6):
+                sql = "select id from orders where user_id = ?"
+                attributes = {"db.system.name": "sqlite", "db.query.text": sql}
+                with query_timer("SELECT", attributes):
+                    connection.cursor().execute(sql, (uid,)).fetchall()
+        finally:
+            connection.close()
+        return PlainTextResponse("ok")
+
+    settings = otel_bridge.Settings(exporters=()).replace(max_timers=2)
+    try:
+        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]), settings=settings)
+        async with client(wrapped) as c:
+            await c.get("/")
+    finally:
+        SQLite3Instrumentor().uninstrument()
+    [record] = harness.records()
+    assert record.fields[".db.query_count"] == 6

@@ -28,7 +28,11 @@ def hook(handler: Any) -> None:
         match = getattr(request, "resolver_match", None)
         record_match(match)
         if match is not None:
-            follow_view(match)
+            view = follow_view(match)
+            if view is not None:
+                # What the handler unpacks (callback, args, kwargs): the view's wrapper runs,
+                # request.resolver_match stays Django's own.
+                return (view, match.args, match.kwargs)
         return resolved
 
     def sync_response(request: Any) -> Any:

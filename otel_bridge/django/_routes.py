@@ -56,21 +56,23 @@ def record_match(match: Any) -> None:
         builder.bridge.health.error("django.route", exc)
 
 
-def follow_view(match: Any) -> None:
-    """Under ASGI, with timeout events on: note where the view runs, for a timeout's stack.
+def follow_view(match: Any) -> Any:
+    """Under ASGI, with timeout events on: note where the view runs, for a timeout's stack;
+    the callable Django should run instead of ``match.func``, or None for ``match.func``.
 
     Django's ASGI handler serves the request in a task of its own and waits on it, so the
     server's task only shows ``asyncio.wait``. An async view runs in the task resolving the URL
-    (noted now); a sync view in a thread of asgiref's (noted by a thin wrapper around the view,
-    which keeps its attributes: ``csrf_exempt``, ``view_class``…). Never raises."""
+    (noted now); a sync view in a thread of asgiref's, noted by a thin wrapper around the view
+    (it keeps the view's attributes: ``csrf_exempt``, ``view_class``…). The wrapper is only
+    what Django calls: ``request.resolver_match.func`` stays the view. Never raises."""
     builder = current.get()
     if builder is None or builder.task is None:
-        return  # WSGI (the request's thread runs the view), or no timeout events
+        return None  # WSGI (the request's thread runs the view), or no timeout events
     try:
         builder.view_task = asyncio.current_task()
         view = match.func
         if iscoroutinefunction(view):
-            return
+            return None
 
         @functools.wraps(view)
         def in_thread(*args: Any, **kwargs: Any) -> Any:
@@ -80,9 +82,10 @@ def follow_view(match: Any) -> None:
             finally:
                 builder.view_thread = None
 
-        match.func = in_thread
+        return in_thread
     except Exception as exc:  # noqa: BLE001 - the request goes on; its stack is the handler's
         builder.bridge.health.error("django.view", exc)
+        return None
 
 
 def after_response(request: Any) -> None:

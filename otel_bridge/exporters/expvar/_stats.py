@@ -135,7 +135,9 @@ class RequestStats(RecordExporter):
             error = record.error_type is not None
             bucket = bucket_of(milliseconds)
             route.add(milliseconds, status_class, error, bucket)
-            total.add(milliseconds, status_class, error, bucket)
+            if record.interface != "websocket":
+                # A connection's length is no request latency: under its route only.
+                total.add(milliseconds, status_class, error, bucket)
 
     def render(self) -> str:
         """This process's figures (this worker's, under a multi-process server)."""

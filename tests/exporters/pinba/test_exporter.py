@@ -216,20 +216,32 @@ async def test_server_name_is_a_known_host_or_one_bounded_label(
 
     app = Starlette(routes=[Route("/", ok)])
     listed = harness.asgi(
-        app, record_exporters=[exporter_for(collector, allowed_hosts=(".shop.test", "api.test"))]
+        app,
+        record_exporters=[
+            exporter_for(collector, allowed_hosts=(".shop.test", "api.test", "[::1]"))
+        ],
     )
-    hosts = ["shop.test", "www.shop.test:8000", "API.test", "evil.test", "x.invalid", "shop.test."]
+    hosts = [
+        "shop.test",
+        "www.shop.test:8000",
+        "API.test",
+        "evil.test",
+        "x.invalid",
+        "shop.test.",
+        "[::1]:8000",
+    ]
     async with client(listed) as c:
         for host in hosts:
             await c.get("/", headers={"host": host})
     listed.bridge.force_flush()
     assert [p.server_name for p in collector.packets(len(hosts))] == [
         "shop.test",
-        "www.shop.test",
+        ".shop.test",  # any subdomain: a client could invent them, the pattern is the label
         "api.test",
         "<other host>",
         "<other host>",
         "shop.test",
+        "::1",  # Django's spelling, [::1], matches the address
     ]
     # No list: the first 16 Hosts, then one label, however many a client invents.
     unlisted = harness.asgi(app, record_exporters=[exporter_for(collector)])
