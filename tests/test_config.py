@@ -265,3 +265,19 @@ def test_every_variable_refuses_its_bad_value_naming_it_and_the_expected_form(
     assert len(str(caught.value)) > len(f"{variable.env}={shown!r}: expected ") + 3
     if variable.env in SECRETS:
         assert variable.bad not in str(caught.value), "a secret is never echoed"
+
+
+def test_allowed_hosts_and_unrouted_names_parse() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_BRIDGE_ALLOWED_HOSTS": " Shop.Test, .example.org ,[::1],*",
+            "OTEL_BRIDGE_UNROUTED": "PATH",
+        }
+    )
+    assert settings.allowed_hosts == ("shop.test", ".example.org", "[::1]", "*")
+    assert settings.unrouted == "path"
+    assert Settings.from_env({}).allowed_hosts == ()
+    assert Settings.from_env({}).unrouted == "status"
+    for bad in ("shop.test:8000", "a b", "-x.org", "[zz]"):
+        with pytest.raises(ConfigError, match="OTEL_BRIDGE_ALLOWED_HOSTS"):
+            Settings.from_env({"OTEL_BRIDGE_ALLOWED_HOSTS": bad})
