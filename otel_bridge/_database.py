@@ -18,6 +18,7 @@ its tags mean the same in every view.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,18 +52,16 @@ def statement_of(attributes: Mapping[str, Any]) -> str | None:
     return None
 
 
+_VERB = re.compile(r"\s*\(*\s*([A-Za-z]{1,16})(?![A-Za-z])")
+
+
 def verb(text: object) -> str | None:
     """The first word of a statement or span name, lowercase, when it is a plain word of at
-    most 16 letters (``SELECT``, ``insert``, ``findAndModify``), else None."""
+    most 16 letters (``SELECT``, ``BEGIN;``, ``(select …``, ``findAndModify``), else None."""
     if not isinstance(text, str):
         return None
-    head = text.lstrip()[:17].split(None, 1)
-    if not head:
-        return None
-    word = head[0]
-    if len(word) > 16 or not word.isalpha() or not word.isascii():
-        return None
-    return word.lower()
+    found = _VERB.match(text)
+    return found.group(1).lower() if found is not None else None
 
 
 def db_tags(name: str, attributes: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

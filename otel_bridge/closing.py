@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -196,21 +195,18 @@ class Closing:
         spans, each once: the outermost of nested ones."""
         start = builder.start_time_ns
         timers: list[Timer] = []
-        # The database timers: (index in timers, its entry); their spans are looked at only
-        # when one is a query's span (an app's timers alone are neither deduplicated nor
-        # counted), so a request without queries pays one comparison per timer.
-        databases: list[tuple[int, Any]] | None = None
+        # Whether a query's span is among them: only then are the database timers looked at
+        # again (an app's timers alone are neither deduplicated nor counted), so a request
+        # without queries pays one comparison per timer.
         any_query = False
+        spans = builder.spans or ()
         # A TimerSpan, an SDK span, or (SDK span, CPU user ns, CPU system ns).
-        for entry in builder.spans or ():
+        for entry in spans:
             kind = type(entry)
             if kind is TimerSpan:
                 timer = timer_of(entry, start)
-                if timer.kind == "db":
-                    if databases is None:
-                        databases = []
-                    databases.append((len(timers), entry))
-                    any_query = any_query or entry.kind is _CLIENT
+                if entry.kind is _CLIENT and timer.kind == "db":
+                    any_query = True
             else:
                 timer = (
                     span_to_timer(entry[0], start, entry[1], entry[2])
@@ -218,13 +214,16 @@ class Closing:
                     else span_to_timer(entry, start, 0, 0)
                 )
                 if timer.kind == "db":
-                    if databases is None:
-                        databases = []
-                    databases.append((len(timers), entry[0] if kind is tuple else entry))
                     any_query = True
             timers.append(timer)
-        if databases is None or not any_query:
+        if not any_query:
             return tuple(timers), None
+        # By the timers' indices: a request still running (a timeout) may have more spans now.
+        databases = [
+            (index, spans[index][0] if type(spans[index]) is tuple else spans[index])
+            for index, timer in enumerate(timers)
+            if timer.kind == "db"
+        ]
         # (index in timers, span id, parent span id, statement, a query's span?, scope)
         queries: list[_Query] = []
         for index, span in databases:
