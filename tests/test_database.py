@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_bridge
+from otel_bridge.record import RequestRecord
 from otel_bridge.timers import query_timer
 from tests.conftest import Harness
 
@@ -29,6 +30,15 @@ pytestmark = pytest.mark.anyio
 
 def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+
+
+async def record_of(harness: Harness, view: Any, **kwargs: Any) -> RequestRecord:
+    """The record of one request to `view` (a Starlette endpoint at /)."""
+    wrapped = harness.asgi(Starlette(routes=[Route("/", view)]), **kwargs)
+    async with client(wrapped) as c:
+        await c.get("/")
+    [record] = harness.records()
+    return record
 
 
 @pytest.fixture
@@ -40,6 +50,14 @@ def database(tmp_path: Path) -> Iterator[Path]:
         connection.executemany("insert into users values (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
         connection.executemany("insert into orders values (?, ?)", [(1, 1), (2, 1), (3, 2)])
     yield path
+
+
+@pytest.fixture
+def driver_spans(harness: Harness) -> Iterator[None]:
+    """sqlite3's own instrumentation on (the driver's spans), off again after the test."""
+    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
+    yield
+    SQLite3Instrumentor().uninstrument()
 
 
 def n_plus_one(engine: Any) -> Starlette:
@@ -99,11 +117,10 @@ async def test_sqlalchemy_queries_count_once_with_the_sql_verb_as_op(
 
 
 async def test_a_query_timer_holding_a_drivers_span_counts_once(
-    harness: Harness, database: Path
+    harness: Harness, database: Path, driver_spans: None
 ) -> None:
     # What Django's execute wrapper does (otel_bridge.django._db), with the driver's
     # instrumentation on: the driver's span is inside the query's, one query.
-    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
 
     async def view(request: Any) -> PlainTextResponse:
         connection = sqlite3.connect(database)
@@ -123,13 +140,7 @@ async def test_a_query_timer_holding_a_drivers_span_counts_once(
             connection.close()
         return PlainTextResponse("ok")
 
-    try:
-        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
-        async with client(wrapped) as c:
-            await c.get("/")
-    finally:
-        SQLite3Instrumentor().uninstrument()
-    [record] = harness.records()
+    record = await record_of(harness, view)
     assert [(timer.name, dict(timer.tags)) for timer in record.timers] == [
         ("SELECT", {"group": "db", "op": "select"}),
         ("SELECT", {"group": "db", "op": "select"}),
@@ -154,10 +165,7 @@ async def test_past_max_timers_queries_are_still_counted(harness: Harness) -> No
         return PlainTextResponse("ok")
 
     settings = otel_bridge.Settings(exporters=()).replace(max_timers=3)
-    wrapped = harness.asgi(Starlette(routes=[Route("/", view)]), settings=settings)
-    async with client(wrapped) as c:
-        await c.get("/")
-    [record] = harness.records()
+    record = await record_of(harness, view, settings=settings)
     assert (len(record.timers), record.timers_dropped) == (3, 4)
     assert record.fields[".db.query_count"] == 7
 
@@ -182,20 +190,15 @@ async def test_concurrent_queries_of_one_instrumentation_are_each_counted(
         await asyncio.gather(query(0.03), query(0.01), query(0.02))
         return PlainTextResponse("ok")
 
-    wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
-    async with client(wrapped) as c:
-        await c.get("/")
-    [record] = harness.records()
+    record = await record_of(harness, view)
     assert len(record.timers) == 3
     assert record.fields[".db.query_count"] == 3
     assert record.fields[".db.duplicate_queries"] == 2
 
 
 async def test_an_apps_timer_around_several_queries_keeps_their_timers(
-    harness: Harness, database: Path
+    harness: Harness, database: Path, driver_spans: None
 ) -> None:
-    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
-
     async def view(request: Any) -> PlainTextResponse:
         connection = sqlite3.connect(database)
         try:
@@ -206,23 +209,16 @@ async def test_an_apps_timer_around_several_queries_keeps_their_timers(
             connection.close()
         return PlainTextResponse("ok")
 
-    try:
-        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]))
-        async with client(wrapped) as c:
-            await c.get("/")
-    finally:
-        SQLite3Instrumentor().uninstrument()
-    [record] = harness.records()
+    record = await record_of(harness, view)
     ops = sorted(dict(timer.tags)["op"] for timer in record.timers)
     assert ops == ["load_cart", "select", "select", "select"], "each query a timer of its own"
     assert record.fields[".db.query_count"] == 3
 
 
 async def test_past_max_timers_a_query_seen_twice_is_still_counted_once(
-    harness: Harness, database: Path
+    harness: Harness, database: Path, driver_spans: None
 ) -> None:
     # Django's span holding the driver's, past the timers kept: each query once, not twice.
-    SQLite3Instrumentor().instrument(tracer_provider=harness.tracer_provider)
 
     async def view(request: Any) -> PlainTextResponse:
         connection = sqlite3.connect(database)
@@ -237,11 +233,5 @@ async def test_past_max_timers_a_query_seen_twice_is_still_counted_once(
         return PlainTextResponse("ok")
 
     settings = otel_bridge.Settings(exporters=()).replace(max_timers=2)
-    try:
-        wrapped = harness.asgi(Starlette(routes=[Route("/", view)]), settings=settings)
-        async with client(wrapped) as c:
-            await c.get("/")
-    finally:
-        SQLite3Instrumentor().uninstrument()
-    [record] = harness.records()
+    record = await record_of(harness, view, settings=settings)
     assert record.fields[".db.query_count"] == 6

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from otel_bridge.exporters.pinba._proto import PinbaRequest, decode
-
+from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
 from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
 from .test_uvicorn import _json_objects
@@ -56,32 +53,6 @@ def database() -> Iterator[Postgres]:
         manage(server, "migrate", "--noinput")
         assert "5 books, 1 orders" in manage(server, "seed").stdout
         yield server
-
-
-class PinbaPackets:
-    """Every Pinba datagram sent to a loopback port, decoded, while the test runs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[PinbaRequest] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.packets.append(decode(self.sock.recv(65536)))
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
 
 
 def command(name: str, port: int) -> list[str]:
@@ -148,7 +119,7 @@ EXPECTED = [
 @pytest.mark.parametrize("name", SERVERS)
 def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
-    pinba = PinbaPackets()
+    pinba = PinbaReader()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.exporters.pinba.test_exporter import tags_of
+
+from .pinba_reader import PinbaReader
 from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
-from .test_django_shop import PinbaPackets
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -51,7 +53,7 @@ def command(name: str, port: int) -> list[str]:
 @pytest.mark.parametrize("name", SERVERS)
 def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
-    pinba = PinbaPackets()
+    pinba = PinbaReader()
     pricing_port, port = free_port(), free_port()
     env = {
         "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
@@ -111,13 +113,7 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     # outgoing call by method and host.
     def timer_tags(script_name: str) -> list[dict[str, str]]:
         [packet] = [p for p in pinba.packets if p.script_name == script_name]
-        words, offset, found = packet.dictionary, 0, []
-        for count in packet.timer_tag_count:
-            names = packet.timer_tag_name[offset : offset + count]
-            values = packet.timer_tag_value[offset : offset + count]
-            found.append({words[n]: words[v] for n, v in zip(names, values, strict=True)})
-            offset += count
-        return found
+        return tags_of(packet)
 
     db_tags = timer_tags("/api/v1/users/{uid}/products")
     assert {"group": "db", "op": "select"} in db_tags

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,44 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from otel_bridge.exporters.pinba._proto import decode
-
+from .pinba_reader import PinbaReader
 from .servers import free_port, gunicorn, serve, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 
 FLOOD = 10_000
-
-
-class PinbaNames:
-    """Reads Pinba datagrams on a loopback UDP port while the test runs: the names seen."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.script_names: Counter[str] = Counter()
-        self.server_names: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            packet = decode(data)
-            self.script_names[packet.script_name] += 1
-            self.server_names[packet.server_name] += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
 
 
 def hostile(index: int, rng: random.Random) -> tuple[str, str, dict[str, str]]:
@@ -124,7 +91,7 @@ def test_fastapi_service_under_uvicorn_keeps_every_view_bounded(tmp_path: Path) 
     real: list[tuple[str, str, dict[str, str]]] = [("GET", "/api/v1/users/1", {})] * 5
     real += [("GET", "/health", {})] * 3
     events = tmp_path / "events.jsonl"
-    pinba = PinbaNames()
+    pinba = PinbaReader()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -205,7 +172,7 @@ def test_django_project_under_gunicorn_labels_redirects_and_refused_hosts(
             requests.append(("GET", f"/users/{index}", {}))  # 301 to /users/<n>/
         else:
             requests.append(("GET", f"/{token}/", {}))  # 404
-    pinba = PinbaNames()
+    pinba = PinbaReader()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

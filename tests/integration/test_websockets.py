@@ -13,8 +13,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from .pinba_reader import PinbaReader
 from .servers import free_port, serve, stop, uvicorn, wait_for
-from .test_hostile_labels import PinbaNames
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_websocket_connection_is_one_record_in_every_view(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    pinba = PinbaNames()
+    pinba = PinbaReader()
     port = free_port()
     env = {
         "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
