@@ -14,7 +14,7 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-DEFAULT = Path(tempfile.gettempdir()) / f"otel-bridge-shop-{os.getpid()}.sqlite3"
+DEFAULT = Path(tempfile.gettempdir()) / f"examples-shop-{os.getpid()}.sqlite3"
 URL = os.environ.get("SHOP_DATABASE_URL", f"sqlite+aiosqlite:///{DEFAULT}")
 engine = create_async_engine(URL)
 Session = async_sessionmaker(engine, expire_on_commit=False)

@@ -59,7 +59,7 @@ def postgres_server() -> Iterator[Postgres]:
     """A running server with a database and a password user, gone afterwards (a directory
     of its own under /tmp: pytest's are the test user's alone, closed to `postgres`)."""
     binaries = _bin()
-    root = Path(tempfile.mkdtemp(prefix="otel-bridge-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="pg-cluster-"))
     try:
         with _cluster(binaries, root) as server:
             yield server

@@ -98,6 +98,8 @@ def test_fastapi_service_under_uvicorn_keeps_every_view_bounded(tmp_path: Path) 
         "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
         "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+        # The shop's SQLite database in the test's directory, not left in /tmp.
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
         "OTEL_BRIDGE_ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     try:

@@ -87,6 +87,8 @@ def test_a_client_leaving_a_stream_is_marked_in_its_event(tmp_path: Path) -> Non
     env = {
         "OTEL_BRIDGE_EXPORTERS": "wide_events",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+        # The shop's SQLite database in the test's directory, not left in /tmp.
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
     }
     with serve(uvicorn("examples.shop.app:app", port), port, env):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

@@ -28,6 +28,8 @@ def test_a_websocket_connection_is_one_record_in_every_view(tmp_path: Path) -> N
         "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
         "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events}",
+        # The shop's SQLite database in the test's directory, not left in /tmp.
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
         "OTEL_EXPORTER_WIDE_EVENTS_TIMEOUT": "1",  # shorter than the connection: no timeout
         "OTEL_TRACES_EXPORTER": "console",
     }
