@@ -82,7 +82,8 @@ TUNING: tuple[Variable[Any], ...] = (
         "shop.example.com,.example.org",
         "The app's own hosts, as Django's `ALLOWED_HOSTS` spells them (Django's setting when "
         "unset under Django). A request's Host becomes a label (Pinba's `server_name`) only "
-        "when it is one of them, else `<other host>`; with no list, the first 16 Hosts seen.",
+        "when it is one of them (a subdomain matched by `.example.com` is `.example.com`), "
+        "else `<other host>`; with no list, the first 16 Hosts seen.",
         bad="bad host!",
     ),
 )
