@@ -32,7 +32,6 @@ __all__ = [
     "verb",
 ]
 
-SYSTEM_KEYS = ("db.system.name", "db.system")
 STATEMENT_KEYS = ("db.query.text", "db.statement")
 # Distinct statements remembered per request for duplicates.
 MAX_STATEMENTS = 512

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ANY_LIMIT", "OTHER_HOST", "UNLISTED_LIMIT", "HostLabels", "host_allowed"]
+__all__ = ["ANY_LIMIT", "OTHER_HOST", "UNLISTED_LIMIT", "HostLabels"]
 
 OTHER_HOST = "<other host>"
 UNLISTED_LIMIT = 16
 ANY_LIMIT = 64
 
 
-def host_allowed(host: str, patterns: Iterable[str]) -> bool:
-    """Whether `host` (no port, any case) matches one of `patterns`, as Django matches
-    ``ALLOWED_HOSTS``."""
-    return _matching(host.lower().rstrip("."), tuple(patterns)) is not None
-
-
 def _matching(host: str, patterns: tuple[str, ...]) -> str | None:
-    """The pattern `host` matches (an IPv6 address matches its bracketed form), or None."""
+    """The pattern `host` (lowercase, no port) matches as Django matches ``ALLOWED_HOSTS``
+    (an IPv6 address matches its bracketed form), or None."""
     for pattern in patterns:
         pattern = pattern.lower()
         if pattern.startswith("[") and pattern.endswith("]"):

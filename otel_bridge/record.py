@@ -19,7 +19,6 @@ __all__ = [
     "CUSTOM",
     "EMPTY",
     "UNMATCHED",
-    "UNROUTED_LABELS",
     "RecordExporter",
     "RequestRecord",
     "Timer",
@@ -149,8 +148,6 @@ UNMATCHED = "<unmatched>"
 REDIRECT = "<redirect>"
 BAD_REQUEST = "<bad request>"
 NO_ROUTE = "<no route>"
-# Every name `route_label` gives a request that no route matched.
-UNROUTED_LABELS = (UNMATCHED, REDIRECT, BAD_REQUEST, NO_ROUTE)
 
 
 def route_label(record: RequestRecord, by_path: bool = False) -> str:
