@@ -12,14 +12,13 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._context import current as _current
 from otel_bridge._decorate import decorate
-from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
+from otel_bridge._timer_spans import TimerSpan, attach_span, detach_span, finish_timer, start_timer
 from otel_bridge._version import __version__
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 
@@ -104,11 +103,11 @@ class timer:
             if light is not None:
                 # Built at the end, or never (otel_bridge._timer_spans).
                 self._span, self._builder = light, builder
-                self._token = otel_context.attach(trace.set_span_in_context(light))
+                self._token = attach_span(light)
                 return self
         span = self._tracer().start_span(self._name, attributes=self._attributes)
         self._span = span
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self._token = attach_span(span)
         return self
 
     def __exit__(
@@ -120,7 +119,7 @@ class timer:
         span, token = self._span, self._token
         self._span = self._token = None
         if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            detach_span(token)
         if type(span) is TimerSpan:
             builder, self._builder = self._builder, None
             if builder is not None:
@@ -174,11 +173,11 @@ class query_timer(timer):
             light: Any = start_timer(builder, self._name, self._attributes, SpanKind.CLIENT)
             if light is not None:
                 self._span, self._builder = light, builder
-                self._token = otel_context.attach(trace.set_span_in_context(light))
+                self._token = attach_span(light)
                 return self
         span = self._tracer().start_span(
             self._name, attributes=self._attributes, kind=SpanKind.CLIENT
         )
         self._span = span
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self._token = attach_span(span)
         return self

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace import Status, StatusCode
 
 import otel_bridge
+from otel_bridge import _timer_spans
 from otel_bridge._timer_spans import TimerSpan
 from otel_bridge.record import RequestRecord
 from tests.conftest import Harness, StartWatcher, make_harness
@@ -282,3 +284,52 @@ def test_per_timer_cpu_is_measured_when_asked(harness: Harness, on: bool) -> Non
     else:
         assert cpu == 0, "off by default: no getrusage() a timer"
     assert harness.records()[0].ru_utime_ns > 0, "the request's own CPU is always measured"
+
+
+@pytest.mark.parametrize("runtime", ["contextvars", "another"])
+def test_a_timer_is_the_current_span_inside_and_gone_after(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, runtime: str
+) -> None:
+    # The timer sets OpenTelemetry's context straight on its ContextVar when the runtime
+    # context is the API's default; through the API for any other.
+    if runtime == "another":
+        monkeypatch.setattr(_timer_spans, "_CONTEXT", None)
+    seen: list[Any] = []
+
+    async def nested(scope: Any, receive: Any, send: Any) -> None:
+        server = trace.get_current_span()
+        with otel_bridge.timer(group="outer"):
+            outer = trace.get_current_span()
+            with otel_bridge.timer(group="inner"):
+                seen.append((outer, trace.get_current_span()))
+            seen.append(trace.get_current_span() is outer)
+        seen.append(trace.get_current_span() is server)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    request(harness.asgi(nested))
+    (outer, inner), back_to_outer, back_to_server = seen
+    assert type(outer) is type(inner) is TimerSpan
+    assert inner.parent.span_id == outer.get_span_context().span_id
+    assert back_to_outer and back_to_server
+    [record] = harness.records()
+    assert [timer.kind for timer in record.timers] == ["inner", "outer"]
+
+
+def test_a_timer_left_in_another_context_logs_as_the_api_and_is_recorded(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Entered in the request's context, exited in a copy of it: the context cannot be
+    # reset there. The API logs that and goes on; so does the timer.
+    async def crossing(scope: Any, receive: Any, send: Any) -> None:
+        block = otel_bridge.timer(group="crossing")
+        block.__enter__()
+        contextvars.copy_context().run(block.__exit__, None, None, None)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with caplog.at_level(logging.ERROR, logger="opentelemetry.context"):
+        request(harness.asgi(crossing))
+    assert "Failed to detach context" in caplog.text
+    [record] = harness.records()
+    assert [timer.kind for timer in record.timers] == ["crossing"]

@@ -22,6 +22,8 @@ Shape = tuple[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], ..
 
 
 _ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))
+# Field 10 (timer_hit_count, key 0x50) with counts below 128, encoded.
+_HITS = tuple(bytes((0x50, value)) for value in range(0x80))
 
 
 def _varint(value: int) -> bytes:
@@ -67,7 +69,8 @@ class PacketEncoder:
         self._max = max_entries
         self._shapes: dict[Shape, tuple[bytes, bytes]] = {}
         self._strings: dict[bytes, dict[str, bytes]] = {}
-        self._packers: dict[int, tuple[struct.Struct, struct.Struct]] = {}
+        # Timer count → (values' struct, CPU times' struct, both CPU fields all zero).
+        self._packers: dict[int, tuple[struct.Struct, struct.Struct, bytes]] = {}
         # (hostname, server_name, script_name) → fields 1-3, encoded.
         self._names: dict[tuple[str, str, str], bytes] = {}
 
@@ -119,11 +122,13 @@ class PacketEncoder:
         self._shapes[shape] = (middle, tail)
         return middle, tail
 
-    def _structs(self, count: int) -> tuple[struct.Struct, struct.Struct]:
+    def _structs(self, count: int) -> tuple[struct.Struct, struct.Struct, bytes]:
         found = self._packers.get(count)
         if found is None:
             # Field 11 (key 0x5d) and fields 22/23 (two-byte keys) as key+float32 pairs.
-            found = (struct.Struct("<" + "Bf" * count), struct.Struct("<" + "Hf" * count))
+            rusage = struct.Struct("<" + "Hf" * count)
+            zeros = rusage.pack(*(0x01B5, 0.0) * count) + rusage.pack(*(0x01BD, 0.0) * count)
+            found = (struct.Struct("<" + "Bf" * count), rusage, zeros)
             if len(self._packers) < self._max:
                 self._packers[count] = found
         return found
@@ -176,29 +181,21 @@ class PacketEncoder:
             status += self._text(b"\x9a\x01", fields.schema)
         if not timers:
             return head + middle + status + tail
-        values, rusage = self._structs(len(timers))
+        values, rusage, zeros = self._structs(len(timers))
         hits = bytearray()
         flat_values: list[float | int] = []
-        flat_utime: list[float | int] = []
-        flat_stime: list[float | int] = []
+        measured = False  # any CPU time (OTEL_BRIDGE_TIMER_CPU): else fields 22/23 are zeros
         for timer in timers:
             count = timer.hit_count
-            if 0 < count < 0x80:
-                hits += bytes((0x50, count))
-            else:
-                hits += b"\x50" + (_varint(count) if count > 0 else b"\x01")
+            hits += _HITS[count] if 0 < count < 0x80 else b"\x50" + _varint(max(count, 1))
             flat_values += (0x5D, timer.value)
-            flat_utime += (0x01B5, timer.ru_utime)
-            flat_stime += (0x01BD, timer.ru_stime)
-        return b"".join(
-            (
-                head,
-                hits,
-                values.pack(*flat_values),
-                middle,
-                status,
-                tail,
-                rusage.pack(*flat_utime),
-                rusage.pack(*flat_stime),
-            )
-        )
+            if timer.ru_utime or timer.ru_stime:
+                measured = True
+        if measured:
+            flat_utime: list[float | int] = []
+            flat_stime: list[float | int] = []
+            for timer in timers:
+                flat_utime += (0x01B5, timer.ru_utime)
+                flat_stime += (0x01BD, timer.ru_stime)
+            zeros = rusage.pack(*flat_utime) + rusage.pack(*flat_stime)
+        return b"".join((head, hits, values.pack(*flat_values), middle, status, tail, zeros))

@@ -20,7 +20,7 @@ __all__ = ["PinbaExporter"]
 
 TAG_CACHE_SIZE = 4096
 _START = attrgetter("start_ns")
-_new_fields = tuple.__new__
+_new_fields = _new_timer = tuple.__new__
 # php-pinba's own fallback when a request has no server or script name.
 UNKNOWN = "unknown"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -158,6 +158,26 @@ class PinbaExporter(RecordExporter):
         # As php-pinba: creation order (records hold timers by end), identical tag sets merged,
         # times kept in whole microseconds. Sorted tag tuples are cached per raw tag tuple.
         cache = self._tag_cache
+        if len(timers) == 1:
+            # The usual request of a few queries has one or two: no merging for one.
+            timer = timers[0]
+            tags = cache.get(timer.tags)
+            if tags is None:
+                if len(cache) >= TAG_CACHE_SIZE:
+                    cache.clear()
+                tags = cache[timer.tags] = timer_tags(timer.tags)
+            return [
+                _new_timer(
+                    PacketTimer,
+                    (
+                        tags,
+                        timer.duration_ns // 1000 / 1e6,
+                        timer.hit_count,
+                        timer.ru_utime_ns // 1000 / 1e6,
+                        timer.ru_stime_ns // 1000 / 1e6,
+                    ),
+                )
+            ]
         merged: dict[tuple[tuple[str, str], ...], list[int]] = {}
         for timer in sorted(timers, key=_START) if len(timers) > 1 else timers:
             tags = cache.get(timer.tags)

@@ -59,6 +59,11 @@ _int = int.__repr__
 _float = float.__repr__
 
 
+# A timer kind → its two keys in the summary, as JSON ('"timers.db.count":' and the ms one).
+_KIND_KEYS: dict[str, tuple[str, str]] = {}
+_KIND_KEYS_KEPT = 256
+
+
 def _timers_text(record: RequestRecord) -> str:
     """The timers' summary as `_extras` has it (count, then each kind's count and ms in
     kind order, then the dropped), as the JSON encoder writes those numbers."""
@@ -74,18 +79,17 @@ def _timers_text(record: RequestRecord) -> str:
             totals[0] += hits
             totals[1] += timer.duration_ns / 1e6
     parts = [',"timers.count":', _int(total)]
-    for kind in sorted(by_kind):
+    for kind in sorted(by_kind) if len(by_kind) > 1 else by_kind:
         count, milliseconds = by_kind[kind]
-        parts += (
-            ",",
-            _quote(f"timers.{kind}.count"),
-            ":",
-            _int(count),
-            ",",
-            _quote(f"timers.{kind}.ms"),
-            ":",
-            _float(round(milliseconds, 3)),
-        )
+        keys = _KIND_KEYS.get(kind)
+        if keys is None:
+            keys = (
+                "," + _quote(f"timers.{kind}.count") + ":",
+                "," + _quote(f"timers.{kind}.ms") + ":",
+            )
+            if len(_KIND_KEYS) < _KIND_KEYS_KEPT:  # kinds are few (record.timer_kind)
+                _KIND_KEYS[kind] = keys
+        parts += (keys[0], _int(count), keys[1], _float(round(milliseconds, 3)))
     if record.timers_dropped:
         parts += ',"timers.dropped":', _int(record.timers_dropped)
     return "".join(parts)

@@ -128,6 +128,41 @@ async def test_every_request_becomes_one_packet_with_its_timers_and_tags(
     assert wrapped.bridge.health.counts["pinba.packets_sent"] == 2
 
 
+@pytest.mark.parametrize("cpu", [False, True])
+async def test_a_single_timer_carries_its_time_and_cpu_and_hits(
+    harness: Harness, collector: Collector, cpu: bool
+) -> None:
+    # One timer a request is the usual case, and has a path of its own in the exporter.
+    async def busy(request: Any) -> Response:
+        with otel_bridge.timer(group="cpu"):
+            deadline = time.process_time() + 0.02
+            while time.process_time() < deadline:
+                pass
+        return PlainTextResponse("ok")
+
+    settings = otel_bridge.Settings(exporters=()).replace(timer_cpu=cpu)
+    wrapped = harness.asgi(
+        Starlette(routes=[Route("/busy", busy)]),
+        settings=settings,
+        record_exporters=[exporter_for(collector), harness.collector],
+    )
+    async with client(wrapped) as c:
+        await c.get("/busy")
+    [record] = harness.records()
+    [timer] = record.timers
+    [packet] = collector.packets(1)
+    assert tags_of(packet) == [{"group": "cpu"}]
+    assert packet.timer_hit_count == [1]
+    # Whole microseconds, as float32 on the wire.
+    assert packet.timer_value[0] == pytest.approx(timer.duration_ns // 1000 / 1e6, rel=1e-6)
+    assert packet.timer_value[0] >= 0.02
+    if cpu:
+        assert packet.timer_ru_utime[0] + packet.timer_ru_stime[0] >= 0.015
+        assert packet.timer_ru_utime[0] == pytest.approx(timer.ru_utime_ns // 1000 / 1e6, rel=1e-6)
+    else:
+        assert packet.timer_ru_utime == packet.timer_ru_stime == [0.0]
+
+
 async def test_no_header_cookie_or_query_secret_reaches_a_packet(
     harness: Harness, collector: Collector
 ) -> None:
