@@ -16,18 +16,20 @@ disabled tracer, a timer outside a request) gets the SDK span, as before.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
+from otel_bridge._current_span import CONTEXT as _CONTEXT
+from otel_bridge._current_span import SPAN_KEY as _SPAN_KEY
 from otel_bridge._database import db_tags, held_by_open_query, is_database
 from otel_bridge._spans import (
     _FLAGS,
@@ -43,8 +45,6 @@ from otel_bridge.record import TagValue, Timer, timer_kind
 __all__ = [
     "TimerPlan",
     "TimerSpan",
-    "attach_span",
-    "detach_span",
     "export_timer_spans",
     "finish_timer",
     "start_timer",
@@ -57,54 +57,11 @@ _UNSET = Status(StatusCode.UNSET)
 _get_current_span = trace.get_current_span
 _wall_ns = clock.wall_ns
 _get_ident = threading.get_ident
+_getrandbits = random.getrandbits
 _new_context = tuple.__new__
 _new_timer = tuple.__new__
 _TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
 _TAGS_KEPT = 4096
-
-
-def _runtime_variable() -> Any:
-    """The ContextVar that holds OpenTelemetry's current context, when the runtime context is
-    the API's default one (``contextvars``); None for any other (OTEL_PYTHON_CONTEXT)."""
-    try:
-        from opentelemetry.context import _RUNTIME_CONTEXT
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-        from opentelemetry.trace.propagation import _SPAN_KEY
-
-        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext and isinstance(_SPAN_KEY, str):
-            return _RUNTIME_CONTEXT._current_context
-    except (ImportError, AttributeError):
-        pass
-    return None
-
-
-# What `otel_context.attach(trace.set_span_in_context(span))` and `otel_context.detach()` do,
-# without their four calls a timer: the same Context, set on the same variable.
-_CONTEXT = _runtime_variable()
-_SPAN_KEY: str = getattr(trace.propagation, "_SPAN_KEY", "")
-_dict_set = dict.__setitem__
-
-
-def attach_span(span: Any) -> object:
-    """Make `span` the current span; a token for `detach_span`."""
-    variable = _CONTEXT
-    if variable is None:
-        return otel_context.attach(trace.set_span_in_context(span))
-    values = Context(variable.get())
-    _dict_set(values, _SPAN_KEY, span)
-    return variable.set(values)
-
-
-def detach_span(token: Any) -> None:
-    """Undo `attach_span`; a token of another context is logged, as the API does."""
-    variable = _CONTEXT
-    if variable is not None:
-        try:
-            variable.reset(token)
-            return
-        except (ValueError, RuntimeError):
-            pass
-    otel_context.detach(token)
 
 
 class TimerPlan:
@@ -115,6 +72,7 @@ class TimerPlan:
         self.sampler = provider.sampler
         self.default_sampler = _follows_local_parent(self.sampler)
         self.generate_span_id = provider.id_generator.generate_span_id
+        self.random_ids = type(provider.id_generator) is RandomIdGenerator
         self.resource = provider.resource
         self.limits = tracer._span_limits
         # Fewer tags than this: the SDK keeps them all (the timer may add error.type).
@@ -235,7 +193,12 @@ def start_timer(
     if timing is None or len(attributes) >= timing.max_attributes:
         return None  # the SDK would drop attributes (error.type may come too): let it
     exporters = server.exporters
-    parent = _get_current_span().get_span_context()
+    variable = _CONTEXT
+    current = variable.get().get(_SPAN_KEY) if variable is not None else _get_current_span()
+    held = type(current)
+    if held is not TimerSpan and held is not ServerSpan and not isinstance(current, trace.Span):
+        return None  # no span (or not one) is current: the API's INVALID_SPAN
+    parent = current.get_span_context()
     # A SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state,
     # is_valid), read by index rather than through its properties.
     if not parent[5]:
@@ -257,7 +220,12 @@ def start_timer(
         flags |= _RANDOM_TRACE_ID
     # SpanContext's own __new__ checks what is known valid here: the parent's trace id, a
     # fresh span id from the provider's generator.
-    span_id = timing.generate_span_id()
+    if timing.random_ids:
+        span_id = _getrandbits(64)  # RandomIdGenerator.generate_span_id, without its call
+        while not span_id:
+            span_id = _getrandbits(64)
+    else:
+        span_id = timing.generate_span_id()
     context = _new_context(
         SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)
     )

@@ -315,7 +315,7 @@ class Bridge(HttpMetrics, Timeouts, Closing, Providers):
                 builder.task = builder.view_task = builder.route_source = builder.scope = None
             if not self._readers and not self._body_sizes:
                 builder.headers = EMPTY
-            if not self._worker.submit(builder):
+            if not self._worker.submit(builder, len(builder.spans or ())):
                 self._end_span(builder, builder.span, {})
         except Exception as exc:  # noqa: BLE001 - never raise into the app
             self.health.error("bridge.finish", exc)

@@ -32,9 +32,6 @@ _new_timer = tuple.__new__
 _TAGS: dict[tuple[str, str, str | None], tuple[tuple[str, TagValue], ...]] = {}
 _TAGS_KEPT = 4096
 
-# Span attributes that say what kind of work a child span did (semantic conventions).
-_KIND_KEYS = (("rpc.system", "rpc"), ("messaging.system", "messaging"))
-
 
 class RecordSpanProcessor(SpanProcessor):
     """Turns every span that starts and ends inside a request into a timer of its record.
@@ -159,49 +156,65 @@ def span_to_timer(
     internal), ``op`` (the span name) and, when known, ``server`` (server.address) —
     bounded-cardinality names a Pinba report or a wide-event summary can group by.
     """
-    # The SDK's attributes as a plain dict (BoundedAttributes answers `in` and `get` through
-    # Python-level Mapping methods, ~0.7 µs each); a copy where its internals differ.
-    found = getattr(getattr(span, "_attributes", None), "_dict", None)
+    try:
+        # The SDK's ReadableSpan read through its fields, not its properties (one Python
+        # call each), and its attributes as the plain dict inside BoundedAttributes (whose
+        # `in` and `get` go through Python-level Mapping methods).
+        name: str = span._name
+        start: int = span._start_time or 0
+        end: int = span._end_time or start
+        status = span._status
+        scope = span._instrumentation_scope
+        span_kind = span._kind
+        found = span._attributes._dict  # type: ignore[union-attr]
+    except AttributeError:  # another ReadableSpan: its public API
+        name, status, scope, span_kind = (
+            span.name,
+            span.status,
+            span.instrumentation_scope,
+            span.kind,
+        )
+        start = span.start_time or 0
+        end = span.end_time or start
+        found = None
     attributes: Mapping[str, Any] = found if type(found) is dict else dict(span.attributes or {})
-    start = span.start_time or 0
-    end = span.end_time or start
-    status = span.status
     error_type = None
     if status.status_code is StatusCode.ERROR:
         raw = attributes.get("error.type")
         error_type = str(raw) if raw is not None else "error"
-    scope = span.instrumentation_scope
     tags: tuple[tuple[str, TagValue], ...]
     if is_database(attributes):
         kind = "db"
-        tags = db_tags(span.name, attributes)
+        tags = db_tags(name, attributes)
     elif scope is not None and scope.name == TIMER_SCOPE:
         kind = timer_kind(attributes.get("group"))
         tags = tuple(
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
         )
     else:
-        kind = _kind(span, attributes)
+        kind = _kind(span_kind, attributes)
         server = _server_of(attributes)
-        key = (kind, span.name, server)
+        key = (kind, name, server)
         found_tags = _TAGS.get(key)
         if found_tags is None:
-            items: list[tuple[str, TagValue]] = [("group", kind), ("op", span.name)]
+            items: list[tuple[str, TagValue]] = [("group", kind), ("op", name)]
             if server is not None:
                 items.append(("server", str(server)))
             found_tags = tuple(items)
             if len(_TAGS) < _TAGS_KEPT:
                 _TAGS[key] = found_tags
         tags = found_tags
+    offset = start - request_start_ns
+    duration = end - start
     # Positional, in field order: tuple.__new__ skips the named tuple's keyword binding.
     return _new_timer(
         Timer,
         (
-            span.name,
+            name,
             kind,
             tags,
-            max(0, start - request_start_ns),
-            max(0, end - start),
+            offset if offset > 0 else 0,
+            duration if duration > 0 else 0,
             cpu_user,
             cpu_system,
             error_type,
@@ -217,21 +230,26 @@ def _tag_value(value: Any) -> TagValue:
 
 
 def _server_of(attributes: Mapping[str, Any]) -> str | None:
-    for key in ("server.address", "net.peer.name"):
-        value = attributes.get(key)
-        if value is not None:
-            return str(value)
-    url = attributes.get("url.full", attributes.get("http.url"))
+    get = attributes.get
+    value = get("server.address")
+    if value is None:
+        value = get("net.peer.name")
+    if value is not None:
+        return str(value)
+    url = get("url.full")
+    if url is None:
+        url = get("http.url")
     if isinstance(url, str):
         return urlsplit(url).hostname
     return None
 
 
-def _kind(span: ReadableSpan, attributes: Mapping[str, Any]) -> str:
-    for key, kind in _KIND_KEYS:
-        if key in attributes:
-            return kind
-    if span.kind is SpanKind.CLIENT and (
+def _kind(span_kind: SpanKind, attributes: Mapping[str, Any]) -> str:
+    if "rpc.system" in attributes:
+        return "rpc"
+    if "messaging.system" in attributes:
+        return "messaging"
+    if span_kind is SpanKind.CLIENT and (
         "http.request.method" in attributes or "http.method" in attributes
     ):
         return "http"

@@ -17,8 +17,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._context import current as _current
+from otel_bridge._current_span import attach_span, detach_span
 from otel_bridge._decorate import decorate
-from otel_bridge._timer_spans import TimerSpan, attach_span, detach_span, finish_timer, start_timer
+from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
 from otel_bridge._version import __version__
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 

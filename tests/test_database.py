@@ -235,3 +235,58 @@ async def test_past_max_timers_a_query_seen_twice_is_still_counted_once(
     settings = otel_bridge.Settings(exporters=()).replace(max_timers=2)
     record = await record_of(harness, view, settings=settings)
     assert record.fields[".db.query_count"] == 6
+
+
+class _PublicOnly:
+    """A finished span seen only through ReadableSpan's public API, as another SDK's might
+    be (span_to_timer reads the SDK's fields when it can)."""
+
+    def __init__(self, span: Any) -> None:
+        self.name, self.kind, self.status = span.name, span.kind, span.status
+        self.start_time, self.end_time = span.start_time, span.end_time
+        self.instrumentation_scope = span.instrumentation_scope
+        self.attributes = dict(span.attributes)
+
+
+def test_child_spans_fold_the_same_through_the_public_api() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from otel_bridge.builder import TIMER_SCOPE
+    from otel_bridge.child_spans import span_to_timer
+
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    other, ours = provider.get_tracer("other"), provider.get_tracer(TIMER_SCOPE)
+    with other.start_as_current_span("request"):
+        with other.start_as_current_span(
+            "GET",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "GET", "url.full": "http://stock.test:81/x"},
+        ):
+            pass
+        with other.start_as_current_span(
+            "SELECT shop",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": "postgresql", "db.query.text": "SELECT 1"},
+        ) as query:
+            query.set_status(Status(StatusCode.ERROR))
+        with other.start_as_current_span("publish", attributes={"messaging.system": "kafka"}):
+            pass
+        with ours.start_as_current_span("cache get", attributes={"group": "cache", "op": "get"}):
+            pass
+    spans = [span for span in memory.get_finished_spans() if span.name != "request"]
+    start = min(span.start_time or 0 for span in spans)
+    timers = [span_to_timer(span, start, 0, 0) for span in spans]
+    assert [(timer.kind, dict(timer.tags)) for timer in timers] == [
+        ("http", {"group": "http", "op": "GET", "server": "stock.test"}),
+        ("db", {"group": "db", "op": "select"}),
+        ("messaging", {"group": "messaging", "op": "publish"}),
+        ("cache", {"group": "cache", "op": "get"}),
+    ]
+    assert timers[1].error_type == "error"
+    public: list[Any] = [_PublicOnly(span) for span in spans]
+    assert [span_to_timer(span, start, 0, 0) for span in public] == timers

@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "otel_bridge"
 
 LEAF = {
     "otel_bridge._context",
+    "otel_bridge._current_span",
     "otel_bridge._database",
     "otel_bridge._decorate",
     "otel_bridge._health",

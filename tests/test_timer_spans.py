@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace import Status, StatusCode
 
 import otel_bridge
-from otel_bridge import _timer_spans
+from otel_bridge import _current_span, _timer_spans
 from otel_bridge._timer_spans import TimerSpan
 from otel_bridge.record import RequestRecord
 from tests.conftest import Harness, StartWatcher, make_harness
@@ -293,6 +293,7 @@ def test_a_timer_is_the_current_span_inside_and_gone_after(
     # The timer sets OpenTelemetry's context straight on its ContextVar when the runtime
     # context is the API's default; through the API for any other.
     if runtime == "another":
+        monkeypatch.setattr(_current_span, "CONTEXT", None)
         monkeypatch.setattr(_timer_spans, "_CONTEXT", None)
     seen: list[Any] = []
 
