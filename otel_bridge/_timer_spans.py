@@ -60,7 +60,8 @@ _get_ident = threading.get_ident
 _getrandbits = random.getrandbits
 _new_context = tuple.__new__
 _new_timer = tuple.__new__
-_TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
+# A timer's tags as given → (the tags kept once, the timer's kind).
+_TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
 _TAGS_KEPT = 4096
 
 
@@ -286,7 +287,8 @@ def export_timer_spans(spans: list[Any], timing: Any) -> None:
     for span in spans:
         if type(span) is TimerSpan:
             span.closed = True
-            _export(span, timing)
+            if span.exporters:
+                _export(span, timing)
 
 
 def _export(span: TimerSpan, timing: Any) -> None:
@@ -376,30 +378,35 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
         tags = tuple(
             (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
         )
+        kind = timer_kind(attributes.get("group"))
     else:
         # Tags from otel_bridge.timer() are scalars or tuples already (_flatten). The same
-        # few tag sets come back in every request: each is kept once (bounded), so a timer
-        # holds no tuples of its own while its record waits for the views.
-        tags = tuple(attributes.items())
+        # few tag sets come back in every request: each is kept once (bounded), with its kind,
+        # so a timer holds no tuples of its own while its record waits for the views.
+        given = tuple(attributes.items())
         try:
-            kept = _TAGS.get(tags)
+            kept = _TAGS.get(given)
         except TypeError:  # a value a sampler gave as a list: not kept, still a tag
-            kept = None
-            tags = tuple((key, _tag_value(value)) for key, value in tags)
-        if kept is not None:
-            tags = kept
-        elif len(_TAGS) < _TAGS_KEPT:
-            _TAGS[tags] = tags
+            kept = (tuple((key, _tag_value(value)) for key, value in given), "")
+        if kept is None:
+            kept = (given, timer_kind(attributes.get("group")))
+            if len(_TAGS) < _TAGS_KEPT:
+                _TAGS[given] = kept
+        tags, kind = kept
+        if not kind:
+            kind = timer_kind(attributes.get("group"))
+    offset = start - request_start_ns
+    duration = span.end_time - start
     # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
     # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
     return _new_timer(
         Timer,
         (
             span.name,
-            timer_kind(attributes.get("group")),
+            kind,
             tags,
-            max(0, start - request_start_ns),
-            max(0, span.end_time - start),
+            offset if offset > 0 else 0,
+            duration if duration > 0 else 0,
             span.cpu_user,
             span.cpu_system,
             error[0] if error is not None else None,

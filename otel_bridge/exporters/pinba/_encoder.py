@@ -142,7 +142,10 @@ class PacketEncoder:
         """Same output as `assemble()` for timers merged, tags sorted, times finite and ≥ 0."""
         if request_tags or timers:
             middle, tail = self._shape(
-                (tuple(request_tags.items()), tuple([timer.tags for timer in timers]))
+                (
+                    tuple(request_tags.items()) if request_tags else (),
+                    (timers[0].tags,) if len(timers) == 1 else tuple([t.tags for t in timers]),
+                )
             )
         else:
             middle = tail = b""  # what _shape() gives for no tags and no timers
