@@ -30,6 +30,8 @@ from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
 CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other")
+# Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
+WARM_TIMERS = 10_000
 
 
 def _requests_for(timers: int) -> int:
@@ -122,9 +124,98 @@ def cell(config: str, timers: int) -> float:
     return cpu / n * 1e6
 
 
-def _own_process(config: str, timers: int) -> float:
+def warm(config: str) -> float:
+    """CPU µs of the request's thread per timer, timers run back to back inside one request
+    (best of 5 runs of `WARM_TIMERS`, the garbage collector off): what the block itself costs
+    where it runs, its code and data warm, without the per-request part. The views' work on
+    the export threads is not in it (nor the BatchSpanProcessor's, for `sdk`)."""
+    import asyncio
+    import gc
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    import otel_bridge
+    from benchmarks.apps import NullSpanExporter, PinbaCollector
+
+    provider = TracerProvider()
+    if config != "views":
+        provider.add_span_processor(
+            BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
+        )
+    tracer = provider.get_tracer("other.instrumentation")
+    measured: list[float] = []
+
+    def block() -> None:
+        if config in ("sdk", "other"):
+            with tracer.start_as_current_span(
+                "db select", attributes={"group": "db", "op": "select"}
+            ):
+                pass
+        else:
+            with otel_bridge.timer(group="db", op="select"):
+                pass
+
+    def loop() -> None:
+        gc.disable()
+        try:
+            for _ in range(5):
+                started = time.thread_time()
+                for _ in range(WARM_TIMERS // 5):
+                    block()
+                measured.append((time.thread_time() - started) / (WARM_TIMERS // 5) * 1e6)
+        finally:
+            gc.enable()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if config == "sdk":
+            with tracer.start_as_current_span("request"):
+                loop()
+        else:
+            loop()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped: Any = app
+    collector = None
+    if config != "sdk":
+        collector = PinbaCollector()
+        settings = otel_bridge.Settings(exporters=("expvar", "pinba", "wide_events")).replace(
+            wide_events_sink="file:/dev/null",
+            pinba_endpoint=f"127.0.0.1:{collector.port}",
+            max_timers=WARM_TIMERS,
+            timer_cpu=config == "exported_cpu",
+        )
+        wrapped = otel_bridge.instrument(
+            app, settings=settings, tracer_provider=provider, meter_provider=MeterProvider()
+        )
+
+    async def one() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        received = {"type": "http.request", "body": b"", "more_body": False}
+
+        async def receive() -> dict[str, Any]:
+            return received
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await wrapped(scope, receive, send)
+
+    try:
+        asyncio.run(one())
+        if config != "sdk":
+            wrapped.bridge.force_flush()
+    finally:
+        if collector is not None:
+            collector.kill()
+    return min(measured)
+
+
+def _own_process(*arguments: str) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.timers", "--cell", config, str(timers)],
+        [sys.executable, "-m", "benchmarks.timers", *arguments],
         capture_output=True,
         text=True,
         check=True,
@@ -132,22 +223,27 @@ def _own_process(config: str, timers: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def run(rounds: int = 3) -> dict[str, dict[int, float]]:
-    """µs per timer, per config and timer count (median of `rounds`)."""
-    samples: dict[tuple[str, int], list[float]] = {}
+Result = dict[str, dict[Any, float]]
+
+
+def run(rounds: int = 3) -> Result:
+    """µs per timer, per config and timer count (median of `rounds`); under ``"warm"``, per
+    config, the request thread's µs per timer in a loop (`warm`)."""
+    samples: dict[tuple[str, Any], list[float]] = {}
     for _ in range(rounds):
         for config in CONFIGS:
-            base = _own_process(config, 0)
+            base = _own_process("--cell", config, "0")
             for timers in TIMERS:
-                per_request = _own_process(config, timers)
+                per_request = _own_process("--cell", config, str(timers))
                 samples.setdefault((config, timers), []).append((per_request - base) / timers)
-    result: dict[str, dict[int, float]] = {config: {} for config in CONFIGS}
-    for (config, timers), values in samples.items():
-        result[config][timers] = statistics.median(values)
+            samples.setdefault(("warm", config), []).append(_own_process("--warm", config))
+    result: Result = {config: {} for config in (*CONFIGS, "warm")}
+    for (config, key), values in samples.items():
+        result[config][key] = statistics.median(values)
     return result
 
 
-def table(result: dict[str, dict[int, float]]) -> str:
+def table(result: Result) -> str:
     header = "| timers per request | " + " | ".join(
         f"{config} µs/timer | vs sdk" if config != "sdk" else "sdk µs/timer" for config in CONFIGS
     )
@@ -162,7 +258,7 @@ def table(result: dict[str, dict[int, float]]) -> str:
     return "\n".join(lines)
 
 
-def section(result: dict[str, dict[int, float]], command: str) -> str:
+def section(result: Result, command: str) -> str:
     """The RESULTS.md section for `result`."""
     return "\n".join(
         [
@@ -177,8 +273,62 @@ def section(result: dict[str, dict[int, float]], command: str) -> str:
             "",
             table(result),
             "",
+            targets(result),
+            "",
+            "Per request, the first timer costs more than the next ones, the SDK's span too:",
+            "its code and data are cold (the rest of the request ran in between), and it",
+            "switches each view to the path of a request with timers. The same block run",
+            f"back to back inside one request ({WARM_TIMERS:,} times, the garbage collector",
+            "off, the request thread's CPU only, the views' export threads not counted):",
+            "",
+            warm_table(result),
+            "",
         ]
     )
+
+
+def targets(result: Result) -> str:
+    """The issue's targets (#22) against `result`, each met or not."""
+
+    def ratios(config: str) -> list[float]:
+        return [result[config][timers] / result["sdk"][timers] for timers in TIMERS]
+
+    rows = [
+        ("views only ≤ 0.35x the SDK's span", "views", 0.35),
+        ("spans exported ≤ 1.3x", "exported", 1.3),
+        ("other instrumentations' spans ≤ 1.3x", "other", 1.3),
+    ]
+    lines = ["| target (1 / 10 / 100 / 1,000 timers) | measured | met |", "|---|---|---|"]
+    for text, config, bound in rows:
+        found = ratios(config)
+        shown = " / ".join(f"{ratio:.2f}" for ratio in found)
+        met = (
+            "yes"
+            if max(found) <= bound
+            else "no: "
+            + ", ".join(
+                f"{timers:,}" for timers, ratio in zip(TIMERS, found, strict=True) if ratio > bound
+            )
+        )
+        lines.append(f"| {text} | {shown} | {met} |")
+    for config in ("views", "exported", "other"):
+        costs = [result[config][timers] for timers in TIMERS]
+        grows = any(later > costs[0] for later in costs[1:])
+        shown = " / ".join(f"{cost:.1f}" for cost in costs)
+        lines.append(
+            f"| {config}: µs per timer never above the first one's (no growth with the count) "
+            f"| {shown} | {'no' if grows else 'yes'} |"
+        )
+    return "\n".join(lines)
+
+
+def warm_table(result: Result) -> str:
+    warm = result["warm"]
+    floor = warm["sdk"]
+    lines = ["| config | µs per timer, warm | vs sdk |", "|---|---:|---:|"]
+    for config in CONFIGS:
+        lines.append(f"| {config} | {warm[config]:.2f} | {warm[config] / floor:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -186,12 +336,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cell", nargs=2, metavar=("CONFIG", "TIMERS"))
+    parser.add_argument("--warm", metavar="CONFIG")
     options = parser.parse_args()
     if options.cell:
         print(cell(options.cell[0], int(options.cell[1])))
         return
+    if options.warm:
+        print(warm(options.warm))
+        return
     result = run(options.rounds)
-    print(json.dumps(result, indent=2) if options.json else table(result))
+    if options.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(table(result) + "\n\n" + warm_table(result))
 
 
 if __name__ == "__main__":
