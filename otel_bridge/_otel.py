@@ -82,6 +82,9 @@ class RecordAllSampler(Sampler):
         return f"RecordAll{{{self.inner.get_description()}}}"
 
 
+_DROP = Decision.DROP
+
+
 def _record_in_request(result: SamplingResult, attributes: Attributes) -> SamplingResult:
     if result.decision is Decision.DROP and _current.get() is not None:
         # A DROP result carries no attributes; the span keeps the ones it was started with.
@@ -197,6 +200,8 @@ def _wrap_sampler(provider: TracerProvider) -> None:
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         result = original(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        if result.decision is not _DROP:  # every span of a sampled trace: one comparison
+            return result
         return _record_in_request(result, attributes)
 
     # What it wraps (otel_bridge._spans skips asking the SDK's default sampler, untouched).
