@@ -16,6 +16,10 @@ interleaved, medians:
 - ``exported_cpu``: ``exported`` with per-timer CPU time on (``OTEL_BRIDGE_TIMER_CPU``).
 - ``other``: ``exported``, each timer a span of another instrumentation (the SDK's child
   span, as httpx's or psycopg's are), which otel_bridge makes a timer too.
+- ``other_bare``: ``other`` with none of otel_bridge's work a span (its span processor's
+  hooks and its sampler wrapper made no-ops, no view): what the SDK's span costs inside
+  otel_bridge's request, whose own span is not the SDK's. Not a setup anyone runs: it splits
+  ``other`` into the SDK's span where it runs and what otel_bridge adds to it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
-CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other")
+CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other", "other_bare")
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
 
@@ -78,7 +82,7 @@ def cell(config: str, timers: int) -> float:
         other = provider.get_tracer("other.instrumentation")
 
         async def plain(scope: Any, receive: Any, send: Any) -> None:
-            if config == "other":
+            if config.startswith("other"):
                 for _ in range(timers):
                     with other.start_as_current_span(
                         "db select", attributes={"group": "db", "op": "select"}
@@ -91,7 +95,11 @@ def cell(config: str, timers: int) -> float:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        settings = otel_bridge.Settings(exporters=("expvar", "pinba", "wide_events")).replace(
+        views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
+        if config == "other_bare":
+            views = ()
+            _without_span_work()
+        settings = otel_bridge.Settings(exporters=views).replace(
             wide_events_sink="file:/dev/null",
             pinba_endpoint=f"127.0.0.1:{collector.port}",
             max_timers=1_000,
@@ -124,6 +132,22 @@ def cell(config: str, timers: int) -> float:
     return cpu / n * 1e6
 
 
+def _without_span_work() -> None:
+    """otel_bridge's work a child span made no-ops, in this process only (`other_bare`)."""
+    from otel_bridge import _otel
+    from otel_bridge.child_spans import RecordSpanProcessor
+
+    def on_start(self: Any, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self: Any, span: Any) -> None:
+        pass
+
+    RecordSpanProcessor.on_start = on_start  # type: ignore[method-assign]
+    RecordSpanProcessor.on_end = on_end  # type: ignore[method-assign]
+    _otel._wrap_sampler = lambda provider: None
+
+
 def warm(config: str) -> float:
     """CPU µs of the request's thread per timer, timers run back to back inside one request
     (best of 5 runs of `WARM_TIMERS`, the garbage collector off): what the block itself costs
@@ -148,7 +172,7 @@ def warm(config: str) -> float:
     measured: list[float] = []
 
     def block() -> None:
-        if config in ("sdk", "other"):
+        if config in ("sdk", "other", "other_bare"):
             with tracer.start_as_current_span(
                 "db select", attributes={"group": "db", "op": "select"}
             ):
@@ -181,7 +205,11 @@ def warm(config: str) -> float:
     collector = None
     if config != "sdk":
         collector = PinbaCollector()
-        settings = otel_bridge.Settings(exporters=("expvar", "pinba", "wide_events")).replace(
+        views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
+        if config == "other_bare":
+            views = ()
+            _without_span_work()
+        settings = otel_bridge.Settings(exporters=views).replace(
             wide_events_sink="file:/dev/null",
             pinba_endpoint=f"127.0.0.1:{collector.port}",
             max_timers=WARM_TIMERS,
@@ -267,9 +295,11 @@ def section(result: Result, command: str) -> str:
             "CPU per timer, all threads, from N timers per request minus none (raw ASGI app,",
             "expvar, Pinba and wide events on; `sdk` is the SDK alone, each timer its child span",
             "to a discarding BatchSpanProcessor; `other` is another instrumentation's span with",
-            "otel_bridge on). Targets: views only ≤ 0.35x the SDK's span, spans exported and",
-            "other instrumentations' spans ≤ 1.3x. Each cell in its own interpreter, median of",
-            f"3 rounds. Command: `{command}` (alone: `python -m benchmarks.timers`).",
+            "otel_bridge on; `other_bare` the same span with otel_bridge's work a span made",
+            "no-ops and no view: the SDK's span alone, inside otel_bridge's request, whose own",
+            "span is not the SDK's). Targets: views only ≤ 0.35x the SDK's span, spans exported",
+            "and other instrumentations' spans ≤ 1.3x. Each cell in its own interpreter,",
+            f"median of 3 rounds. Command: `{command}` (alone: `python -m benchmarks.timers`).",
             "",
             table(result),
             "",

@@ -178,6 +178,7 @@ class Worker(Generic[T]):
         while True:
             wake.wait(INTERVAL_S)
             wake.clear()
+            self._weight = 0  # what waits is handled now, however the thread woke
             with self._idle:
                 self._busy = True
             try:
