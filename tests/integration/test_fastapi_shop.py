@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,28 @@ def test_the_fastapi_shops_healthchecks_dry_run() -> None:
     urls = sorted(monitor["request"]["url"] for monitor in payload["monitors"])
     # The one on a route of an included router carries the router's prefix.
     assert urls == ["https://shop.example.com/api/v1/status", "https://shop.example.com/health"]
+
+
+def test_workers_starting_together_make_the_database_once(tmp_path: Path) -> None:
+    # gunicorn forks its workers at once and each runs the app's startup: on one database file
+    # the second one's CREATE TABLE or INSERT failed ("table ... already exists"), its startup
+    # failed, and gunicorn stopped the whole server (found as a refused connection in CI).
+    database = tmp_path / "shop.sqlite3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "PYTHONPATH": python_path(),
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+    }
+    script = "import asyncio\nfrom examples.shop import db\nasyncio.run(db.create())\n"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    errors = [worker.communicate(timeout=60)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0, 0], errors
+    with sqlite3.connect(database) as connection:
+        products = connection.execute("SELECT count(*) FROM products").fetchone()[0]
+        lines = connection.execute("SELECT count(*) FROM order_lines").fetchone()[0]
+    assert (products, lines) == (3, 3)
