@@ -96,17 +96,7 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
-        if config == "other_bare":
-            views = ()
-            _without_span_work()
-        settings = otel_bridge.Settings(exporters=views).replace(
-            wide_events_sink="file:/dev/null",
-            pinba_endpoint=f"127.0.0.1:{collector.port}",
-            max_timers=1_000,
-            timer_cpu=config == "exported_cpu",
-            queue_size=100_000,
-        )
+        settings = _settings(config, collector.port, 1_000).replace(queue_size=100_000)
         wrapped = otel_bridge.instrument(
             plain, settings=settings, tracer_provider=provider, meter_provider=MeterProvider()
         )
@@ -131,6 +121,22 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
         if collector is not None:
             collector.kill()
     return cpu / n * 1e6
+
+
+def _settings(config: str, pinba_port: int, max_timers: int) -> Any:
+    """otel_bridge's settings for `config` (every view on, but for `other_bare`)."""
+    import otel_bridge
+
+    views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
+    if config == "other_bare":
+        views = ()
+        _without_span_work()
+    return otel_bridge.Settings(exporters=views).replace(
+        wide_events_sink="file:/dev/null",
+        pinba_endpoint=f"127.0.0.1:{pinba_port}",
+        max_timers=max_timers,
+        timer_cpu=config == "exported_cpu",
+    )
 
 
 def _without_span_work() -> None:
@@ -206,16 +212,7 @@ def warm(config: str) -> float:
     collector = None
     if config != "sdk":
         collector = PinbaCollector()
-        views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
-        if config == "other_bare":
-            views = ()
-            _without_span_work()
-        settings = otel_bridge.Settings(exporters=views).replace(
-            wide_events_sink="file:/dev/null",
-            pinba_endpoint=f"127.0.0.1:{collector.port}",
-            max_timers=WARM_TIMERS,
-            timer_cpu=config == "exported_cpu",
-        )
+        settings = _settings(config, collector.port, WARM_TIMERS)
         wrapped = otel_bridge.instrument(
             app, settings=settings, tracer_provider=provider, meter_provider=MeterProvider()
         )
