@@ -387,14 +387,15 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
         try:
             kept = _TAGS.get(given)
         except TypeError:  # a value a sampler gave as a list: not kept, still a tag
-            kept = (tuple((key, _tag_value(value)) for key, value in given), "")
+            kept = (
+                tuple((key, _tag_value(value)) for key, value in given),
+                timer_kind(attributes.get("group")),
+            )
         if kept is None:
             kept = (given, timer_kind(attributes.get("group")))
             if len(_TAGS) < _TAGS_KEPT:
                 _TAGS[given] = kept
         tags, kind = kept
-        if not kind:
-            kind = timer_kind(attributes.get("group"))
     offset = start - request_start_ns
     duration = span.end_time - start
     # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
