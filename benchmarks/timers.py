@@ -14,12 +14,11 @@ interleaved, medians:
 - ``views``: otel_bridge with expvar, Pinba and wide events on and no span exporter.
 - ``exported``: the same, and spans to a discarding BatchSpanProcessor.
 - ``exported_cpu``: ``exported`` with per-timer CPU time on (``OTEL_BRIDGE_TIMER_CPU``).
-- ``other``: ``exported``, each timer a span of another instrumentation (the SDK's child
-  span, as httpx's or psycopg's are), which otel_bridge makes a timer too.
-- ``other_bare``: ``other`` with none of otel_bridge's work a span (its span processor's
-  hooks and its sampler wrapper made no-ops, no view): what the SDK's span costs inside
-  otel_bridge's request, whose own span is not the SDK's. Not a setup anyone runs: it splits
-  ``other`` into the SDK's span where it runs and what otel_bridge adds to it.
+- ``other``: ``exported``, each timer a span of another instrumentation (a tracer's
+  ``start_as_current_span``, as httpx's or psycopg's are), which otel_bridge makes a timer too
+  (never the SDK's span object: otel_bridge._foreign_spans).
+- ``other_sdk``: ``other`` with a span processor on the provider that watches spans start,
+  so the SDK makes every span (the request's too), as in any setup with such a processor.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import time
 from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
-CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other", "other_bare")
+CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other", "other_sdk")
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
 
@@ -46,18 +45,12 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
     """CPU µs per request of `config` with `timers` timers (in this process); `requests`
     measured (default: by the timer count)."""
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     import otel_bridge
-    from benchmarks.apps import NullSpanExporter, PinbaCollector
+    from benchmarks.apps import PinbaCollector
     from benchmarks.inprocess import run_asgi
 
-    provider = TracerProvider()
-    if config != "views":
-        provider.add_span_processor(
-            BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
-        )
+    provider = _provider(config)
     collector = None
     if config == "sdk":
         tracer = provider.get_tracer("bench")
@@ -123,36 +116,38 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
     return cpu / n * 1e6
 
 
+def _provider(config: str) -> Any:
+    """The SDK tracer provider of a cell: spans to a discarding BatchSpanProcessor (none for
+    `views`); for `other_sdk`, a processor that watches spans start, too."""
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from benchmarks.apps import NullSpanExporter
+
+    class Watching(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            pass
+
+    provider = TracerProvider()
+    if config != "views":
+        provider.add_span_processor(
+            BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
+        )
+    if config == "other_sdk":
+        provider.add_span_processor(Watching())
+    return provider
+
+
 def _settings(config: str, pinba_port: int, max_timers: int) -> Any:
-    """otel_bridge's settings for `config` (every view on, but for `other_bare`)."""
+    """otel_bridge's settings for `config` (every view on)."""
     import otel_bridge
 
-    views: tuple[str, ...] = ("expvar", "pinba", "wide_events")
-    if config == "other_bare":
-        views = ()
-        _without_span_work()
-    return otel_bridge.Settings(exporters=views).replace(
+    return otel_bridge.Settings(exporters=("expvar", "pinba", "wide_events")).replace(
         wide_events_sink="file:/dev/null",
         pinba_endpoint=f"127.0.0.1:{pinba_port}",
         max_timers=max_timers,
         timer_cpu=config == "exported_cpu",
     )
-
-
-def _without_span_work() -> None:
-    """otel_bridge's work a child span made no-ops, in this process only (`other_bare`)."""
-    from otel_bridge import _otel
-    from otel_bridge.child_spans import RecordSpanProcessor
-
-    def on_start(self: Any, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def on_end(self: Any, span: Any) -> None:
-        pass
-
-    RecordSpanProcessor.on_start = on_start  # type: ignore[method-assign]
-    RecordSpanProcessor.on_end = on_end  # type: ignore[method-assign]
-    _otel._wrap_sampler = lambda provider: None
 
 
 def warm(config: str) -> float:
@@ -164,22 +159,16 @@ def warm(config: str) -> float:
     import gc
 
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     import otel_bridge
-    from benchmarks.apps import NullSpanExporter, PinbaCollector
+    from benchmarks.apps import PinbaCollector
 
-    provider = TracerProvider()
-    if config != "views":
-        provider.add_span_processor(
-            BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
-        )
+    provider = _provider(config)
     tracer = provider.get_tracer("other.instrumentation")
     measured: list[float] = []
 
     def block() -> None:
-        if config in ("sdk", "other", "other_bare"):
+        if config in ("sdk", "other", "other_sdk"):
             with tracer.start_as_current_span(
                 "db select", attributes={"group": "db", "op": "select"}
             ):
@@ -293,10 +282,10 @@ def section(result: Result, command: str) -> str:
             "CPU per timer, all threads, from N timers per request minus none (raw ASGI app,",
             "expvar, Pinba and wide events on; `sdk` is the SDK alone, each timer its child span",
             "to a discarding BatchSpanProcessor; `other` is another instrumentation's span with",
-            "otel_bridge on; `other_bare` the same span with otel_bridge's work a span made",
-            "no-ops and no view: the SDK's span alone, inside otel_bridge's request, whose own",
-            "span is not the SDK's). Targets: views only ≤ 0.35x the SDK's span, spans exported",
-            "and other instrumentations' spans ≤ 1.3x. Each cell in its own interpreter,",
+            "otel_bridge on; `other_sdk` the same with a processor on the provider that watches",
+            "spans start, so that the SDK makes every span). Targets: views only ≤ 0.35x the",
+            "SDK's span, spans exported and other instrumentations' spans ≤ 1.3x. Each cell in",
+            "its own interpreter,",
             f"median of 3 rounds. Command: `{command}` (alone: `python -m benchmarks.timers`).",
             "",
             table(result),

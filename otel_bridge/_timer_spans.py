@@ -23,7 +23,6 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -39,11 +38,11 @@ from otel_bridge._spans import (
     _Fanout,
     _ReplayedSpan,
 )
+from otel_bridge._timer_plan import TimerPlan
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.record import TagValue, Timer, timer_kind
 
 __all__ = [
-    "TimerPlan",
     "TimerSpan",
     "export_timer_spans",
     "finish_timer",
@@ -63,56 +62,6 @@ _new_timer = tuple.__new__
 # A timer's tags as given → (the tags kept once, the timer's kind).
 _TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
 _TAGS_KEPT = 4096
-
-
-class TimerPlan:
-    """What a timer's span needs from the provider, read once when the bridge binds to it;
-    `of()` is None where timers must be the SDK's spans."""
-
-    def __init__(self, provider: Any, tracer: Any, measure_cpu: bool) -> None:
-        self.sampler = provider.sampler
-        self.default_sampler = _follows_local_parent(self.sampler)
-        self.generate_span_id = provider.id_generator.generate_span_id
-        self.random_ids = type(provider.id_generator) is RandomIdGenerator
-        self.resource = provider.resource
-        self.limits = tracer._span_limits
-        # Fewer tags than this: the SDK keeps them all (the timer may add error.type).
-        self.max_attributes = (self.limits.max_span_attributes or 0) - 1
-        self.scope = tracer._instrumentation_scope
-        self.instrumentation_info = getattr(tracer, "instrumentation_info", None)
-        self.measure_cpu = measure_cpu
-
-    @classmethod
-    def of(cls, provider: Any, tracer: Any, measure_cpu: bool) -> TimerPlan | None:
-        try:
-            limits = tracer._span_limits
-            if limits.max_attribute_length is not None:
-                return None  # the SDK would truncate values: let it
-            enabled = getattr(tracer, "_is_enabled", None)
-            if enabled is not None and not enabled():
-                return None
-            if tracer._instrumentation_scope is None:
-                return None
-            return cls(provider, tracer, measure_cpu)
-        except AttributeError:
-            return None  # an SDK whose internals differ: its own spans
-
-
-def _follows_local_parent(sampler: Any) -> bool:
-    """Whether `sampler` is the SDK's ParentBased(ALWAYS_ON) with its default delegates
-    (possibly wrapped by otel_bridge, which only turns a DROP in a request into RECORD_ONLY):
-    a child of a local parent then takes the parent's decision and trace state."""
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-
-    from otel_bridge._spans import _samples_every_root
-
-    inner = getattr(sampler, "inner", sampler)  # otel_bridge's RecordAllSampler
-    return (
-        _samples_every_root(inner)
-        and getattr(inner, "_local_parent_sampled", None) is ALWAYS_ON
-        and getattr(inner, "_local_parent_not_sampled", None) is ALWAYS_OFF
-        and type(inner) is ParentBased
-    )
 
 
 class TimerSpan(Recorded):
@@ -165,6 +114,13 @@ class TimerSpan(Recorded):
     def end(self, end_time: int | None = None) -> None:
         """Ignored: the timer ends its span when its block ends."""
 
+    def made_by(self, timing: TimerPlan) -> Any:
+        """The SDK tracer whose span this stands for (its scope, its resource)."""
+        return timing.tracer
+
+    def scope_name(self, timing: TimerPlan | None) -> str:
+        return TIMER_SCOPE
+
     def __enter__(self) -> TimerSpan:
         return self
 
@@ -183,9 +139,14 @@ def start_timer(
     name: str,
     attributes: Mapping[str, AttributeValue],
     kind: SpanKind = _INTERNAL,
+    made: type[TimerSpan] | None = None,
+    parent_context: Any = None,
+    start_time: int | None = None,
 ) -> TimerSpan | None:
     """A `TimerSpan` for a timer of `builder`'s request, or None where the SDK span must be
-    made (see the module docstring)."""
+    made (see the module docstring). Another instrumentation's span (`made`, a subclass) may
+    give the OpenTelemetry context its parent is in and its start, as `start_span` takes
+    them."""
     server = builder.span
     if type(server) is not ServerSpan or builder.closed:
         return None
@@ -194,8 +155,11 @@ def start_timer(
     if timing is None or len(attributes) >= timing.max_attributes:
         return None  # the SDK would drop attributes (error.type may come too): let it
     exporters = server.exporters
-    variable = _CONTEXT
-    current = variable.get().get(_SPAN_KEY) if variable is not None else _get_current_span()
+    if parent_context is not None:
+        current = parent_context.get(_SPAN_KEY)
+    else:
+        variable = _CONTEXT
+        current = variable.get().get(_SPAN_KEY) if variable is not None else _get_current_span()
     held = type(current)
     if held is not TimerSpan and held is not ServerSpan and not isinstance(current, trace.Span):
         return None  # no span (or not one) is current: the API's INVALID_SPAN
@@ -211,7 +175,7 @@ def start_timer(
         flags = parent_flags & 1
         trace_state = parent[4]
     else:
-        result = timing.sampler.should_sample(None, trace_id, name, kind, attributes)
+        result = timing.sampler.should_sample(parent_context, trace_id, name, kind, attributes)
         if not result.decision.is_recording():
             return None
         flags = 1 if result.decision.is_sampled() else 0
@@ -230,7 +194,15 @@ def start_timer(
     context = _new_context(
         SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)
     )
-    span = TimerSpan(context, name, parent, attributes, exporters, _wall_ns(), kind)
+    span = (made or TimerSpan)(
+        context,
+        name,
+        parent,
+        attributes,
+        exporters,
+        start_time if start_time is not None else _wall_ns(),
+        kind,
+    )
     # Named in a `timeout` event while it runs.
     opened = builder.open_spans
     if opened is None:
@@ -242,9 +214,15 @@ def start_timer(
     return span
 
 
-def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseException | None) -> None:
-    """The timer's block ended: stamp the end and make it a timer of its request."""
-    span.end_time = _wall_ns()
+def finish_timer(
+    builder: RequestBuilder,
+    span: TimerSpan,
+    exception: BaseException | None,
+    end_time: int | None = None,
+) -> None:
+    """The timer's block ended (or the span, at `end_time`): stamp the end and make it a
+    timer of its request."""
+    span.end_time = end_time if end_time is not None else _wall_ns()
     opened = builder.open_spans
     if opened is not None:
         opened.pop(span._context[1], None)
@@ -271,7 +249,7 @@ def finish_timer(builder: RequestBuilder, span: TimerSpan, exception: BaseExcept
         builder.timers_dropped += 1
         attributes = span.start_attributes or {}
         if is_database(attributes) and not held_by_open_query(
-            builder.open_spans, span.parent[1], TIMER_SCOPE, span._context[1]
+            builder.open_spans, span.parent[1], span.scope_name(bridge.timer_plan), span._context[1]
         ):
             builder.db_dropped += 1
             builder.db_dropped_ns += max(0, span.end_time - span.start_time)
@@ -285,7 +263,7 @@ def export_timer_spans(spans: list[Any], timing: Any) -> None:
     """On the export thread, before the request's server span: hand each of its timers'
     spans to the processors that export it."""
     for span in spans:
-        if type(span) is TimerSpan:
+        if isinstance(span, TimerSpan):  # a timer's, or another instrumentation's (a subclass)
             span.closed = True
             if span.exporters:
                 _export(span, timing)
@@ -299,6 +277,7 @@ def _export(span: TimerSpan, timing: Any) -> None:
     if span.changes:
         _replay(span, timing)
         return
+    tracer = span.made_by(timing)
     attributes: dict[str, AttributeValue] = dict(span.start_attributes or {})
     status = _UNSET
     if error is not None:
@@ -308,7 +287,7 @@ def _export(span: TimerSpan, timing: Any) -> None:
         name=span.name,
         context=span.get_span_context(),
         parent=span.parent,
-        resource=timing.resource,
+        resource=tracer.resource,
         attributes=attributes,
         events=(),
         links=(),
@@ -316,8 +295,8 @@ def _export(span: TimerSpan, timing: Any) -> None:
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
-        instrumentation_info=timing.instrumentation_info,
-        instrumentation_scope=timing.scope,
+        instrumentation_info=tracer.instrumentation_info,
+        instrumentation_scope=tracer._instrumentation_scope,
     )
     for processor in exporters:
         processor.on_end(readable)
@@ -326,18 +305,19 @@ def _export(span: TimerSpan, timing: Any) -> None:
 def _replay(span: TimerSpan, timing: Any) -> None:
     """The app changed the timer's span (attributes, events, status…): build the SDK span
     with the timer's identity and apply everything in order, as the SDK would have."""
+    tracer = span.made_by(timing)
     sdk_span = _ReplayedSpan(
         name=span.name,
         context=span.get_span_context(),
         parent=span.parent,
         sampler=timing.sampler,
-        resource=timing.resource,
+        resource=tracer.resource,
         attributes=span.start_attributes,
         kind=span.kind,
         span_processor=_Fanout(span.exporters),
-        instrumentation_info=timing.instrumentation_info,
+        instrumentation_info=tracer.instrumentation_info,
         limits=timing.limits,
-        instrumentation_scope=timing.scope,
+        instrumentation_scope=tracer._instrumentation_scope,
     )
     sdk_span.start(start_time=span.start_time)
     for method, args, kwargs in span.changes or ():

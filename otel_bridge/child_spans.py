@@ -15,12 +15,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_bridge._database import db_tags, held_by_open_query, is_database
+from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._otel import other_span_processors
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer, timer_kind
 
-__all__ = ["RecordSpanProcessor", "span_to_timer"]
+__all__ = ["RecordSpanProcessor", "foreign_timer", "span_to_timer"]
 
 _getrusage = getrusage
 _RUSAGE = RUSAGE_WHO
@@ -178,8 +179,54 @@ def span_to_timer(
         end = span.end_time or start
         found = None
     attributes: Mapping[str, Any] = found if type(found) is dict else dict(span.attributes or {})
+    return _fold(
+        name,
+        start,
+        end,
+        status.status_code is StatusCode.ERROR,
+        scope,
+        span_kind,
+        attributes,
+        request_start_ns,
+        cpu_user,
+        cpu_system,
+    )
+
+
+def foreign_timer(span: ForeignSpan, request_start_ns: int) -> Timer:
+    """`span_to_timer` for another instrumentation's span that was never the SDK's
+    (otel_bridge._foreign_spans): the same timer its SDK span would have made."""
+    name, code = span.final()
+    attributes = span.attributes
+    found = getattr(attributes, "_dict", None)  # BoundedAttributes, read as its plain dict
+    return _fold(
+        name,
+        span.start_time,
+        span.end_time,
+        code is StatusCode.ERROR,
+        span.tracer._instrumentation_scope,
+        span.kind,
+        found if type(found) is dict else attributes,
+        request_start_ns,
+        span.cpu_user,
+        span.cpu_system,
+    )
+
+
+def _fold(
+    name: str,
+    start: int,
+    end: int,
+    failed: bool,
+    scope: Any,
+    span_kind: SpanKind,
+    attributes: Mapping[str, Any],
+    request_start_ns: int,
+    cpu_user: int,
+    cpu_system: int,
+) -> Timer:
     error_type = None
-    if status.status_code is StatusCode.ERROR:
+    if failed:
         raw = attributes.get("error.type")
         error_type = str(raw) if raw is not None else "error"
     tags: tuple[tuple[str, TagValue], ...]

@@ -12,11 +12,13 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge._database import QueryCounts, is_database, statement_of
+from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
-from otel_bridge._timer_spans import TimerPlan, TimerSpan, export_timer_spans, timer_of
+from otel_bridge._timer_plan import TimerPlan
+from otel_bridge._timer_spans import TimerSpan, export_timer_spans, timer_of
 from otel_bridge.builder import MAXRSS_UNIT, TIMER_SCOPE, RequestBuilder, _span_name
-from otel_bridge.child_spans import span_to_timer
+from otel_bridge.child_spans import foreign_timer, span_to_timer
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
 __all__ = ["RESPONSE_INCOMPLETE", "Closing"]
@@ -206,6 +208,10 @@ class Closing:
             if kind is TimerSpan:
                 timer = timer_of(entry, start)
                 if entry.kind is _CLIENT and timer.kind == "db":
+                    any_query = True
+            elif kind is ForeignSpan:
+                timer = foreign_timer(entry, start)
+                if timer.kind == "db":
                     any_query = True
             else:
                 timer = (

@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge._foreign_spans import intercept
 from otel_bridge._health import Health
 from otel_bridge._otel import (
     CREATED,
@@ -25,7 +26,7 @@ from otel_bridge._otel import (
     resolve_tracer_provider,
 )
 from otel_bridge._spans import SpanPlan
-from otel_bridge._timer_spans import TimerPlan
+from otel_bridge._timer_plan import TimerPlan
 from otel_bridge._version import __version__
 from otel_bridge._worker import run_bounded
 from otel_bridge.builder import TIMER_SCOPE
@@ -92,6 +93,9 @@ class Providers:
         self.max_timers = settings.max_timers
         if sdk_provider is not None:
             self.timer_plan = TimerPlan.of(sdk_provider, self.timer_tracer, self.measure_timer_cpu)
+            if self.timer_plan is not None:
+                # Other instrumentations' spans in a request at a timer's price.
+                intercept()
         if sdk_provider is not None:
             # First among the provider's processors: its shutdown() ends the requests still
             # queued before the others (a BatchSpanProcessor…) shut down.

@@ -47,6 +47,8 @@ LEAF = {
 }
 MECHANISMS = {
     "otel_bridge._counted",
+    "otel_bridge._foreign_spans",
+    "otel_bridge._timer_plan",
     "otel_bridge._otel",
     "otel_bridge._spans",
     "otel_bridge._timer_spans",

@@ -115,9 +115,10 @@ def test_a_timer_span_built_at_the_end_is_the_sdk_span(
         monkeypatch.setattr(trace, "get_tracer", h.tracer_provider.get_tracer)
         request(h.asgi(app), {"traceparent": PARENT})
     ours, theirs = deferred.finished_spans(), sdk.finished_spans()
-    # Every timer of the deferred harness was built at the end; the SDK harness made SDK
-    # spans, which a processor saw start.
-    assert len(made) == 9 and "inner" in made
+    # Every timer of the deferred harness was built at the end, and the other tracer's span
+    # too (otel_bridge._foreign_spans); the SDK harness made SDK spans, which a processor saw
+    # start.
+    assert len(made) == 10 and "inner" in made and "SELECT users" in made
     assert "inner" in watcher.started and "SELECT users" in watcher.started
     assert len(ours) == len(theirs) == 11
     assert shape(ours) == shape(theirs)
@@ -168,8 +169,8 @@ def test_with_nothing_to_export_the_views_see_every_timer_and_no_span_is_built(
             request(h.asgi(app))
         assert timers(unexported.records()[0]) == timers(exported.records()[0])
         assert len(timers(unexported.records()[0])) == 10  # 9 timers, and the client span
-        assert len(made) == 18, "both harnesses built every timer at the end"
-        assert len(built) == 9, "the exported harness's timers, handed on at the end"
+        assert len(made) == 20, "both harnesses built every timer (and the client span) at the end"
+        assert len(built) == 10, "the exported harness's, handed on at the end"
         # Inside a timer, the current span is the timer's, child of the request's.
         inside = seen_spans[-1]
         assert isinstance(inside, TimerSpan) and inside.is_recording() is False  # ended
@@ -334,3 +335,22 @@ def test_a_timer_left_in_another_context_logs_as_the_api_and_is_recorded(
     assert "Failed to detach context" in caplog.text
     [record] = harness.records()
     assert [timer.kind for timer in record.timers] == ["crossing"]
+
+
+def test_a_timer_span_has_the_resource_the_sdk_span_would_have_now(harness: Harness) -> None:
+    # The SDK updates its tracers' resource after a fork (process-dependent detectors); a
+    # timer's span carries the resource as the SDK's span made then would.
+    from opentelemetry.sdk.resources import Resource
+
+    update = getattr(harness.tracer_provider, "_update_resource", None)
+    if update is None:
+        pytest.skip("this SDK does not update its tracers' resource")
+    wrapped = harness.asgi(timed)
+    request(wrapped)
+    wrapped.bridge.force_flush()
+    update(Resource({"process.pid": 4242}))
+    request(wrapped)
+    wrapped.bridge.force_flush()
+    first, second = (s for s in harness.finished_spans() if s.kind is trace.SpanKind.INTERNAL)
+    assert "process.pid" not in first.resource.attributes
+    assert second.resource.attributes["process.pid"] == 4242

@@ -1,0 +1,206 @@
+"""Other instrumentations' spans (httpx's, psycopg's, SQLAlchemy's…) at a timer's price.
+
+Inside a request whose server span is built at its end (`otel_bridge._spans`: no processor on
+the provider but ours and the SDK's Batch/Simple ones, which only look at ended spans), the
+span another instrumentation starts on a tracer of that provider is a `ForeignSpan`: its
+identity and sampling decided as `Tracer.start_span` decides them (`start_timer`), its
+changes kept in order, and, at its end, a timer of its request. On the export thread it
+becomes its record's timer as the SDK's span would (`child_spans.foreign_timer`), and, for the
+processors that export it, a `ReadableSpan` equal to the SDK's (an SDK span replayed from it
+when the instrumentation changed it: attributes after the start, status, events).
+
+The SDK's `Tracer.start_span` is wrapped once per process (`intercept`), so every tracer is
+covered, however and whenever it was made; the wrapper falls back to the SDK's for anything
+else: outside a request, another provider's or a disabled tracer, otel_bridge's own, links,
+attribute values the SDK would convert or drop, span limits it would apply, the SDK's own
+span metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Tracer
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from otel_bridge._timer_plan import TimerPlan, sdk_metrics_off
+from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
+from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
+from otel_bridge.builder import current as _current
+
+__all__ = ["ForeignSpan", "intercept"]
+
+# The SDK's logger: an ended span's end() is reported where the SDK reports it.
+_sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+_INTERNAL = SpanKind.INTERNAL
+_ERROR = StatusCode.ERROR
+_OK = StatusCode.OK
+_UNSET = StatusCode.UNSET
+# Attribute values the SDK keeps as they are; any other goes through its cleaning.
+_PLAIN = frozenset((str, bool, int, float))
+# Tracers otel_bridge makes spans with itself (the server span's plan, timers).
+_OWN = frozenset(("otel_bridge", TIMER_SCOPE))
+_lock = threading.Lock()
+
+
+class ForeignSpan(TimerSpan):
+    """Another instrumentation's span in a request, while nothing needs the SDK's."""
+
+    __slots__ = ("builder", "record_exceptions", "status_on_exception", "tracer")
+
+    builder: RequestBuilder
+    tracer: Any
+    record_exceptions: bool
+    status_on_exception: bool
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.closed:
+            _sdk_logger.warning("Calling end() on an ended span.")
+            return
+        self.closed = True
+        finish_timer(self.builder, self, None, end_time)
+
+    def __exit__(self, *exc_info: object) -> None:
+        """As the SDK span's: an exception is recorded (and sets the status), then it ends."""
+        exc_val = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(exc_val, BaseException) and not self.closed:
+            if self.record_exceptions:
+                self.record_exception(exception=exc_val, escaped=True)
+            if self.status_on_exception:
+                self.set_status(
+                    Status(StatusCode.ERROR, description=f"{type(exc_val).__name__}: {exc_val}")
+                )
+        self.end()
+
+    def made_by(self, timing: TimerPlan | None) -> Any:
+        return self.tracer
+
+    def scope_name(self, timing: TimerPlan | None) -> str:
+        name: str = self.tracer._instrumentation_scope.name
+        return name
+
+    # What otel_bridge reads of an ended SDK span, for its record (child_spans, closing).
+    @property
+    def context(self) -> Any:
+        return self._context
+
+    @property
+    def instrumentation_scope(self) -> Any:
+        return self.tracer._instrumentation_scope
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """Its attributes as the SDK span ends with them (the start ones, then the app's)."""
+        if self.changes:
+            return self.attributes_with({})
+        return self.start_attributes or {}
+
+    def final(self) -> tuple[str, StatusCode]:
+        """Its name and status code after the instrumentation's changes, as the SDK's
+        `update_name()` and `set_status()` leave them (an OK is final, an UNSET ignored)."""
+        name, code = self.name, _UNSET
+        for method, args, _ in self.changes or ():
+            if method == "update_name":
+                name = args[0]
+            elif method == "set_status":
+                status = args[0]
+                given = status.status_code if isinstance(status, Status) else status
+                if code is not _OK and given is not _UNSET:
+                    code = given
+        return name, code
+
+    def __repr__(self) -> str:
+        return f"ForeignSpan({self.name!r}, {self._context})"
+
+
+def intercept() -> None:
+    """Give the SDK's `Tracer` the `start_span` of this module: for every tracer, made before
+    or after, whoever holds it. Once per process; nothing changes outside a request of a
+    bridge bound to the tracer's provider."""
+    with _lock:
+        if getattr(Tracer.start_span, "otel_bridge_wraps", None) is not None:
+            return
+        sdk_start = Tracer.start_span
+
+        def start_span(
+            self: Tracer,
+            name: str,
+            context: Any = None,
+            kind: SpanKind = _INTERNAL,
+            attributes: Mapping[str, Any] | None = None,
+            links: Sequence[Link] | None = (),
+            start_time: int | None = None,
+            record_exception: bool = True,
+            set_status_on_exception: bool = True,
+        ) -> Any:
+            builder = _current.get()
+            if builder is not None and not links:
+                span = _start(builder, self, name, context, kind, attributes, start_time)
+                if span is not None:
+                    span.record_exceptions = record_exception
+                    span.status_on_exception = set_status_on_exception
+                    return span
+            return sdk_start(
+                self,
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+            )
+
+        start_span.__doc__ = sdk_start.__doc__
+        start_span.otel_bridge_wraps = sdk_start  # type: ignore[attr-defined]
+        Tracer.start_span = start_span  # type: ignore[method-assign]
+
+
+def _light(tracer: Any) -> bool:
+    """Whether `tracer`'s spans may be `ForeignSpan`s (kept on it: asked once)."""
+    known = tracer.__dict__.get("_otel_bridge_light")
+    if known is None:
+        scope = getattr(tracer, "_instrumentation_scope", None)
+        known = scope is not None and scope.name not in _OWN and sdk_metrics_off(tracer)
+        tracer._otel_bridge_light = known
+    return bool(known)
+
+
+def _start(
+    builder: RequestBuilder,
+    tracer: Any,
+    name: str,
+    context: Any,
+    kind: SpanKind,
+    attributes: Mapping[str, Any] | None,
+    start_time: int | None,
+) -> ForeignSpan | None:
+    timing = builder.bridge.timer_plan
+    if (
+        timing is None
+        or tracer.span_processor is not timing.active
+        or not _light(tracer)
+        or tracer.sampler is not timing.sampler
+        or tracer._span_limits is not timing.limits
+    ):
+        return None  # another provider's tracer, one made before its sampler changed, ours
+    enabled = getattr(tracer, "_is_enabled", None)
+    if enabled is not None and not enabled():
+        return None  # the SDK's non-recording span
+    given: dict[str, Any] = {}
+    if attributes:
+        for key, value in attributes.items():
+            if type(value) not in _PLAIN or type(key) is not str or not key:
+                return None  # the SDK converts or drops it (and warns): let it
+        # A copy, as the SDK's: the instrumentation may reuse its dict.
+        given = dict(attributes)
+    span = start_timer(builder, name, given, kind, ForeignSpan, context, start_time)
+    if not isinstance(span, ForeignSpan):
+        return None  # None: the SDK's span
+    span.builder = builder
+    span.tracer = tracer
+    return span
