@@ -10,10 +10,11 @@ processors that export it, a `ReadableSpan` equal to the SDK's (an SDK span repl
 when the instrumentation changed it: attributes after the start, status, events).
 
 The SDK's `Tracer.start_span` is wrapped once per process (`intercept`), so every tracer is
-covered, however and whenever it was made; the wrapper falls back to the SDK's for anything
-else: outside a request, another provider's or a disabled tracer, otel_bridge's own, links,
-attribute values the SDK would convert or drop, span limits it would apply, the SDK's own
-span metrics.
+covered, however and whenever it was made; in a request, its `start_as_current_span` makes
+the span current without the API's generators (an exception still goes through the API's
+`use_span`). The wrapper falls back to the SDK's `start_span` for anything else: outside a
+request, another provider's or a disabled tracer, otel_bridge's own, links, attribute values
+the SDK would convert or drop, span limits it would apply, the SDK's own span metrics.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from otel_bridge._current_span import attach_span, detach_span
 from otel_bridge._timer_plan import TimerPlan, sdk_metrics_off
 from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
@@ -44,6 +48,8 @@ _PLAIN = frozenset((str, bool, int, float))
 # Tracers otel_bridge makes spans with itself (the server span's plan, timers).
 _OWN = frozenset(("otel_bridge", TIMER_SCOPE))
 _lock = threading.Lock()
+# The SDK's `Tracer.start_as_current_span`, once `intercept` has wrapped it.
+_sdk_current: Any = None
 
 
 class ForeignSpan(TimerSpan):
@@ -116,6 +122,63 @@ class ForeignSpan(TimerSpan):
         return f"ForeignSpan({self.name!r}, {self._context})"
 
 
+class _Current:
+    """`start_as_current_span`'s context manager, in a request: the span made by
+    `start_span` (this module's, or the SDK's) made current without the API's generators;
+    an exception leaving the block goes through the API's own `use_span`, so that what it
+    records and sets is the installed API's, whatever its version does."""
+
+    __slots__ = ("_arguments", "_span", "_token", "_tracer")
+
+    def __init__(self, tracer: Any, arguments: tuple[Any, ...]) -> None:
+        self._tracer = tracer
+        # (name, context, kind, attributes, links, start_time, record_exception,
+        # set_status_on_exception, end_on_exit), as `start_as_current_span` takes them.
+        self._arguments = arguments
+        self._span: Any = None
+        self._token: Any = None
+
+    def __enter__(self) -> Any:
+        name, context, kind, attributes, links, start_time, record, status, _ = self._arguments
+        span = self._tracer.start_span(
+            name=name,
+            context=context,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
+            record_exception=record,
+            set_status_on_exception=status,
+        )
+        self._span = span
+        self._token = attach_span(span)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        span, token = self._span, self._token
+        self._span = self._token = None
+        detach_span(token)
+        *_, record, status, end_on_exit = self._arguments
+        if exc_type is None:
+            if end_on_exit:
+                span.end()
+            return False
+        handler = trace.use_span(
+            span, end_on_exit=end_on_exit, record_exception=record, set_status_on_exception=status
+        )
+        handler.__enter__()
+        return bool(handler.__exit__(exc_type, exc, tb))
+
+    def __call__(self, func: Any) -> Any:
+        """Used as a decorator: the SDK's own, which makes a span for each call."""
+        return _sdk_current(self._tracer, *self._arguments)(func)
+
+
 def intercept() -> None:
     """Give the SDK's `Tracer` the `start_span` of this module: for every tracer, made before
     or after, whoever holds it. Once per process; nothing changes outside a request of a
@@ -158,6 +221,40 @@ def intercept() -> None:
         start_span.__doc__ = sdk_start.__doc__
         start_span.otel_bridge_wraps = sdk_start  # type: ignore[attr-defined]
         Tracer.start_span = start_span  # type: ignore[method-assign]
+
+        global _sdk_current
+        _sdk_current = Tracer.start_as_current_span
+
+        def start_as_current_span(
+            self: Tracer,
+            name: str,
+            context: Any = None,
+            kind: SpanKind = _INTERNAL,
+            attributes: Mapping[str, Any] | None = None,
+            links: Sequence[Link] | None = (),
+            start_time: int | None = None,
+            record_exception: bool = True,
+            set_status_on_exception: bool = True,
+            end_on_exit: bool = True,
+        ) -> Any:
+            arguments = (
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+                end_on_exit,
+            )
+            if type(self) is Tracer and _current.get() is not None:
+                return _Current(self, arguments)
+            return _sdk_current(self, *arguments)
+
+        start_as_current_span.__doc__ = _sdk_current.__doc__
+        start_as_current_span.otel_bridge_wraps = _sdk_current  # type: ignore[attr-defined]
+        Tracer.start_as_current_span = start_as_current_span  # type: ignore[method-assign]
 
 
 def _light(tracer: Any) -> bool:

@@ -85,12 +85,29 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
     with tracer.start_as_current_span("listed", attributes={"tags": ["a", "b"]}):
         pass
+    # start_as_current_span as a decorator (a span a call), with an exception that is not an
+    # error (the API's use_span decides), and left open at the block's end.
+    decorated = tracer.start_as_current_span("decorated")(lambda: None)
+    decorated()
+    decorated()
+    try:
+        with tracer.start_as_current_span("stopped", set_status_on_exception=False):
+            raise Stop
+    except Stop:
+        pass
+    with tracer.start_as_current_span("kept open", end_on_exit=False) as span:
+        pass
+    span.end()
     copied = contextvars.copy_context()
     worker = threading.Thread(target=copied.run, args=(threaded,))
     worker.start()
     worker.join()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+class Stop(BaseException):
+    """Not an Exception: what the API records of it depends on its version."""
 
 
 def by_name_order(shaped: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,13 +149,15 @@ def test_another_instrumentations_span_is_the_sdk_span_without_being_one(
     ours, theirs = deferred.finished_spans(), sdk.finished_spans()
     # Built at the end: every span but those the SDK had to make (links, a list value).
     light = {"SELECT users", "GET", "cache get", "cache set", "batch", "detached child"}
+    light |= {"decorated", "stopped", "kept open"}
     assert light <= set(made) and not {"linked", "listed"} & set(made)
     assert {"SELECT users", "linked", "listed"} <= set(watcher.started)
-    assert len(ours) == len(theirs) == 12
+    assert len(ours) == len(theirs) == 16
     # The same spans; delivered in another order (the SDK's at their end, these at the
     # request's), which no processor or exporter relies on.
     assert by_name_order(shape(ours)) == by_name_order(shape(theirs))
     # What they hold is right, not only equal.
+    assert [span.name for span in ours].count("decorated") == 2
     by_name = {span.name: span for span in ours}
     query = by_name["SELECT users"]
     assert dict(query.attributes or {}) == {
@@ -167,7 +186,7 @@ def test_another_instrumentations_span_is_the_sdk_span_without_being_one(
     assert scope is not None and (scope.name, scope.version) == ("app.client", "2.0")
     # The views: the same timers, and the same database figures, either way.
     [mine], [yours] = deferred.records(), sdk.records()
-    assert timers(mine) == timers(yours) and len(mine.timers) == 11
+    assert timers(mine) == timers(yours) and len(mine.timers) == 15
     for field in (".db.query_count", ".db.duplicate_queries"):
         assert mine.fields[field] == yours.fields[field]
     assert mine.fields[".db.query_count"] == 1 and mine.fields[".db.query_ms"] != 0
