@@ -85,9 +85,13 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
     with tracer.start_as_current_span("listed", attributes={"tags": ["a", "b"]}):
         pass
+
     # start_as_current_span as a decorator (a span a call), with an exception that is not an
     # error (the API's use_span decides), and left open at the block's end.
-    decorated = tracer.start_as_current_span("decorated")(lambda: None)
+    def work() -> None:
+        pass
+
+    decorated = tracer.start_as_current_span("decorated")(work)
     decorated()
     decorated()
     try:
