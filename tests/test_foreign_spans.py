@@ -369,7 +369,11 @@ def instrumented(pair: tuple[Harness, Harness, StartWatcher]) -> Iterator[Any]:
 
 
 class Backend(http.server.BaseHTTPRequestHandler):
+    # The trace context each call carried (httpx's instrumentation injects it).
+    received: list[str] = []
+
     def do_GET(self) -> None:
+        self.received.append(self.headers.get("traceparent", ""))
         self.send_response(404 if self.path == "/missing" else 200)
         self.send_header("content-length", "1")
         self.end_headers()
@@ -414,11 +418,20 @@ def test_real_instrumentations_spans_are_the_sdks(
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
+    Backend.received.clear()
     for h in (deferred, sdk):
         instrumented(h)
         request(h.asgi(shop), {"traceparent": PARENT})
     ours, theirs = deferred.finished_spans(), sdk.finished_spans()
     assert len(ours) == len(theirs) == 7
+    # The calls carried each client span's own id as the parent, as with the SDK's spans.
+    calls = sorted(
+        (s for s in ours if s.kind is SpanKind.CLIENT and s.name.startswith("GET")),
+        key=lambda span: span.start_time or 0,
+    )
+    assert Backend.received[:2] == [
+        f"00-{PARENT[3:35]}-{span.context.span_id:016x}-01" for span in calls
+    ]
     assert by_name_order(shape(ours)) == by_name_order(shape(theirs))
     assert timers(deferred.records()[0]) == timers(sdk.records()[0])
     kinds = sorted(t.kind for t in deferred.records()[0].timers)
