@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -370,7 +370,7 @@ def instrumented(pair: tuple[Harness, Harness, StartWatcher]) -> Iterator[Any]:
 
 class Backend(http.server.BaseHTTPRequestHandler):
     # The trace context each call carried (httpx's instrumentation injects it).
-    received: list[str] = []
+    received: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.received.append(self.headers.get("traceparent", ""))
