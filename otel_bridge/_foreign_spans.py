@@ -40,7 +40,6 @@ __all__ = ["ForeignSpan", "intercept"]
 # The SDK's logger: an ended span's end() is reported where the SDK reports it.
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _INTERNAL = SpanKind.INTERNAL
-_ERROR = StatusCode.ERROR
 _OK = StatusCode.OK
 _UNSET = StatusCode.UNSET
 # Attribute values the SDK keeps as they are; any other goes through its cleaning.
