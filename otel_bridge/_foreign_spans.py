@@ -66,7 +66,11 @@ class ForeignSpan(TimerSpan):
             _sdk_logger.warning("Calling end() on an ended span.")
             return
         self.closed = True
-        finish_timer(self.builder, self, None, end_time)
+        builder = self.builder
+        try:
+            finish_timer(builder, self, None, end_time)
+        except Exception as exc:  # noqa: BLE001 - never into the instrumentation's call
+            builder.bridge.health.error("bridge.foreign_span", exc)
 
     def __exit__(self, *exc_info: object) -> None:
         """As the SDK span's: an exception is recorded (and sets the status), then it ends."""
@@ -200,7 +204,11 @@ def intercept() -> None:
         ) -> Any:
             builder = _current.get()
             if builder is not None and not links:
-                span = _start(builder, self, name, context, kind, attributes, start_time)
+                try:
+                    span = _start(builder, self, name, context, kind, attributes, start_time)
+                except Exception as exc:  # noqa: BLE001 - never into the instrumentation's call
+                    builder.bridge.health.error("bridge.foreign_span", exc)
+                    span = None
                 if span is not None:
                     span.record_exceptions = record_exception
                     span.status_on_exception = set_status_on_exception

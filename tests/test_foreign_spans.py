@@ -469,3 +469,30 @@ def test_no_sdk_span_is_made_while_the_request_runs() -> None:
         wrapped.bridge.shutdown()
     assert "q" not in calls  # none while the request ran (the export builds ReadableSpans)
     assert [s.name for s in h.finished_spans()].count("q") == 5
+
+
+def test_a_failure_of_its_own_never_reaches_the_instrumentation(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+
+    async def calls(scope: Any, receive: Any, send: Any) -> None:
+        tracer = harness.tracer_provider.get_tracer("app.w")
+        with tracer.start_as_current_span("q", kind=SpanKind.CLIENT) as span:
+            seen.append(span)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug of otel_bridge's")
+
+    wrapped = harness.asgi(calls)
+    request(wrapped)  # binds, and the light path works
+    monkeypatch.setattr("otel_bridge._foreign_spans.start_timer", broken)
+    request(wrapped)  # starting fails: the SDK's span instead
+    monkeypatch.undo()
+    monkeypatch.setattr("otel_bridge._foreign_spans.finish_timer", broken)
+    request(wrapped)  # ending fails: the span is lost to the views, not the request
+    assert [type(span) is ForeignSpan for span in seen] == [True, False, True]
+    assert wrapped.bridge.health.errors["bridge.foreign_span"] == 2
+    assert [len(record.timers) for record in harness.records()] == [1, 1, 0]
