@@ -87,7 +87,7 @@ class ForeignSpan(TimerSpan):
     def made_by(self, timing: TimerPlan | None) -> Any:
         return self.tracer
 
-    def scope_name(self, timing: TimerPlan | None) -> str:
+    def scope_name(self) -> str:
         name: str = self.tracer._instrumentation_scope.name
         return name
 
@@ -264,14 +264,25 @@ def intercept() -> None:
         Tracer.start_as_current_span = start_as_current_span  # type: ignore[method-assign]
 
 
-def _light(tracer: Any) -> bool:
-    """Whether `tracer`'s spans may be `ForeignSpan`s (kept on it: asked once)."""
+def _light(tracer: Any, timing: TimerPlan) -> bool:
+    """Whether `tracer`'s spans may be `ForeignSpan`s under `timing`: one of its provider's
+    tracers, not otel_bridge's own, without the SDK's span metrics. Asked once per plan and
+    kept on the tracer: what it depends on is set when the tracer is made and never changes
+    (a tracer made before otel_bridge replaced the provider's sampler keeps the old one)."""
     known = tracer.__dict__.get("_otel_bridge_light")
-    if known is None:
-        scope = getattr(tracer, "_instrumentation_scope", None)
-        known = scope is not None and scope.name not in _OWN and sdk_metrics_off(tracer)
-        tracer._otel_bridge_light = known
-    return bool(known)
+    if known is not None and known[0] is timing:
+        return bool(known[1])
+    scope = getattr(tracer, "_instrumentation_scope", None)
+    light = (
+        scope is not None
+        and scope.name not in _OWN
+        and sdk_metrics_off(tracer)
+        and tracer.span_processor is timing.active
+        and tracer.sampler is timing.sampler
+        and tracer._span_limits is timing.limits
+    )
+    tracer._otel_bridge_light = (timing, light)
+    return light
 
 
 def _start(
@@ -284,13 +295,7 @@ def _start(
     start_time: int | None,
 ) -> ForeignSpan | None:
     timing = builder.bridge.timer_plan
-    if (
-        timing is None
-        or tracer.span_processor is not timing.active
-        or not _light(tracer)
-        or tracer.sampler is not timing.sampler
-        or tracer._span_limits is not timing.limits
-    ):
+    if timing is None or not _light(tracer, timing):
         return None  # another provider's tracer, one made before its sampler changed, ours
     enabled = getattr(tracer, "_is_enabled", None)
     if enabled is not None and not enabled():

@@ -118,7 +118,7 @@ class TimerSpan(Recorded):
         """The SDK tracer whose span this stands for (its scope, its resource)."""
         return timing.tracer
 
-    def scope_name(self, timing: TimerPlan | None) -> str:
+    def scope_name(self) -> str:
         return TIMER_SCOPE
 
     def __enter__(self) -> TimerSpan:
@@ -139,7 +139,7 @@ def start_timer(
     name: str,
     attributes: Mapping[str, AttributeValue],
     kind: SpanKind = _INTERNAL,
-    made: type[TimerSpan] | None = None,
+    made: type[TimerSpan] = TimerSpan,
     parent_context: Any = None,
     start_time: int | None = None,
 ) -> TimerSpan | None:
@@ -194,7 +194,7 @@ def start_timer(
     context = _new_context(
         SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)
     )
-    span = (made or TimerSpan)(
+    span = made(
         context,
         name,
         parent,
@@ -249,7 +249,7 @@ def finish_timer(
         builder.timers_dropped += 1
         attributes = span.start_attributes or {}
         if is_database(attributes) and not held_by_open_query(
-            builder.open_spans, span.parent[1], span.scope_name(bridge.timer_plan), span._context[1]
+            builder.open_spans, span.parent[1], span.scope_name(), span._context[1]
         ):
             builder.db_dropped += 1
             builder.db_dropped_ns += max(0, span.end_time - span.start_time)
