@@ -19,7 +19,6 @@ the SDK would convert or drop, span limits it would apply, the SDK's own span me
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -30,6 +29,7 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_bridge._current_span import attach_span, detach_span
+from otel_bridge._spans import SDK_LOGGER
 from otel_bridge._timer_plan import TimerPlan, sdk_metrics_off
 from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
@@ -37,8 +37,6 @@ from otel_bridge.builder import current as _current
 
 __all__ = ["ForeignSpan", "intercept"]
 
-# The SDK's logger: an ended span's end() is reported where the SDK reports it.
-_sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _INTERNAL = SpanKind.INTERNAL
 _OK = StatusCode.OK
 _UNSET = StatusCode.UNSET
@@ -63,7 +61,7 @@ class ForeignSpan(TimerSpan):
 
     def end(self, end_time: int | None = None) -> None:
         if self.closed:
-            _sdk_logger.warning("Calling end() on an ended span.")
+            SDK_LOGGER.warning("Calling end() on an ended span.")
             return
         self.closed = True
         builder = self.builder

@@ -19,6 +19,7 @@ processors (again whenever that list changes) and picks one of three ways per re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -51,6 +52,10 @@ _FLAGS = tuple(TraceFlags(value) for value in range(256))
 _END_ONLY = (BatchSpanProcessor, SimpleSpanProcessor)
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
+# The SDK's logger: a change to an ended span is reported where and as the SDK reports it.
+SDK_LOGGER = logging.getLogger("opentelemetry.sdk.trace")
+# The SDK method that reports a change to an ended span, by the API method called.
+_SDK_METHOD = {"add_event": "_add_event", "record_exception": "_add_event", "add_link": "_add_link"}
 
 
 class Ending(NamedTuple):
@@ -71,7 +76,7 @@ class Recorded:
     part `ServerSpan` and a timer's span (`otel_bridge._timer_spans`) share. Everything the
     API offers works: the ids (children and outgoing trace context use them), and attributes,
     events, links, status, name and exceptions. Changes after the span was closed are
-    ignored, as on an ended span."""
+    ignored and logged, as the SDK ignores and logs them on an ended span."""
 
     __slots__ = ()
     _context: SpanContext
@@ -81,6 +86,12 @@ class Recorded:
 
     def _change(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.closed:
+            if method in ("set_attribute", "set_attributes"):
+                SDK_LOGGER.warning("Setting attribute on ended span.")
+            else:
+                SDK_LOGGER.warning(
+                    "Tried calling %s on an ended span.", _SDK_METHOD.get(method, method)
+                )
             return
         if self.changes is None:
             self.changes = []  # type: ignore[misc]  # a slot of each subclass

@@ -104,7 +104,8 @@ class TimerSpan(Recorded):
         self.start_attributes = attributes
         # The processors that export it, as the provider had them when the request began.
         self.exporters = exporters
-        self.start_time = self.end_time = start_time
+        self.start_time = start_time
+        self.end_time: int | None = None  # as the SDK span's, until it ends
         self.changes = None
         self.closed = False
         self.error: tuple[str, str] | None = None  # error.type, status description
@@ -223,6 +224,7 @@ def finish_timer(
     """The timer's block ended (or the span, at `end_time`): stamp the end and make it a
     timer of its request."""
     span.end_time = end_time if end_time is not None else _wall_ns()
+    span.closed = True  # ended: later changes are ignored (and logged), as the SDK's span's
     opened = builder.open_spans
     if opened is not None:
         opened.pop(span._context[1], None)
@@ -347,7 +349,7 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
                 "db",
                 db_tags(span.name, attributes),
                 max(0, start - request_start_ns),
-                max(0, span.end_time - start),
+                max(0, (span.end_time or start) - start),
                 span.cpu_user,
                 span.cpu_system,
                 error[0] if error is not None else None,
@@ -377,7 +379,7 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
                 _TAGS[given] = kept
         tags, kind = kept
     offset = start - request_start_ns
-    duration = span.end_time - start
+    duration = (span.end_time or start) - start  # ended: its end is set (finish_timer)
     # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
     # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
     return _new_timer(

@@ -202,7 +202,7 @@ def foreign_timer(span: ForeignSpan, request_start_ns: int) -> Timer:
     return _fold(
         name,
         span.start_time,
-        span.end_time,
+        span.end_time or span.start_time,  # ended: its end is set (finish_timer)
         code is StatusCode.ERROR,
         span.tracer._instrumentation_scope,
         span.kind,
