@@ -19,6 +19,9 @@ interleaved, medians:
   (never the SDK's span object: otel_bridge._foreign_spans).
 - ``other_sdk``: ``other`` with a span processor on the provider that watches spans start,
   so the SDK makes every span (the request's too), as in any setup with such a processor.
+
+For one timer a request, where its CPU goes is measured per thread too (``--split``; Linux
+thread CPU clocks): the request's thread and each export thread, 1 timer minus none.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -35,6 +39,35 @@ TIMERS = (1, 10, 100, 1_000)
 CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other", "other_sdk")
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
+# The configs whose first timer is split by thread.
+SPLIT = ("sdk", "views")
+# CPU µs per request of each thread group in the last `cell()` (a thread's CPU clock).
+last_split: dict[str, float] = {}
+
+
+def _thread_group(name: str) -> str:
+    if name == "MainThread":
+        return "request thread"
+    if name.startswith("otel-bridge-"):
+        return name.removeprefix("otel-bridge-")
+    if name.startswith("OtelBatchSpanRecordProcessor"):
+        return "SDK batch processor"
+    return "other"
+
+
+def _thread_clocks() -> dict[str, float]:
+    """Each live thread's CPU seconds, summed by `_thread_group`."""
+    clocks: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, AttributeError):  # ended meanwhile, or no such clock here
+            continue
+        group = _thread_group(thread.name)
+        clocks[group] = clocks.get(group, 0.0) + seconds
+    return clocks
 
 
 def _requests_for(timers: int) -> int:
@@ -102,10 +135,15 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
     try:
         run_asgi(wrapped, max(20, n // 10))
         flush()
+        threads0 = _thread_clocks()
         cpu0 = time.process_time()
         run_asgi(wrapped, n)
         flush()
         cpu = time.process_time() - cpu0
+        threads1 = _thread_clocks()
+        last_split.clear()
+        for group, seconds in threads1.items():
+            last_split[group] = (seconds - threads0.get(group, 0.0)) / n * 1e6
         if config != "sdk":
             dropped = sum(wrapped.bridge.health.dropped.values())
             if dropped:
@@ -238,6 +276,17 @@ def _own_process(*arguments: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def _own_split(config: str, timers: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.timers", "--cell", config, str(timers), "--split"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    split: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return split
+
+
 Result = dict[str, dict[Any, float]]
 
 
@@ -252,9 +301,14 @@ def run(rounds: int = 3) -> Result:
                 per_request = _own_process("--cell", config, str(timers))
                 samples.setdefault((config, timers), []).append((per_request - base) / timers)
             samples.setdefault(("warm", config), []).append(_own_process("--warm", config))
+        for config in SPLIT:
+            none, one = _own_split(config, 0), _own_split(config, 1)
+            for group in one.keys() | none.keys():
+                difference = one.get(group, 0.0) - none.get(group, 0.0)
+                samples.setdefault((f"split {config}", group), []).append(difference)
     result: Result = {config: {} for config in (*CONFIGS, "warm")}
     for (config, key), values in samples.items():
-        result[config][key] = statistics.median(values)
+        result.setdefault(config, {})[key] = statistics.median(values)
     return result
 
 
@@ -300,8 +354,33 @@ def section(result: Result, command: str) -> str:
             "",
             warm_table(result),
             "",
+            "Where one timer's CPU goes, by thread: a request with one timer minus one with",
+            "none, each thread's CPU clock, medians. The views' part of a request with timers",
+            "is paid once for its first timer, on the export threads:",
+            "",
+            split_table(result),
+            "",
         ]
     )
+
+
+def split_table(result: Result) -> str:
+    """Per thread, µs of the first timer, for each config in `SPLIT`."""
+    splits = [result.get(f"split {config}", {}) for config in SPLIT]
+    groups = sorted(
+        {group for split in splits for group in split},
+        key=lambda group: (group != "request thread", group),
+    )
+    lines = [
+        "| thread | " + " | ".join(f"{config} µs" for config in SPLIT) + " |",
+        "|---" + "|---:" * len(SPLIT) + "|",
+    ]
+    for group in groups:
+        cells = [f"{split[group]:.2f}" if group in split else "" for split in splits]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    totals = [f"**{sum(split.values()):.2f}**" for split in splits]
+    lines.append("| all | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
 
 
 def targets(result: Result) -> str:
@@ -355,9 +434,11 @@ def main() -> None:
     parser.add_argument("--cell", nargs=2, metavar=("CONFIG", "TIMERS"))
     parser.add_argument("--warm", metavar="CONFIG")
     parser.add_argument("--requests", type=int, help="with --cell: how many to measure")
+    parser.add_argument("--split", action="store_true", help="with --cell: CPU by thread")
     options = parser.parse_args()
     if options.cell:
-        print(cell(options.cell[0], int(options.cell[1]), options.requests))
+        per_request = cell(options.cell[0], int(options.cell[1]), options.requests)
+        print(json.dumps(last_split) if options.split else per_request)
         return
     if options.warm:
         print(warm(options.warm))
@@ -366,7 +447,7 @@ def main() -> None:
     if options.json:
         print(json.dumps(result, indent=2))
     else:
-        print(table(result) + "\n\n" + warm_table(result))
+        print(table(result) + "\n\n" + warm_table(result) + "\n\n" + split_table(result))
 
 
 if __name__ == "__main__":
