@@ -21,6 +21,7 @@ import pytest
 from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
 from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
+from .test_fastapi_shop import comparable_spans
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -216,6 +217,49 @@ def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -
     driver = [s for s in in_trace if s["parent_id"] in ids]
     assert len(driver) == 1 + BOOKS, "psycopg's own span inside each"
     assert {s["attributes"].get("db.system") for s in driver} == {"postgresql"}
+
+
+# The project served as is, and wrapped so that the SDK makes every span (watching.py).
+PAIRS = {
+    "gunicorn-sync": (WSGI, "tests.integration.watched_django_wsgi:application"),
+    "uvicorn": (ASGI, "tests.integration.watched_django_asgi:application"),
+}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_the_shops_spans_are_the_sdks(name: str, database: Postgres) -> None:
+    # By default the server span, Django's query timers and psycopg's spans are built at the
+    # end (otel_bridge._spans, _timer_spans, _foreign_spans). With a processor that watches
+    # spans start, the SDK makes each one itself: what it exports is the same.
+    env = {
+        **database.environ(),
+        "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_TRACES_EXPORTER": "console",
+    }
+    runs = []
+    for target in PAIRS[name]:
+        port = free_port()
+        if name == "uvicorn":
+            args = uvicorn(target, port)
+        else:  # one worker: a worker's first request also runs its connection's setup query
+            args = gunicorn(target, port, "--workers", "1")
+        with serve(args, port, env) as server:
+            seen = visit(f"http://127.0.0.1:{port}")
+            out, err = stop(server)
+        assert seen == [(method, path, status) for method, path, status, _ in EXPECTED]
+        runs.append(([json.loads(chunk) for chunk in _json_objects(out)], err))
+    (ours, _), (sdk, err) = runs
+    # The reference is the SDK's own: its processor saw every span start.
+    assert f"watching: {len(sdk)} spans started" in err
+    kinds = {(span["kind"], span["name"]) for span in ours}
+    assert {
+        ("SpanKind.SERVER", "GET /catalog/books/"),
+        ("SpanKind.CLIENT", "SELECT shop"),  # Django's query timers
+        ("SpanKind.CLIENT", "SELECT"),  # psycopg's
+    } <= kinds, kinds
+    assert len(ours) == len(sdk) >= len(EXPECTED) + 2 * (1 + BOOKS)
+    assert comparable_spans(ours) == comparable_spans(sdk)
 
 
 def test_healthchecks_of_a_url_conf_included_twice_have_namespaced_keys(

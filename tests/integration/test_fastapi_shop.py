@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -190,3 +191,82 @@ def test_workers_starting_together_make_the_database_once(tmp_path: Path) -> Non
         products = connection.execute("SELECT count(*) FROM products").fetchone()[0]
         lines = connection.execute("SELECT count(*) FROM order_lines").fetchone()[0]
     assert (products, lines) == (3, 3)
+
+
+def _shop_spans(app: str, directory: Path) -> tuple[list[dict[str, Any]], str]:
+    """The spans (console exporter) of one visit of the shop served by uvicorn as `app`, its
+    database in `directory`; and what the server wrote to stderr."""
+    directory.mkdir()
+    pricing_port, port = free_port(), free_port()
+    env = {
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'shop.sqlite3'}",
+        "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_TRACES_EXPORTER": "console",
+    }
+    with (
+        serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
+        serve(uvicorn(app, port), port, env) as server,
+    ):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            for method, path, headers, status, _ in VISIT:
+                assert client.request(method, path, headers=headers).status_code == status
+        out, err = stop(server)
+    return [json.loads(chunk) for chunk in _json_objects(out)], err
+
+
+def comparable_spans(spans: list[dict[str, Any]], directory: Path | None = None) -> list[str]:
+    """Each span (as the console exporter writes it) as text without what differs from run to
+    run (ids, times, the client's port and the server's, ports in URLs, the database file's
+    `directory`, the instance id), its parent named; sorted."""
+    names = {span["context"]["span_id"]: span["name"] for span in spans}
+
+    def steady(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if directory is not None:
+            value = value.replace(str(directory), "<tmp>")
+        return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", value)
+
+    shown = []
+    for span in spans:
+        varying = ("client.port", "server.port") if span["kind"] == "SpanKind.SERVER" else ()
+        attributes = {
+            key: steady(value) for key, value in span["attributes"].items() if key not in varying
+        }
+        resource = dict(span["resource"]["attributes"])
+        resource.pop("service.instance.id", None)
+        item = {
+            "name": steady(span["name"]),
+            "kind": span["kind"],
+            "parent": names.get(span["parent_id"], "remote") if span["parent_id"] else None,
+            "status": span["status"],
+            "attributes": attributes,
+            "events": [
+                {key: value for key, value in event.items() if key != "timestamp"}
+                for event in span["events"]
+            ],
+            "links": span["links"],
+            "resource": resource,
+        }
+        shown.append(json.dumps(item, sort_keys=True))
+    return sorted(shown)
+
+
+def test_the_shops_spans_are_the_sdks(tmp_path: Path) -> None:
+    # By default the server span, the timers' spans and SQLAlchemy's and httpx's spans are
+    # built at the end (otel_bridge._spans, _timer_spans, _foreign_spans). With a processor
+    # that watches spans start, the SDK makes each one itself: what it exports is the same.
+    ours, _ = _shop_spans(APP, tmp_path / "ours")
+    sdk, err = _shop_spans("tests.integration.watched_shop:app", tmp_path / "sdk")
+    # The reference is the SDK's own: its processor saw every span start.
+    assert f"watching: {len(sdk)} spans started" in err
+    kinds = {(span["kind"], span["name"].split(" ")[0]) for span in ours}
+    assert {
+        ("SpanKind.SERVER", "GET"),
+        ("SpanKind.INTERNAL", "db"),  # otel_bridge.timer(group="db", op="select")
+        ("SpanKind.CLIENT", "SELECT"),  # SQLAlchemy's
+        ("SpanKind.CLIENT", "GET"),  # httpx's
+    } <= kinds
+    assert len(ours) == len(sdk) >= len(VISIT) + 7
+    assert comparable_spans(ours, tmp_path / "ours") == comparable_spans(sdk, tmp_path / "sdk")

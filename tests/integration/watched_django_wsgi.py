@@ -1,0 +1,9 @@
+"""examples/django_shop under WSGI, every span made by the SDK itself (watching.py)."""
+
+from __future__ import annotations
+
+from examples.django_shop.shop.wsgi import application as shop
+
+from .watching import wsgi
+
+application = wsgi(shop)

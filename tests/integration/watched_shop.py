@@ -1,0 +1,9 @@
+"""examples/shop, every span made by the SDK itself (tests/integration/watching.py)."""
+
+from __future__ import annotations
+
+from examples.shop.app import app as shop
+
+from .watching import asgi
+
+app = asgi(shop)
