@@ -178,6 +178,49 @@ def test_a_timer_span_built_at_the_end_is_the_sdk_span(
     assert timers(deferred.records()[0]) == timers(sdk.records()[0])
 
 
+async def changed_late(scope: Any, receive: Any, send: Any) -> None:
+    with otel_bridge.timer(group="late"):
+        span = trace.get_current_span()
+        ends.append(span.is_recording())
+    span.set_attribute("app.late", 1)
+    span.record_exception(LookupError("late"))
+    span.set_status(Status(StatusCode.ERROR))
+    span.update_name("late")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("flags", ["01", "00"], ids=["sampled", "sampled-out"])
+def test_a_timer_span_changed_after_its_block_says_so_as_the_sdks(
+    pair: tuple[Harness, Harness, StartWatcher], caplog: pytest.LogCaptureFixture, flags: str
+) -> None:
+    # Sampled out upstream, a request's spans still record (otel_bridge's sampler: RECORD_ONLY
+    # in a request), so the SDK's span refuses the late changes the same way.
+    deferred, sdk, _ = pair
+    logged: list[list[str]] = []
+    ends.clear()
+    for h in (deferred, sdk):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "opentelemetry.sdk.trace"):
+            request(h.asgi(changed_late), {"traceparent": PARENT[:-2] + flags})
+        logged.append([r.getMessage() for r in caplog.records if r.name.startswith("opent")])
+    assert ends == [True, True]
+    assert (
+        logged[0]
+        == logged[1]
+        == [
+            "Setting attribute on ended span.",
+            "Tried calling _add_event on an ended span.",
+            "Tried calling set_status on an ended span.",
+            "Tried calling update_name on an ended span.",
+        ]
+    )
+    records = [h.records()[0] for h in (deferred, sdk)]
+    assert (
+        timers(records[0]) == timers(records[1]) == [("late", "late", (("group", "late"),), None)]
+    )
+
+
 def timers(record: RequestRecord) -> list[tuple[Any, ...]]:
     return sorted((t.name, t.kind, t.tags, t.error_type) for t in record.timers)
 

@@ -219,14 +219,14 @@ def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -
     assert {s["attributes"].get("db.system") for s in driver} == {"postgresql"}
 
 
-# The project served as is, and wrapped so that the SDK makes every span (watching.py).
-PAIRS = {
-    "gunicorn-sync": (WSGI, "tests.integration.watched_django_wsgi:application"),
-    "uvicorn": (ASGI, "tests.integration.watched_django_asgi:application"),
+# The project, its spans counted by who made them (watching.py).
+WATCHED = {
+    "gunicorn-sync": "tests.integration.watched_django_wsgi:application",
+    "uvicorn": "tests.integration.watched_django_asgi:application",
 }
 
 
-@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("name", WATCHED)
 def test_the_shops_spans_are_the_sdks(name: str, database: Postgres) -> None:
     # By default the server span, Django's query timers and psycopg's spans are built at the
     # end (otel_bridge._spans, _timer_spans, _foreign_spans). With a processor that watches
@@ -238,20 +238,22 @@ def test_the_shops_spans_are_the_sdks(name: str, database: Postgres) -> None:
         "OTEL_TRACES_EXPORTER": "console",
     }
     runs = []
-    for target in PAIRS[name]:
+    for made_by in ("bridge", "sdk"):
         port = free_port()
         if name == "uvicorn":
-            args = uvicorn(target, port)
+            args = uvicorn(WATCHED[name], port)
         else:  # one worker: a worker's first request also runs its connection's setup query
-            args = gunicorn(target, port, "--workers", "1")
-        with serve(args, port, env) as server:
+            args = gunicorn(WATCHED[name], port, "--workers", "1")
+        with serve(args, port, {**env, "SPANS_MADE_BY": made_by}) as server:
             seen = visit(f"http://127.0.0.1:{port}")
             out, err = stop(server)
         assert seen == [(method, path, status) for method, path, status, _ in EXPECTED]
-        runs.append(([json.loads(chunk) for chunk in _json_objects(out)], err))
-    (ours, _), (sdk, err) = runs
-    # The reference is the SDK's own: its processor saw every span start.
-    assert f"watching: {len(sdk)} spans started" in err
+        spans = [json.loads(chunk) for chunk in _json_objects(out)]
+        # Each run made every span the way it claims.
+        assert f"made by {made_by}: {len(spans)} spans" in err
+        assert "on an ended span" not in err
+        runs.append(spans)
+    ours, sdk = runs
     kinds = {(span["kind"], span["name"]) for span in ours}
     assert {
         ("SpanKind.SERVER", "GET /catalog/books/"),

@@ -193,9 +193,10 @@ def test_workers_starting_together_make_the_database_once(tmp_path: Path) -> Non
     assert (products, lines) == (3, 3)
 
 
-def _shop_spans(app: str, directory: Path) -> tuple[list[dict[str, Any]], str]:
-    """The spans (console exporter) of one visit of the shop served by uvicorn as `app`, its
-    database in `directory`; and what the server wrote to stderr."""
+def _shop_spans(made_by: str, directory: Path) -> tuple[list[dict[str, Any]], str]:
+    """The spans (console exporter) of one visit of the shop served by uvicorn, its spans made
+    by `made_by` (tests/integration/watching.py), its database in `directory`; and what the
+    server wrote to stderr."""
     directory.mkdir()
     pricing_port, port = free_port(), free_port()
     env = {
@@ -203,10 +204,11 @@ def _shop_spans(app: str, directory: Path) -> tuple[list[dict[str, Any]], str]:
         "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
         "OTEL_SERVICE_NAME": "shop",
         "OTEL_TRACES_EXPORTER": "console",
+        "SPANS_MADE_BY": made_by,
     }
     with (
         serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
-        serve(uvicorn(app, port), port, env) as server,
+        serve(uvicorn("tests.integration.watched_shop:app", port), port, env) as server,
     ):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
             for method, path, headers, status, _ in VISIT:
@@ -218,8 +220,9 @@ def _shop_spans(app: str, directory: Path) -> tuple[list[dict[str, Any]], str]:
 def comparable_spans(spans: list[dict[str, Any]], directory: Path | None = None) -> list[str]:
     """Each span (as the console exporter writes it) as text without what differs from run to
     run (ids, times, the client's port and the server's, ports in URLs, the database file's
-    `directory`, the instance id), its parent named; sorted."""
-    names = {span["context"]["span_id"]: span["name"] for span in spans}
+    `directory`, the instance id), with its ancestors' names instead of its parent's id;
+    sorted. Every span ends at or after its start, and its parent is among `spans`."""
+    by_id = {span["context"]["span_id"]: span for span in spans}
 
     def steady(value: Any) -> Any:
         if not isinstance(value, str):
@@ -228,8 +231,16 @@ def comparable_spans(spans: list[dict[str, Any]], directory: Path | None = None)
             value = value.replace(str(directory), "<tmp>")
         return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", value)
 
+    def ancestors(span: dict[str, Any]) -> list[str]:
+        names = []
+        while span["parent_id"] is not None:
+            span = by_id[span["parent_id"]]  # no remote parent: no traceparent was sent
+            names.append(steady(span["name"]))
+        return names
+
     shown = []
     for span in spans:
+        assert span["end_time"] >= span["start_time"], span
         varying = ("client.port", "server.port") if span["kind"] == "SpanKind.SERVER" else ()
         attributes = {
             key: steady(value) for key, value in span["attributes"].items() if key not in varying
@@ -239,7 +250,7 @@ def comparable_spans(spans: list[dict[str, Any]], directory: Path | None = None)
         item = {
             "name": steady(span["name"]),
             "kind": span["kind"],
-            "parent": names.get(span["parent_id"], "remote") if span["parent_id"] else None,
+            "ancestors": ancestors(span),
             "status": span["status"],
             "attributes": attributes,
             "events": [
@@ -257,10 +268,12 @@ def test_the_shops_spans_are_the_sdks(tmp_path: Path) -> None:
     # By default the server span, the timers' spans and SQLAlchemy's and httpx's spans are
     # built at the end (otel_bridge._spans, _timer_spans, _foreign_spans). With a processor
     # that watches spans start, the SDK makes each one itself: what it exports is the same.
-    ours, _ = _shop_spans(APP, tmp_path / "ours")
-    sdk, err = _shop_spans("tests.integration.watched_shop:app", tmp_path / "sdk")
-    # The reference is the SDK's own: its processor saw every span start.
-    assert f"watching: {len(sdk)} spans started" in err
+    ours, ours_err = _shop_spans("bridge", tmp_path / "ours")
+    sdk, sdk_err = _shop_spans("sdk", tmp_path / "sdk")
+    # Each run made every span the way it claims.
+    assert f"made by bridge: {len(ours)} spans" in ours_err
+    assert f"made by sdk: {len(sdk)} spans" in sdk_err
+    assert "on an ended span" not in ours_err + sdk_err
     kinds = {(span["kind"], span["name"].split(" ")[0]) for span in ours}
     assert {
         ("SpanKind.SERVER", "GET"),

@@ -1,4 +1,4 @@
-"""examples/django_shop under ASGI, every span made by the SDK itself (watching.py)."""
+"""examples/django_shop under ASGI, its spans counted by who made them (watching.py)."""
 
 from __future__ import annotations
 

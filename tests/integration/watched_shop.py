@@ -1,4 +1,4 @@
-"""examples/shop, every span made by the SDK itself (tests/integration/watching.py)."""
+"""examples/shop, its spans counted by who made them (tests/integration/watching.py)."""
 
 from __future__ import annotations
 

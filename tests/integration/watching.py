@@ -1,43 +1,68 @@
-"""A span processor that watches spans start, so that the SDK makes every span itself
-(otel_bridge._spans, _timer_spans and _foreign_spans stand down), added to an app's provider
-where otel_bridge finds it: the examples wrapped so (watched_shop, watched_django_wsgi,
-watched_django_asgi) are the references their default runs are compared with. How many spans
-it saw start goes to stderr when the app stops: at the end of an ASGI app's shutdown (uvicorn
-re-raises SIGTERM, so no atexit hook runs), at exit for a WSGI app."""
+"""Who made an example's spans, told by the example itself. Served with ``SPANS_MADE_BY``:
+
+- ``sdk``: a span processor on the provider watches spans start, so the SDK makes every span
+  itself (otel_bridge._spans, _timer_spans and _foreign_spans stand down); it counts them.
+- ``bridge``: as the example is; otel_bridge counts the spans it builds at the end instead of
+  the SDK (a `ServerSpan`, a timer's or another instrumentation's `TimerSpan`).
+
+Either is set up where otel_bridge finds the providers (at the end of an ASGI app's startup;
+at import for a WSGI app, which has none), and the count goes to stderr when the app stops:
+at the end of an ASGI app's shutdown (uvicorn re-raises SIGTERM, so no atexit hook runs
+there), at exit for a WSGI app.
+"""
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor
 
+from otel_bridge._spans import ServerSpan
+from otel_bridge._timer_spans import TimerSpan
+
 __all__ = ["asgi", "wsgi"]
+
+made = {"sdk": 0, "bridge": 0}
 
 
 class Watching(SpanProcessor):
     """Sees each span start and counts it."""
 
-    started = 0
-
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        Watching.started += 1
+        made["sdk"] += 1
+
+
+def _counting(cls: Any) -> None:
+    original = cls.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made["bridge"] += 1
+
+    cls.__init__ = counted
+
+
+def _start() -> None:
+    by = os.environ.get("SPANS_MADE_BY")
+    if by == "sdk":
+        provider: Any = trace.get_tracer_provider()
+        provider.add_span_processor(Watching())
+    elif by == "bridge":
+        _counting(ServerSpan)
+        _counting(TimerSpan)  # a timer's, and another instrumentation's (a subclass)
 
 
 def _report() -> None:
-    print(f"watching: {Watching.started} spans started", file=sys.stderr, flush=True)
-
-
-def _watch() -> None:
-    provider: Any = trace.get_tracer_provider()
-    provider.add_span_processor(Watching())
+    by = os.environ.get("SPANS_MADE_BY", "")
+    print(f"made by {by}: {made.get(by, 0)} spans", file=sys.stderr, flush=True)
 
 
 def asgi(app: Any) -> Any:
-    """`app` (otel_bridge's ASGI wrapper), watched from the end of its startup on, where
-    otel_bridge finds the providers."""
+    """`app` (otel_bridge's ASGI wrapper), counted from the end of its startup on."""
 
     async def watched(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
@@ -47,7 +72,7 @@ def asgi(app: Any) -> Any:
         async def watching_send(message: Any) -> None:
             kind = message.get("type")
             if kind == "lifespan.startup.complete":
-                _watch()  # otel_bridge has just found (or set up) the provider
+                _start()  # otel_bridge has just found (or set up) the provider
             elif kind == "lifespan.shutdown.complete":
                 _report()
             await send(message)
@@ -59,8 +84,8 @@ def asgi(app: Any) -> Any:
 
 def wsgi(app: Any) -> Any:
     """`app` (otel_bridge's WSGI wrapper), its providers found now rather than in the first
-    request (a WSGI app has no startup), and watched."""
+    request, and counted."""
     app.bridge.bind()
-    _watch()
+    _start()
     atexit.register(_report)
     return app
