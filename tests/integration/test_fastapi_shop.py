@@ -46,6 +46,18 @@ VISIT: list[tuple[str, str, dict[str, str], int, str | None]] = [
 ]
 
 
+def shop_env(directory: Path, pricing_port: int, **more: str) -> dict[str, str]:
+    """The shop's environment: its database in `directory`, its pricing service on
+    `pricing_port`, spans to the console, and `more`."""
+    return {
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'shop.sqlite3'}",
+        "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_TRACES_EXPORTER": "console",
+        **more,
+    }
+
+
 def command(name: str, port: int) -> list[str]:
     if name == "uvicorn":
         return uvicorn(APP, port)
@@ -57,15 +69,13 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     pinba = PinbaReader()
     pricing_port, port = free_port(), free_port()
-    env = {
-        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}",
-        "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
-        "OTEL_SERVICE_NAME": "shop",
-        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
-        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
-        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
-        "OTEL_TRACES_EXPORTER": "console",
-    }
+    env = shop_env(
+        tmp_path,
+        pricing_port,
+        OTEL_BRIDGE_EXPORTERS="expvar,pinba,wide_events",
+        OTEL_EXPORTER_PINBA_ENDPOINT=f"127.0.0.1:{pinba.port}",
+        OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events_file}",
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         with (
@@ -199,13 +209,7 @@ def _shop_spans(made_by: str, directory: Path) -> tuple[list[dict[str, Any]], st
     server wrote to stderr."""
     directory.mkdir()
     pricing_port, port = free_port(), free_port()
-    env = {
-        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'shop.sqlite3'}",
-        "SHOP_PRICING_URL": f"http://127.0.0.1:{pricing_port}",
-        "OTEL_SERVICE_NAME": "shop",
-        "OTEL_TRACES_EXPORTER": "console",
-        "SPANS_MADE_BY": made_by,
-    }
+    env = shop_env(directory, pricing_port, SPANS_MADE_BY=made_by)
     with (
         serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
         serve(uvicorn("tests.integration.watched_shop:app", port), port, env) as server,
