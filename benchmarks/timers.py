@@ -266,24 +266,24 @@ def warm(config: str) -> float:
     return min(measured)
 
 
-def _own_process(*arguments: str) -> float:
+def _last_line(*arguments: str) -> str:
+    """The last line `python -m benchmarks.timers ARGUMENTS` prints, in an interpreter of its
+    own."""
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.timers", *arguments],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return float(out.strip().splitlines()[-1])
+    return out.strip().splitlines()[-1]
+
+
+def _own_process(*arguments: str) -> float:
+    return float(_last_line(*arguments))
 
 
 def _own_split(config: str, timers: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.timers", "--cell", config, str(timers), "--split"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    split: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    split: dict[str, float] = json.loads(_last_line("--cell", config, str(timers), "--split"))
     return split
 
 
