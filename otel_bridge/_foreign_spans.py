@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from otel_bridge._current_span import attach_span, detach_span
 from otel_bridge._spans import SDK_LOGGER
@@ -70,18 +70,6 @@ class ForeignSpan(TimerSpan):
         except Exception as exc:  # noqa: BLE001 - never into the instrumentation's call
             builder.bridge.health.error("bridge.foreign_span", exc)
 
-    def __exit__(self, *exc_info: object) -> None:
-        """As the SDK span's: an exception is recorded (and sets the status), then it ends."""
-        exc_val = exc_info[1] if len(exc_info) > 1 else None
-        if isinstance(exc_val, BaseException) and not self.closed:
-            if self.record_exceptions:
-                self.record_exception(exception=exc_val, escaped=True)
-            if self.status_on_exception:
-                self.set_status(
-                    Status(StatusCode.ERROR, description=f"{type(exc_val).__name__}: {exc_val}")
-                )
-        self.end()
-
     def made_by(self, timing: TimerPlan | None) -> Any:
         return self.tracer
 
@@ -104,20 +92,6 @@ class ForeignSpan(TimerSpan):
         if self.changes:
             return self.attributes_with({})
         return self.start_attributes or {}
-
-    def final(self) -> tuple[str, StatusCode]:
-        """Its name and status code after the instrumentation's changes, as the SDK's
-        `update_name()` and `set_status()` leave them (an OK is final, an UNSET ignored)."""
-        name, code = self.name, _UNSET
-        for method, args, _ in self.changes or ():
-            if method == "update_name":
-                name = args[0]
-            elif method == "set_status":
-                status = args[0]
-                given = status.status_code if isinstance(status, Status) else status
-                if code is not _OK and given is not _UNSET:
-                    code = given
-        return name, code
 
     def __repr__(self) -> str:
         return f"ForeignSpan({self.name!r}, {self._context})"

@@ -129,7 +129,11 @@ class Recorded:
             timestamp = clock.wall_ns()
         self._change("add_event", (name, dict(attributes or {}), timestamp), {})
 
-    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+    def add_link(
+        self, context: SpanContext | None, attributes: Mapping[str, Any] | None = None
+    ) -> None:
+        if context is None or not (context.is_valid or attributes or context.trace_state):
+            return  # dropped, ended or not, as the SDK drops an invalid link
         self._change("add_link", (context, dict(attributes or {})), {})
 
     def update_name(self, name: str) -> None:

@@ -29,10 +29,11 @@ from opentelemetry.util.types import AttributeValue
 from otel_bridge import clock
 from otel_bridge._current_span import CONTEXT as _CONTEXT
 from otel_bridge._current_span import SPAN_KEY as _SPAN_KEY
-from otel_bridge._database import db_tags, held_by_open_query, is_database
+from otel_bridge._database import held_by_open_query, is_database
 from otel_bridge._spans import (
     _FLAGS,
     _RANDOM_TRACE_ID,
+    SDK_LOGGER,
     Recorded,
     ServerSpan,
     _Fanout,
@@ -40,14 +41,14 @@ from otel_bridge._spans import (
 )
 from otel_bridge._timer_plan import TimerPlan
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
-from otel_bridge.record import TagValue, Timer, timer_kind
+from otel_bridge.builder import current as _current
 
 __all__ = [
     "TimerSpan",
+    "ended_early",
     "export_timer_spans",
     "finish_timer",
     "start_timer",
-    "timer_of",
 ]
 
 _INTERNAL = SpanKind.INTERNAL
@@ -58,10 +59,6 @@ _wall_ns = clock.wall_ns
 _get_ident = threading.get_ident
 _getrandbits = random.getrandbits
 _new_context = tuple.__new__
-_new_timer = tuple.__new__
-# A timer's tags as given → (the tags kept once, the timer's kind).
-_TAGS: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
-_TAGS_KEPT = 4096
 
 
 class TimerSpan(Recorded):
@@ -112,8 +109,43 @@ class TimerSpan(Recorded):
         self.cpu: tuple[int, float, float] | None = None  # thread, ru_utime, ru_stime at start
         self.cpu_user = self.cpu_system = 0  # its CPU time (ns), when measured
 
+    # As the SDK's span from `tracer.start_span()`: an exception that leaves ``with span:``
+    # is recorded and sets the status (another instrumentation's span has its tracer's own).
+    record_exceptions = True
+    status_on_exception = True
+
     def end(self, end_time: int | None = None) -> None:
-        """Ignored: the timer ends its span when its block ends."""
+        """Ends it there, as the SDK's span ends: it joins its request's record now, and the
+        end of the timer's block finds it ended (`ended_early`)."""
+        if self.closed:
+            SDK_LOGGER.warning("Calling end() on an ended span.")
+            return
+        builder = _current.get()
+        opened = builder.open_spans if builder is not None else None
+        if builder is None or opened is None or opened.get(self._context[1]) is not self:
+            # Not from its request's context (a thread that did not copy it): ended now,
+            # it joins the record when its block ends.
+            self.end_time = end_time if end_time is not None else _wall_ns()
+            self.closed = True
+            return
+        try:
+            finish_timer(builder, self, None, end_time)
+        except Exception as exc:  # noqa: BLE001 - never into the app's call
+            builder.bridge.health.error("bridge.timer", exc)
+
+    def final(self) -> tuple[str, StatusCode]:
+        """Its name and status code after the app's changes, as the SDK's `update_name()` and
+        `set_status()` leave them (an OK is final, an UNSET ignored)."""
+        name, code = self.name, StatusCode.UNSET
+        for method, args, _ in self.changes or ():
+            if method == "update_name":
+                name = args[0]
+            elif method == "set_status":
+                status = args[0]
+                given = status.status_code if isinstance(status, Status) else status
+                if code is not StatusCode.OK and given is not StatusCode.UNSET:
+                    code = given
+        return name, code
 
     def made_by(self, timing: TimerPlan) -> Any:
         """The SDK tracer whose span this stands for (its scope, its resource)."""
@@ -126,7 +158,16 @@ class TimerSpan(Recorded):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Ignored, as `end()`."""
+        """As the SDK span's: an exception is recorded (and sets the status), then it ends."""
+        exc_val = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(exc_val, BaseException) and not self.closed:
+            if self.record_exceptions:
+                self.record_exception(exception=exc_val, escaped=True)
+            if self.status_on_exception:
+                self.set_status(
+                    Status(StatusCode.ERROR, description=f"{type(exc_val).__name__}: {exc_val}")
+                )
+        self.end()
 
     def __repr__(self) -> str:
         return f"TimerSpan({self.name!r}, {self._context})"
@@ -261,6 +302,19 @@ def finish_timer(
     spans.append(span)  # itself, not in a (span, cpu, cpu) tuple as SDK spans: one object less
 
 
+def ended_early(builder: RequestBuilder, span: TimerSpan, failed: bool) -> None:
+    """The timer's block ended after the app had ended its span: what the SDK's span says when
+    the timer then marks the error on it (`failed`) and ends it again. It joins the record now
+    if its `end()` could not."""
+    if failed:
+        SDK_LOGGER.warning("Setting attribute on ended span.")
+        SDK_LOGGER.warning("Tried calling %s on an ended span.", "set_status")
+    SDK_LOGGER.warning("Calling end() on an ended span.")
+    opened = builder.open_spans
+    if opened is not None and opened.get(span._context[1]) is span:
+        finish_timer(builder, span, None, span.end_time)
+
+
 def export_timer_spans(spans: list[Any], timing: Any) -> None:
     """On the export thread, before the request's server span: hand each of its timers'
     spans to the processors that export it."""
@@ -330,75 +384,3 @@ def _replay(span: TimerSpan, timing: Any) -> None:
         sdk_span.set_attribute("error.type", error[0])
         sdk_span.set_status(Status(StatusCode.ERROR, error[1]))
     sdk_span.end(end_time=span.end_time)
-
-
-def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
-    """The record's `Timer` for a timer's span: its tags as given (and as the app set them
-    on the span), as `span_to_timer` makes it from the SDK's span."""
-    attributes: Mapping[str, Any] = span.start_attributes or {}
-    if span.changes:
-        attributes = span.attributes_with({})
-    error = span.error
-    start = span.start_time
-    if span.kind is _CLIENT and is_database(attributes):
-        # A query's span (Django's): tagged as every instrumentation's query is.
-        return _new_timer(
-            Timer,
-            (
-                span.name,
-                "db",
-                db_tags(span.name, attributes),
-                max(0, start - request_start_ns),
-                max(0, (span.end_time or start) - start),
-                span.cpu_user,
-                span.cpu_system,
-                error[0] if error is not None else None,
-                1,
-            ),
-        )
-    if "error.type" in attributes:
-        tags = tuple(
-            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
-        )
-        kind = timer_kind(attributes.get("group"))
-    else:
-        # Tags from otel_bridge.timer() are scalars or tuples already (_flatten). The same
-        # few tag sets come back in every request: each is kept once (bounded), with its kind,
-        # so a timer holds no tuples of its own while its record waits for the views.
-        given = tuple(attributes.items())
-        try:
-            kept = _TAGS.get(given)
-        except TypeError:  # a value a sampler gave as a list: not kept, still a tag
-            kept = (
-                tuple((key, _tag_value(value)) for key, value in given),
-                timer_kind(attributes.get("group")),
-            )
-        if kept is None:
-            kept = (given, timer_kind(attributes.get("group")))
-            if len(_TAGS) < _TAGS_KEPT:
-                _TAGS[given] = kept
-        tags, kind = kept
-    offset = start - request_start_ns
-    duration = (span.end_time or start) - start  # ended: its end is set (finish_timer)
-    # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
-    # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
-    return _new_timer(
-        Timer,
-        (
-            span.name,
-            kind,
-            tags,
-            offset if offset > 0 else 0,
-            duration if duration > 0 else 0,
-            span.cpu_user,
-            span.cpu_system,
-            error[0] if error is not None else None,
-            1,
-        ),
-    )
-
-
-def _tag_value(value: Any) -> TagValue:
-    if isinstance(value, (str, bool, int, float)):
-        return value
-    return tuple(value)

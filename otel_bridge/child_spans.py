@@ -12,26 +12,33 @@ from urllib.parse import urlsplit
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_bridge._database import db_tags, held_by_open_query, is_database
 from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._otel import other_span_processors
+from otel_bridge._timer_spans import TimerSpan
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer, timer_kind
 
-__all__ = ["RecordSpanProcessor", "foreign_timer", "span_to_timer"]
+__all__ = ["RecordSpanProcessor", "changed_timer", "foreign_timer", "span_to_timer", "timer_of"]
 
 _getrusage = getrusage
 _RUSAGE = RUSAGE_WHO
 _get_ident = threading.get_ident
 _new_timer = tuple.__new__
+# What `_fold` reads of a timer's scope: its name.
+_TIMER_SCOPE = InstrumentationScope(TIMER_SCOPE)
 # The tags of other instrumentations' spans, made once for each (group, op, server): the
 # same few queries run in every request, and each timer then holds no tuples of its own.
 # Bounded: past that many, tags are made for each timer.
 _TAGS: dict[tuple[str, str, str | None], tuple[tuple[str, TagValue], ...]] = {}
 _TAGS_KEPT = 4096
+# The tags of a timer as given → (the tags kept once, the timer's kind), as bounded.
+_GIVEN: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
+_CLIENT = SpanKind.CLIENT
 
 
 class RecordSpanProcessor(SpanProcessor):
@@ -190,6 +197,92 @@ def span_to_timer(
         request_start_ns,
         cpu_user,
         cpu_system,
+    )
+
+
+def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
+    """The record's `Timer` for a timer's span the app did not change: its tags as given, as
+    `span_to_timer` makes it from the SDK's span (a changed one: `child_spans.changed_timer`)."""
+    attributes: Mapping[str, Any] = span.start_attributes or {}  # unchanged (closing)
+    error = span.error
+    start = span.start_time
+    if span.kind is _CLIENT and is_database(attributes):
+        # A query's span (Django's): tagged as every instrumentation's query is.
+        return _new_timer(
+            Timer,
+            (
+                span.name,
+                "db",
+                db_tags(span.name, attributes),
+                max(0, start - request_start_ns),
+                max(0, (span.end_time or start) - start),
+                span.cpu_user,
+                span.cpu_system,
+                error[0] if error is not None else None,
+                1,
+            ),
+        )
+    if "error.type" in attributes:
+        tags = tuple(
+            (key, _tag_value(value)) for key, value in attributes.items() if key != "error.type"
+        )
+        kind = timer_kind(attributes.get("group"))
+    else:
+        # Tags from otel_bridge.timer() are scalars or tuples already (_flatten). The same
+        # few tag sets come back in every request: each is kept once (bounded), with its kind,
+        # so a timer holds no tuples of its own while its record waits for the views.
+        given = tuple(attributes.items())
+        try:
+            kept = _GIVEN.get(given)
+        except TypeError:  # a value a sampler gave as a list: not kept, still a tag
+            kept = (
+                tuple((key, _tag_value(value)) for key, value in given),
+                timer_kind(attributes.get("group")),
+            )
+        if kept is None:
+            kept = (given, timer_kind(attributes.get("group")))
+            if len(_GIVEN) < _TAGS_KEPT:
+                _GIVEN[given] = kept
+        tags, kind = kept
+    offset = start - request_start_ns
+    duration = (span.end_time or start) - start  # ended: its end is set (finish_timer)
+    # Positional, in field order (name, kind, tags, start_ns, duration_ns, ru_utime_ns,
+    # ru_stime_ns, error_type, hit_count): tuple.__new__ skips the keyword binding.
+    return _new_timer(
+        Timer,
+        (
+            span.name,
+            kind,
+            tags,
+            offset if offset > 0 else 0,
+            duration if duration > 0 else 0,
+            span.cpu_user,
+            span.cpu_system,
+            error[0] if error is not None else None,
+            1,
+        ),
+    )
+
+
+def changed_timer(span: TimerSpan, request_start_ns: int) -> Timer:
+    """`span_to_timer` for a timer's span the app changed (otel_bridge._timer_spans): the
+    timer its SDK span would have made, with the name, status and attributes it ended with,
+    and what the end of the timer's block adds to it after an exception."""
+    name, code = span.final()
+    error = span.error
+    if error is not None and code is not StatusCode.OK:
+        code = StatusCode.ERROR
+    return _fold(
+        name,
+        span.start_time,
+        span.end_time or span.start_time,  # ended: its end is set (finish_timer)
+        code is StatusCode.ERROR,
+        _TIMER_SCOPE,
+        span.kind,
+        span.attributes_with({"error.type": error[0]} if error is not None else {}),
+        request_start_ns,
+        span.cpu_user,
+        span.cpu_system,
     )
 
 

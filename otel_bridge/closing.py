@@ -16,9 +16,9 @@ from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
 from otel_bridge._timer_plan import TimerPlan
-from otel_bridge._timer_spans import TimerSpan, export_timer_spans, timer_of
+from otel_bridge._timer_spans import TimerSpan, export_timer_spans
 from otel_bridge.builder import MAXRSS_UNIT, TIMER_SCOPE, RequestBuilder, _span_name
-from otel_bridge.child_spans import foreign_timer, span_to_timer
+from otel_bridge.child_spans import changed_timer, foreign_timer, span_to_timer, timer_of
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
 __all__ = ["RESPONSE_INCOMPLETE", "Closing"]
@@ -206,7 +206,7 @@ class Closing:
         for entry in spans:
             kind = type(entry)
             if kind is TimerSpan:
-                timer = timer_of(entry, start)
+                timer = timer_of(entry, start) if not entry.changes else changed_timer(entry, start)
                 if entry.kind is _CLIENT and timer.kind == "db":
                     any_query = True
             elif kind is ForeignSpan:

@@ -19,7 +19,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_bridge._context import current as _current
 from otel_bridge._current_span import attach_span, detach_span
 from otel_bridge._decorate import decorate
-from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
+from otel_bridge._timer_spans import TimerSpan, ended_early, finish_timer, start_timer
 from otel_bridge._version import __version__
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 
@@ -124,7 +124,10 @@ class timer:
         if type(span) is TimerSpan:
             builder, self._builder = self._builder, None
             if builder is not None:
-                finish_timer(builder, span, exc)
+                if span.closed:
+                    ended_early(builder, span, exc_type is not None)  # the app called end()
+                else:
+                    finish_timer(builder, span, exc)
             return
         if span is not None:
             if exc_type is not None:
