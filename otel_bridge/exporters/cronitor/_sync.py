@@ -90,6 +90,9 @@ def claim_file(server_pid: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"otel-bridge-cronitor-{server_pid}.claim")
 
 
+NOTHING_DECLARED = "no route declares a healthcheck: nothing sent"
+
+
 class CronitorSync(RecordExporter):
     """The `cronitor` view: knows the app's monitors and puts them to Cronitor.
 
@@ -144,6 +147,9 @@ class CronitorSync(RecordExporter):
         if not self.settings.cronitor_api_key:
             return SyncResult(False, None, 0, "CRONITOR_API_KEY is not set: nothing sent")
         monitors = [*self.monitors(), *(extra_monitors or [])]
+        if not monitors:
+            # Cronitor upserts by key and deletes nothing: an empty list would change nothing.
+            return SyncResult(True, None, 0, NOTHING_DECLARED)
         return put_monitors(
             monitors,
             api_key=self.settings.cronitor_api_key,
@@ -201,7 +207,7 @@ class CronitorSync(RecordExporter):
             health = getattr(self, "health", None)
             if self.result.ok:
                 logger.info("otel_bridge: Cronitor sync: %s", self.result.message)
-                if health is not None:
+                if health is not None and self.result.attempts:
                     health.count("cronitor.synced")
             elif health is not None:
                 health.error("exporter.cronitor.sync", RuntimeError(self.result.message))

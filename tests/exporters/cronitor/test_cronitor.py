@@ -455,3 +455,58 @@ def test_a_marked_route_that_cannot_be_placed_is_an_error_naming_it() -> None:
     app = Starlette(routes=[Opaque()])  # type: ignore[list-item]
     with pytest.raises(HealthcheckError, match="websocket-feed"):
         monitors_from_app(app, public_url="https://shop.example.com")
+
+
+def test_an_app_without_healthchecks_sends_nothing_at_startup_or_from_the_cli(
+    tmp_path: Path,
+) -> None:
+    # Cronitor upserts by key and deletes nothing: an empty list would change nothing there.
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    plain = Starlette(routes=[Route("/hi", hello, name="hi")])
+    with fake_cronitor() as fake:
+        settings = otel_bridge.Settings(exporters=("cronitor",)).replace(
+            cronitor_api_key=API_KEY,
+            cronitor_endpoint=fake.url,
+            cronitor_public_url="https://shop.example.com",
+            cronitor_sync_on_startup=True,
+        )
+        view = CronitorSync(settings, plain)
+        view.start()
+        assert view.thread is not None
+        view.thread.join(10)
+        plain_module = "from starlette.applications import Starlette\napp = Starlette()\n"
+        (tmp_path / "plainapp.py").write_text(plain_module)
+        environment = {
+            k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))
+        }
+        environment.update(
+            PYTHONPATH=str(ROOT),
+            CRONITOR_API_KEY=API_KEY,
+            OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url,
+            OTEL_EXPORTER_CRONITOR_PUBLIC_URL="https://shop.example.com",
+        )
+        synced = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "otel_bridge.cli",
+                "healthchecks",
+                "sync",
+                "--app",
+                "plainapp:app",
+            ],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        view.shutdown()
+    assert view.result is not None
+    assert (view.result.ok, view.result.attempts) == (True, 0)
+    assert "no route declares a healthcheck: nothing sent" in view.result.message
+    assert synced.returncode == 0, synced.stderr
+    assert "nothing sent" in synced.stderr
+    assert fake.requests == []
