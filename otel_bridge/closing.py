@@ -4,8 +4,9 @@ ended with the final attributes at the response-complete time, and its immutable
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -21,7 +22,7 @@ from otel_bridge.builder import MAXRSS_UNIT, TIMER_SCOPE, RequestBuilder, _span_
 from otel_bridge.child_spans import changed_timer, foreign_timer, span_to_timer, timer_of
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
-__all__ = ["RESPONSE_INCOMPLETE", "Closing"]
+__all__ = ["RESPONSE_INCOMPLETE", "Closing", "fold_timers"]
 
 _new_record = tuple.__new__
 _CLIENT = SpanKind.CLIENT
@@ -187,100 +188,104 @@ class Closing:
             end_span(span, ending)
 
     def _timers(self, builder: RequestBuilder) -> tuple[tuple[Timer, ...], QueryCounts | None]:
-        """The request's timers, in end order, and its database figures when it ran queries.
+        """The request's timers, in end order, and its database figures (`fold_timers`)."""
+        return fold_timers(builder.spans or (), builder.start_time_ns)
 
-        A query's span (an instrumentation's) inside a database timer of the request, as its
-        child or as another instrumentation's sibling, is the same query seen twice (an
-        ORM's span holding the driver's): the outer one is kept, the inner one left out
-        (otel_bridge._database). An app's ``timer(group="db")`` around exactly one query
-        stands for it; around several, their timers are kept too. The figures count queries'
-        spans, each once: the outermost of nested ones."""
-        start = builder.start_time_ns
-        timers: list[Timer] = []
-        # Whether a query's span is among them: only then are the database timers looked at
-        # again (an app's timers alone are neither deduplicated nor counted), so a request
-        # without queries pays one comparison per timer.
-        any_query = False
-        spans = builder.spans or ()
-        # A TimerSpan, an SDK span, or (SDK span, CPU user ns, CPU system ns).
-        for entry in spans:
-            kind = type(entry)
-            if kind is TimerSpan:
-                timer = timer_of(entry, start) if not entry.changes else changed_timer(entry, start)
-                if entry.kind is _CLIENT and timer.kind == "db":
-                    any_query = True
-            elif kind is ForeignSpan:
-                timer = foreign_timer(entry, start)
-                if timer.kind == "db":
-                    any_query = True
-            else:
-                timer = (
-                    span_to_timer(entry[0], start, entry[1], entry[2])
-                    if kind is tuple
-                    else span_to_timer(entry, start, 0, 0)
-                )
-                if timer.kind == "db":
-                    any_query = True
-            timers.append(timer)
-        if not any_query:
-            return tuple(timers), None
-        # By the timers' indices: a request still running (a timeout) may have more spans now.
-        databases = [
-            (index, spans[index][0] if type(spans[index]) is tuple else spans[index])
-            for index, timer in enumerate(timers)
-            if timer.kind == "db"
-        ]
-        # (index in timers, span id, parent span id, statement, a query's span?, scope)
-        queries: list[_Query] = []
-        for index, span in databases:
-            if type(span) is TimerSpan:
-                attributes = span.start_attributes or {}
-                span_id, parent_id, scope = span._context[1], span.parent[1], TIMER_SCOPE
-            else:
-                attributes = span.attributes or {}
-                parent = span.parent
-                span_id = span.context.span_id
-                parent_id = parent.span_id if parent is not None else 0
-                found = span.instrumentation_scope
-                scope = found.name if found is not None else ""
-            statement = statement_of(attributes)
-            queries.append((index, span_id, parent_id, statement, is_database(attributes), scope))
-        counts = None
-        inner: set[int] = set()
-        held_by_app: dict[int, list[int]] = {}
-        # Outer first: by start, the longer of two that start together first. The timers still
-        # running when the next one starts are a stack; the nearest that outlasts it holds it.
-        order = sorted(queries, key=lambda q: (timers[q[0]].start_ns, -timers[q[0]].duration_ns))
-        stack: list[_Query] = []
-        for item in order:
-            index, _, _, statement, instrumented, _ = item
-            begin = timers[index].start_ns
-            finish = begin + timers[index].duration_ns
-            while stack and _end(timers, stack[-1]) < begin:
-                stack.pop()
-            outer = None
-            for candidate in reversed(stack):
-                if _end(timers, candidate) >= finish:
-                    outer = candidate
-                    break
-            stack.append(item)
-            if not instrumented:
-                continue  # a timer(group="db") of the app: a timer, not a query it counts
-            if outer is not None and _same_query(item, outer):
-                if outer[4]:
-                    inner.add(index)  # the outer one is the timer, and the query
-                    continue
-                held_by_app.setdefault(outer[0], []).append(index)
-            if statement is not None:  # not a "connect"
-                if counts is None:
-                    counts = QueryCounts()
-                counts.add(timers[index].duration_ns, statement)
-        for held in held_by_app.values():
-            if len(held) == 1:
-                inner.add(held[0])  # an app's timer around one query: that query's timer
-        if inner:
-            timers = [timer for index, timer in enumerate(timers) if index not in inner]
-        return tuple(timers), counts
+
+def fold_timers(spans: Sequence[Any], start: int) -> tuple[tuple[Timer, ...], QueryCounts | None]:
+    """A request's timers from its ended child spans (in their order), and its database
+    figures when it ran queries; `start`: the request's start (ns since the epoch).
+
+    A query's span (an instrumentation's) inside a database timer of the request, as its
+    child or as another instrumentation's sibling, is the same query seen twice (an
+    ORM's span holding the driver's): the outer one is kept, the inner one left out
+    (otel_bridge._database). An app's ``timer(group="db")`` around exactly one query
+    stands for it; around several, their timers are kept too. The figures count queries'
+    spans, each once: the outermost of nested ones. The spans: TimerSpans, SDK spans (or
+    ReadableSpans), or (SDK span, CPU user ns, CPU system ns)."""
+    timers: list[Timer] = []
+    # Whether a query's span is among them: only then are the database timers looked at
+    # again (an app's timers alone are neither deduplicated nor counted), so a request
+    # without queries pays one comparison per timer.
+    any_query = False
+    for entry in spans:
+        kind = type(entry)
+        if kind is TimerSpan:
+            timer = timer_of(entry, start) if not entry.changes else changed_timer(entry, start)
+            if entry.kind is _CLIENT and timer.kind == "db":
+                any_query = True
+        elif kind is ForeignSpan:
+            timer = foreign_timer(entry, start)
+            if timer.kind == "db":
+                any_query = True
+        else:
+            timer = (
+                span_to_timer(entry[0], start, entry[1], entry[2])
+                if kind is tuple
+                else span_to_timer(entry, start, 0, 0)
+            )
+            if timer.kind == "db":
+                any_query = True
+        timers.append(timer)
+    if not any_query:
+        return tuple(timers), None
+    # By the timers' indices: a request still running (a timeout) may have more spans now.
+    databases = [
+        (index, spans[index][0] if type(spans[index]) is tuple else spans[index])
+        for index, timer in enumerate(timers)
+        if timer.kind == "db"
+    ]
+    # (index in timers, span id, parent span id, statement, a query's span?, scope)
+    queries: list[_Query] = []
+    for index, span in databases:
+        if type(span) is TimerSpan:
+            attributes = span.start_attributes or {}
+            span_id, parent_id, scope = span._context[1], span.parent[1], TIMER_SCOPE
+        else:
+            attributes = span.attributes or {}
+            parent = span.parent
+            span_id = span.context.span_id
+            parent_id = parent.span_id if parent is not None else 0
+            found = span.instrumentation_scope
+            scope = found.name if found is not None else ""
+        statement = statement_of(attributes)
+        queries.append((index, span_id, parent_id, statement, is_database(attributes), scope))
+    counts = None
+    inner: set[int] = set()
+    held_by_app: dict[int, list[int]] = {}
+    # Outer first: by start, the longer of two that start together first. The timers still
+    # running when the next one starts are a stack; the nearest that outlasts it holds it.
+    order = sorted(queries, key=lambda q: (timers[q[0]].start_ns, -timers[q[0]].duration_ns))
+    stack: list[_Query] = []
+    for item in order:
+        index, _, _, statement, instrumented, _ = item
+        begin = timers[index].start_ns
+        finish = begin + timers[index].duration_ns
+        while stack and _end(timers, stack[-1]) < begin:
+            stack.pop()
+        outer = None
+        for candidate in reversed(stack):
+            if _end(timers, candidate) >= finish:
+                outer = candidate
+                break
+        stack.append(item)
+        if not instrumented:
+            continue  # a timer(group="db") of the app: a timer, not a query it counts
+        if outer is not None and _same_query(item, outer):
+            if outer[4]:
+                inner.add(index)  # the outer one is the timer, and the query
+                continue
+            held_by_app.setdefault(outer[0], []).append(index)
+        if statement is not None:  # not a "connect"
+            if counts is None:
+                counts = QueryCounts()
+            counts.add(timers[index].duration_ns, statement)
+    for held in held_by_app.values():
+        if len(held) == 1:
+            inner.add(held[0])  # an app's timer around one query: that query's timer
+    if inner:
+        timers = [timer for index, timer in enumerate(timers) if index not in inner]
+    return tuple(timers), counts
 
 
 _Query = tuple[int, int, int, "str | None", bool, str]

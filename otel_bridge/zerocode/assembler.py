@@ -24,7 +24,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_bridge._health import Health
 from otel_bridge._http import normalize_method, sanitize_text, split_host
 from otel_bridge.builder import MAXRSS_UNIT as _MAXRSS_UNIT
-from otel_bridge.child_spans import span_to_timer
+from otel_bridge.closing import fold_timers
 from otel_bridge.record import EMPTY, RequestRecord
 
 __all__ = ["MAX_AGE_S", "MAX_SPANS", "MAX_TRACES", "RecordAssembler"]
@@ -190,7 +190,10 @@ class RecordAssembler:
             if key.startswith("http.request.header."):
                 name = key[len("http.request.header.") :].replace("_", "-")
                 headers[name] = ",".join(value) if isinstance(value, tuple) else str(value)
-        timers = tuple(span_to_timer(span, start, 0, 0) for span in children)
+        # Deduplicated and counted as the wrapper does: the database figures come too.
+        timers, counts = fold_timers(children, start)
+        if counts is not None:
+            fields.update(counts.fields())
         context = server.context
         assert context is not None
         server_port = _int(_first(attributes, "server.port", "net.host.port"))

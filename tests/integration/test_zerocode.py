@@ -32,7 +32,15 @@ WRAPPER_ONLY_EVENT = {
     "cpu_ms",
 }
 VARYING_PINBA = {"request_time", "timer_value", "memory_peak", "memory_footprint"}
-VARYING_EVENT = {"timestamp", "duration_ms", "process.pid", "trace_id", "span_id", "request.id"}
+VARYING_EVENT = {
+    "timestamp",
+    "duration_ms",
+    "db.query_ms",
+    "process.pid",
+    "trace_id",
+    "span_id",
+    "request.id",
+}
 
 
 TOKEN = "zero-code-token-0123456789"
@@ -135,7 +143,10 @@ def test_zero_code_and_wrapped_give_the_same_pinba_packets_and_wide_events(
     assert tags_of(item) == [
         {"group": "db", "op": "select", "table": "items"},
         {"group": "cache", "op": "get"},
+        {"group": "db", "op": "select"},  # the two queries outside the app's timers
     ]
+    # The query inside the app's db timer is that timer (left out once), both ways.
+    assert item.timer_hit_count == [1, 1, 2]
     assert request_tags_of(item)["shard"] in {"2", "3"}
     assert item.timer_value[0] >= 0.002, "the db timer's own duration"
 
@@ -157,6 +168,9 @@ def test_zero_code_and_wrapped_give_the_same_pinba_packets_and_wide_events(
         3,
     )
     assert items["app.lookups"] == 1
+    # The database figures, from the sqlite3 instrumentation's spans: each query once.
+    assert (items["db.query_count"], items["db.duplicate_queries"]) == (3, 1)
+    assert 0 < items["db.query_ms"] < items["duration_ms"]
     assert zero_found[0]["error.type"] == "503"
 
 
