@@ -219,3 +219,68 @@ def test_a_bad_variable_stops_zero_code_startup_naming_it() -> None:
         pass
     assert "OTEL_EXPORTER_PINBA_ENDPOINT" in str(raised.value)
     assert "'nowhere': expected host:port" in str(raised.value)
+
+
+def test_the_shop_under_zero_code_has_the_wrappers_timers_and_database_figures(
+    tmp_path: Path,
+) -> None:
+    # examples/shop: async SQLAlchemy (its N+1 page), httpx to a second service, routers, a
+    # mount, a background task. Served wrapped, then unwrapped under opentelemetry-instrument.
+    from .test_fastapi_shop import VISIT, shop_env
+
+    figures: dict[str, dict[tuple[str, str, int], dict[str, Any]]] = {}
+    pricing_port = free_port()
+    with serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port):
+        for mode in ("wrapped", "zero-code"):
+            port = free_port()
+            events = tmp_path / f"{mode}.jsonl"
+            env = shop_env(
+                tmp_path,
+                pricing_port,
+                OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events}",
+                OTEL_METRICS_EXPORTER="none",
+                OTEL_LOGS_EXPORTER="none",
+                OTEL_SEMCONV_STABILITY_OPT_IN="http",
+                OTEL_BSP_SCHEDULE_DELAY="200",
+            )
+            if mode == "wrapped":
+                env.update(OTEL_BRIDGE_EXPORTERS="wide_events", OTEL_TRACES_EXPORTER="none")
+                args = uvicorn("examples.shop.app:app", port)
+            else:
+                env.update(OTEL_TRACES_EXPORTER="wide_events")
+                command = str(Path(sys.executable).parent / "uvicorn")
+                args = [
+                    "tests.integration.instrument",
+                    command,
+                    *uvicorn("examples.shop.app:shop", port)[1:],
+                ]
+            with serve(args, port, env):
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+                    for method, path, headers, _, _ in VISIT:
+                        client.request(method, path, headers=headers)
+                deadline = time.monotonic() + 15
+                lines: list[str] = []
+                while time.monotonic() < deadline and len(lines) < len(VISIT):
+                    lines = events.read_text().splitlines() if events.exists() else []
+                    time.sleep(0.1)
+            figures[mode] = {
+                (e["http.request.method"], e["url.path"], e["http.response.status_code"]): {
+                    k: v
+                    for k, v in e.items()
+                    if k.startswith(("db.", "timers."))
+                    and not k.endswith("_ms")
+                    and not k.endswith(".ms")
+                }
+                for e in map(json.loads, lines)
+            }
+    wrapped, zero = figures["wrapped"], figures["zero-code"]
+    assert sorted(zero) == sorted(wrapped) and len(zero) == len(VISIT)
+    products = ("GET", "/api/v1/users/1/products", 200)
+    assert zero[products]["db.query_count"] == 4 and zero[products]["db.duplicate_queries"] == 2
+    # The receipt mail runs after the response: under zero-code the ASGI instrumentation's
+    # server span has ended by then (docs/zero-code.md).
+    bought = ("POST", "/api/v1/orders/sku-2", 200)
+    assert wrapped[bought] == {"timers.count": 1, "timers.mail.count": 1}
+    assert zero[bought] == {}
+    del wrapped[bought], zero[bought]
+    assert zero == wrapped
