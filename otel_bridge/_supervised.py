@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import time
 from multiprocessing import shared_memory
+from typing import Any
 
 from otel_bridge._scoreboard import COUNTERS, VERSION, Scoreboard
 
@@ -32,18 +33,11 @@ def join_supervised(slots: int = 64) -> tuple[Scoreboard, int] | None:
     name = f"otel_bridge_{os.getppid()}"
     try:
         try:
-            memory = shared_memory.SharedMemory(
-                name=name, create=True, size=Scoreboard.size_for(slots)
-            )
+            memory = _untracked(name, create=True, size=Scoreboard.size_for(slots))
             created = True
         except FileExistsError:
-            memory = shared_memory.SharedMemory(name=name)
+            memory = _untracked(name, create=False, size=0)
             created = False
-        # Python's resource tracker would remove the segment when *this* worker exits; the
-        # workers manage its life among themselves instead.
-        from multiprocessing import resource_tracker
-
-        resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
         if Scoreboard.version_of(memory.buf) not in (None, VERSION):
             memory.close()
             return None  # another otel_bridge version's segment: per-process views only
@@ -79,6 +73,33 @@ def join_supervised(slots: int = 64) -> tuple[Scoreboard, int] | None:
         return None
 
 
+def _untracked(name: str, create: bool, size: int) -> shared_memory.SharedMemory:
+    """The segment, kept out of Python's resource tracker: it would remove the segment when
+    *one* worker exits, and the workers manage its life among themselves. (Registering, then
+    unregistering, is not enough: the workers share the supervisor's tracker, and two that
+    start together both register the one name before either unregisters it; the second
+    unregistering then makes the tracker print a KeyError traceback at the server's stop.)"""
+    try:
+        # Python 3.13+: not tracked when asked.
+        return shared_memory.SharedMemory(name=name, create=create, size=size, track=False)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        pass
+    # Before 3.13 the constructor always registers (it looks `register` up when it runs):
+    # stood down for the call, at the worker's start.
+    from multiprocessing import resource_tracker
+
+    register = resource_tracker.register
+    resource_tracker.register = _not_tracked
+    try:
+        return shared_memory.SharedMemory(name=name, create=create, size=size)
+    finally:
+        resource_tracker.register = register
+
+
+def _not_tracked(name: Any, rtype: str) -> None:
+    """`resource_tracker.register`, while `_untracked` makes a segment."""
+
+
 def leave_supervised(board: Scoreboard, slot: int) -> None:
     """This worker stops: fold its counts into the retired totals; the last one out removes
     the segment. Never raises."""
@@ -93,8 +114,8 @@ def leave_supervised(board: Scoreboard, slot: int) -> None:
         others = [pid for pid in board.pids().values() if _alive(pid)]
         if not others:
             # Not SharedMemory.unlink(): it also unregisters the segment from Python's
-            # resource tracker, which no longer knows it (join_supervised unregistered it),
-            # and the tracker then prints a KeyError traceback at every stop.
+            # resource tracker, which never knew it (`_untracked`), and the tracker then
+            # prints a KeyError traceback at the stop.
             import _posixshmem  # type: ignore[import-not-found]
 
             _posixshmem.shm_unlink(board.memory._name)  # type: ignore[attr-defined]
