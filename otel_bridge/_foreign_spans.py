@@ -29,9 +29,8 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from otel_bridge._current_span import attach_span, detach_span
-from otel_bridge._spans import SDK_LOGGER
 from otel_bridge._timer_plan import TimerPlan, sdk_metrics_off
-from otel_bridge._timer_spans import TimerSpan, finish_timer, start_timer
+from otel_bridge._timer_spans import TimerSpan, start_timer
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 from otel_bridge.builder import current as _current
 
@@ -52,23 +51,12 @@ _sdk_current: Any = None
 class ForeignSpan(TimerSpan):
     """Another instrumentation's span in a request, while nothing needs the SDK's."""
 
-    __slots__ = ("builder", "record_exceptions", "status_on_exception", "tracer")
+    __slots__ = ("record_exceptions", "status_on_exception", "tracer")
 
-    builder: RequestBuilder
     tracer: Any
+    failure = "bridge.foreign_span"
     record_exceptions: bool
     status_on_exception: bool
-
-    def end(self, end_time: int | None = None) -> None:
-        if self.closed:
-            SDK_LOGGER.warning("Calling end() on an ended span.")
-            return
-        self.closed = True
-        builder = self.builder
-        try:
-            finish_timer(builder, self, None, end_time)
-        except Exception as exc:  # noqa: BLE001 - never into the instrumentation's call
-            builder.bridge.health.error("bridge.foreign_span", exc)
 
     def made_by(self, timing: TimerPlan | None) -> Any:
         return self.tracer
@@ -282,6 +270,5 @@ def _start(
     span = start_timer(builder, name, given, kind, ForeignSpan, context, start_time)
     if not isinstance(span, ForeignSpan):
         return None  # None: the SDK's span
-    span.builder = builder
     span.tracer = tracer
     return span

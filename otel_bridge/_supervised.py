@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import threading
 import time
 from multiprocessing import shared_memory
 from typing import Any
@@ -84,20 +85,31 @@ def _untracked(name: str, create: bool, size: int) -> shared_memory.SharedMemory
         return shared_memory.SharedMemory(name=name, create=create, size=size, track=False)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
         pass
-    # Before 3.13 the constructor always registers (it looks `register` up when it runs):
-    # stood down for the call, at the worker's start.
-    from multiprocessing import resource_tracker
+    # Before 3.13 the constructor always registers, through its module's `resource_tracker`:
+    # that module's reference (only) points elsewhere for the call, at the worker's start.
+    with _UNTRACKED:
+        tracker = shared_memory.resource_tracker  # type: ignore[attr-defined]
+        shared_memory.resource_tracker = _NoTracker  # type: ignore[attr-defined]
+        try:
+            return shared_memory.SharedMemory(name=name, create=create, size=size)
+        finally:
+            shared_memory.resource_tracker = tracker  # type: ignore[attr-defined]
 
-    register = resource_tracker.register
-    resource_tracker.register = _not_tracked
-    try:
-        return shared_memory.SharedMemory(name=name, create=create, size=size)
-    finally:
-        resource_tracker.register = register
+
+_UNTRACKED = threading.Lock()
 
 
-def _not_tracked(name: Any, rtype: str) -> None:
-    """`resource_tracker.register`, while `_untracked` makes a segment."""
+class _NoTracker:
+    """What `SharedMemory` sees as `resource_tracker` while `_untracked` makes a segment (a
+    failed creation unregisters it too)."""
+
+    @staticmethod
+    def register(name: Any, rtype: str) -> None:
+        pass
+
+    @staticmethod
+    def unregister(name: Any, rtype: str) -> None:
+        pass
 
 
 def leave_supervised(board: Scoreboard, slot: int) -> None:

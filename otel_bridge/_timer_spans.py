@@ -41,7 +41,6 @@ from otel_bridge._spans import (
 )
 from otel_bridge._timer_plan import TimerPlan
 from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusage
-from otel_bridge.builder import current as _current
 
 __all__ = [
     "TimerSpan",
@@ -69,6 +68,7 @@ class TimerSpan(Recorded):
 
     __slots__ = (
         "_context",
+        "builder",
         "changes",
         "closed",
         "cpu",
@@ -93,8 +93,11 @@ class TimerSpan(Recorded):
         exporters: tuple[Any, ...],
         start_time: int,
         kind: SpanKind = SpanKind.INTERNAL,
+        builder: RequestBuilder | None = None,
     ) -> None:
         self._context = context
+        # Its request, until it ends (from any thread); None once ended.
+        self.builder = builder
         self.kind = kind  # CLIENT: a database query's (otel_bridge._database)
         self.name = name
         self.parent = parent
@@ -113,25 +116,20 @@ class TimerSpan(Recorded):
     # is recorded and sets the status (another instrumentation's span has its tracer's own).
     record_exceptions = True
     status_on_exception = True
+    # Where a failure of otel_bridge's own in `end()` is counted.
+    failure = "bridge.timer"
 
     def end(self, end_time: int | None = None) -> None:
-        """Ends it there, as the SDK's span ends: it joins its request's record now, and the
-        end of the timer's block finds it ended (`ended_early`)."""
-        if self.closed:
+        """Ends it there, as the SDK's span ends, from any thread: it joins its request's
+        record now, and the end of the timer's block finds it ended (`ended_early`)."""
+        builder = self.builder
+        if self.closed or builder is None:
             SDK_LOGGER.warning("Calling end() on an ended span.")
-            return
-        builder = _current.get()
-        opened = builder.open_spans if builder is not None else None
-        if builder is None or opened is None or opened.get(self._context[1]) is not self:
-            # Not from its request's context (a thread that did not copy it): ended now,
-            # it joins the record when its block ends.
-            self.end_time = end_time if end_time is not None else _wall_ns()
-            self.closed = True
             return
         try:
             finish_timer(builder, self, None, end_time)
         except Exception as exc:  # noqa: BLE001 - never into the app's call
-            builder.bridge.health.error("bridge.timer", exc)
+            builder.bridge.health.error(self.failure, exc)
 
     def final(self) -> tuple[str, StatusCode]:
         """Its name and status code after the app's changes, as the SDK's `update_name()` and
@@ -244,6 +242,7 @@ def start_timer(
         exporters,
         start_time if start_time is not None else _wall_ns(),
         kind,
+        builder,
     )
     # Named in a `timeout` event while it runs.
     opened = builder.open_spans
@@ -263,12 +262,14 @@ def finish_timer(
     end_time: int | None = None,
 ) -> None:
     """The timer's block ended (or the span, at `end_time`): stamp the end and make it a
-    timer of its request."""
+    timer of its request. Once: its block's end and its `end()` from another thread may
+    race, and only the one that takes it out of the open spans (one atomic pop) goes on."""
+    opened = builder.open_spans
+    if opened is None or opened.pop(span._context[1], None) is not span:
+        return
     span.end_time = end_time if end_time is not None else _wall_ns()
     span.closed = True  # ended: later changes are ignored (and logged), as the SDK's span's
-    opened = builder.open_spans
-    if opened is not None:
-        opened.pop(span._context[1], None)
+    span.builder = None  # no cycle through the record's spans
     if exception is not None:
         span.error = (type(exception).__qualname__, str(exception))
     if span.cpu is not None:
@@ -303,16 +304,13 @@ def finish_timer(
 
 
 def ended_early(builder: RequestBuilder, span: TimerSpan, failed: bool) -> None:
-    """The timer's block ended after the app had ended its span: what the SDK's span says when
-    the timer then marks the error on it (`failed`) and ends it again. It joins the record now
-    if its `end()` could not."""
+    """The timer's block ended after the app had ended its span (which joined the record
+    then): what the SDK's span says when the timer then marks the error on it (`failed`) and
+    ends it again."""
     if failed:
         SDK_LOGGER.warning("Setting attribute on ended span.")
         SDK_LOGGER.warning("Tried calling %s on an ended span.", "set_status")
     SDK_LOGGER.warning("Calling end() on an ended span.")
-    opened = builder.open_spans
-    if opened is not None and opened.get(span._context[1]) is span:
-        finish_timer(builder, span, None, span.end_time)
 
 
 def export_timer_spans(spans: list[Any], timing: Any) -> None:

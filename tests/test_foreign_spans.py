@@ -493,7 +493,7 @@ def test_a_failure_of_its_own_never_reaches_the_instrumentation(
     monkeypatch.setattr("otel_bridge._foreign_spans.start_timer", broken)
     request(wrapped)  # starting fails: the SDK's span instead
     monkeypatch.undo()
-    monkeypatch.setattr("otel_bridge._foreign_spans.finish_timer", broken)
+    monkeypatch.setattr("otel_bridge._timer_spans.finish_timer", broken)
     request(wrapped)  # ending fails: the span is lost to the views, not the request
     assert [type(span) is ForeignSpan for span in seen] == [True, False, True]
     assert wrapped.bridge.health.errors["bridge.foreign_span"] == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import _posixshmem  # type: ignore[import-not-found]
 import os
-from multiprocessing import resource_tracker
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
 import pytest
@@ -35,4 +35,6 @@ def test_the_segment_is_never_registered_with_the_resource_tracker(
         created.close()
         _posixshmem.shm_unlink(created._name)  # type: ignore[attr-defined]
     assert registered == []
-    assert resource_tracker.register is recording, "put back after each segment"
+    # Put back: SharedMemory's own reference, and so nothing else of multiprocessing's.
+    assert shared_memory.resource_tracker is resource_tracker  # type: ignore[attr-defined]
+    assert resource_tracker.register is recording
