@@ -221,8 +221,11 @@ app = Starlette(routes=[Route("/health", health, name="health")])
 """
 
 
-def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "shopapp.py").write_text(APP_MODULE)
+def cli(
+    tmp_path: Path, *args: str, source: str = APP_MODULE, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`otel-bridge healthchecks sync` for the app `source` defines (the shop by default)."""
+    (tmp_path / "shopapp.py").write_text(source)
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))}
     environment.update(
         PYTHONPATH=str(ROOT),
@@ -476,32 +479,11 @@ def test_an_app_without_healthchecks_sends_nothing_at_startup_or_from_the_cli(
         view.start()
         assert view.thread is not None
         view.thread.join(10)
-        plain_module = "from starlette.applications import Starlette\napp = Starlette()\n"
-        (tmp_path / "plainapp.py").write_text(plain_module)
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRONITOR"))
-        }
-        environment.update(
-            PYTHONPATH=str(ROOT),
+        synced = cli(
+            tmp_path,
+            source="from starlette.applications import Starlette\napp = Starlette()\n",
             CRONITOR_API_KEY=API_KEY,
             OTEL_EXPORTER_CRONITOR_ENDPOINT=fake.url,
-            OTEL_EXPORTER_CRONITOR_PUBLIC_URL="https://shop.example.com",
-        )
-        synced = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "otel_bridge.cli",
-                "healthchecks",
-                "sync",
-                "--app",
-                "plainapp:app",
-            ],
-            cwd=tmp_path,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=60,
         )
         view.shutdown()
     assert view.result is not None
