@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -75,6 +76,45 @@ def _follow_django_settings(
         register(wrapper, build, tuple(record_exporters))
 
 
+def _takes(app: Any) -> int | None:
+    """How many positional arguments calling `app` requires; None when that cannot be told
+    (no signature, or ``*args``)."""
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    required = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return None
+        if (
+            parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+            and parameter.default is parameter.empty
+        ):
+            required += 1
+    return required
+
+
+def _is_async(app: Any) -> bool:
+    method = inspect.getattr_static(app, "__call__", None)
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(method)
+
+
+def _check_interface(app: Any, wsgi: bool) -> None:
+    """Refuse, at startup, an app that is certainly of the other interface: it would fail
+    every request. Uncertain shapes (``*args``, no signature) pass."""
+    if wsgi and _is_async(app) and _takes(app) == 3:
+        raise TypeError(
+            f"otel_bridge.instrument_wsgi() wraps a WSGI app; {app!r} is called as (scope, "
+            "receive, send), an ASGI app: wrap it with otel_bridge.instrument()"
+        )
+    if not wsgi and not _is_async(app) and _takes(app) == 2:
+        raise TypeError(
+            f"otel_bridge.instrument() wraps an ASGI app; {app!r} is called as (environ, "
+            "start_response), a WSGI app: wrap it with otel_bridge.instrument_wsgi()"
+        )
+
+
 def _wrap(
     wrapper_class: Any,
     app: Any,
@@ -88,6 +128,7 @@ def _wrap(
     wide_event_scrub: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
     views: Sequence[View] = (),
 ) -> Any:
+    _check_interface(app, wrapper_class is OtelBridgeWSGIMiddleware)
     resolved = _settings(app, settings, exporters, service_name, excluded_urls)
     if resolved.sdk_disabled:
         return app
@@ -144,6 +185,8 @@ def instrument(
 
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
+        TypeError: `app` is certainly a WSGI app (called as ``(environ, start_response)``):
+            `instrument_wsgi()` wraps those.
     """
     wrapped: ASGIApp = _wrap(
         OtelBridgeASGIMiddleware,
@@ -178,6 +221,8 @@ def instrument_wsgi(
 
     Raises:
         ConfigError: an environment variable or argument is invalid (raised here, at startup).
+        TypeError: `app` is certainly an ASGI app (``async``, called as ``(scope, receive,
+            send)``): `instrument()` wraps those.
     """
     wrapped_wsgi: WSGIApp = _wrap(
         OtelBridgeWSGIMiddleware,
