@@ -1,8 +1,8 @@
 """Memory stays flat under sustained load (benchmarks/memory.py drives it, in a process of
 its own so nothing else in it allocates): the resident set after 60,000 requests with every
-view on stays within 5 MB of the one after the first 10,000 (both read under load, queues as
-full as the load keeps them), and the numbers of live objects and threads do not grow;
-nothing is dropped on the way."""
+view on stays within 5 MB of the one after the first 10,000, read under load (queues as full
+as the load keeps them) or settled (queues drained, a full collection); the numbers of live
+objects and threads do not grow; nothing is dropped on the way."""
 
 from __future__ import annotations
 
@@ -27,8 +27,16 @@ def run(total: int) -> dict[str, object]:
 def test_rss_objects_and_threads_stay_flat_under_sustained_load() -> None:
     total = 60_000
     result: dict[str, Any] = run(total)
-    growth = result["rss_after_all_mb"] - result["rss_after_warmup_mb"]
-    assert growth < 5, f"RSS grew {growth:.1f} MB over {total - WARMUP:,} requests"
+    live = result["rss_after_all_mb"] - result["rss_after_warmup_mb"]
+    settled0, settled1 = result["settled_rss_mb"]
+    settled = settled1 - settled0
+    # A leak grows both readings. Under load, how full the views' queues happen to be moves
+    # the first by up to a queue's worth of records (CI saw +17.8 MB once, with +0.5 MB in
+    # `make bench`'s 200,000 requests); settled, the allocator's timing moves the second.
+    assert min(live, settled) < 5, (
+        f"RSS grew over {total - WARMUP:,} requests: {live:.1f} MB under load, "
+        f"{settled:.1f} MB settled"
+    )
     objects0, objects1 = result["objects"]
     assert objects1 - objects0 < 500, result["objects"]
     assert result["threads"][0] == result["threads"][1]
