@@ -14,6 +14,9 @@ from starlette.applications import Starlette
 
 import otel_bridge
 
+WSGI_SAID = r"\(environ, start_response\).*instrument_wsgi\(\)"
+ASGI_SAID = r"\(scope, receive, send\).*instrument\(\)"
+
 
 def wrapped_by(wrap: Any, app: Any) -> Any:
     """`app` wrapped by `wrap` with providers of its own, its bridge shut down."""
@@ -37,32 +40,29 @@ def routed(prefix: str, environ: Any, start_response: Any) -> list[bytes]:
     return plain_wsgi(environ, start_response)
 
 
-WSGI_APPS: dict[str, Any] = {
-    "function": plain_wsgi,
-    "partial": functools.partial(routed, "/api"),
-    "Flask": Flask("shop"),
-}
-ASGI_APPS: dict[str, Any] = {
-    "function": plain_asgi,
-    "Starlette": Starlette(),
-}
+# (name, app, the call that refuses it, what the refusal must say, the call that takes it)
+CASES: list[tuple[str, Any, Any, str, Any]] = [
+    (f"WSGI {name}", app, otel_bridge.instrument, WSGI_SAID, otel_bridge.instrument_wsgi)
+    for name, app in (
+        ("function", plain_wsgi),
+        ("partial", functools.partial(routed, "/api")),
+        ("Flask", Flask("shop")),
+    )
+] + [
+    (f"ASGI {name}", app, otel_bridge.instrument_wsgi, ASGI_SAID, otel_bridge.instrument)
+    for name, app in (("function", plain_asgi), ("Starlette", Starlette()))
+]
 
 
-@pytest.mark.parametrize("name", list(WSGI_APPS))
-def test_instrument_refuses_a_wsgi_app_naming_instrument_wsgi(name: str) -> None:
-    app = WSGI_APPS[name]
-    with pytest.raises(TypeError, match=r"\(environ, start_response\).*instrument_wsgi\(\)"):
-        otel_bridge.instrument(app, exporters="none")
-    # The right call takes it.
-    assert wrapped_by(otel_bridge.instrument_wsgi, app).app is app
-
-
-@pytest.mark.parametrize("name", list(ASGI_APPS))
-def test_instrument_wsgi_refuses_an_asgi_app_naming_instrument(name: str) -> None:
-    app = ASGI_APPS[name]
-    with pytest.raises(TypeError, match=r"\(scope, receive, send\).*instrument\(\)"):
-        otel_bridge.instrument_wsgi(app, exporters="none")
-    assert wrapped_by(otel_bridge.instrument, app).app is app
+@pytest.mark.parametrize(
+    ("name", "app", "wrong", "said", "right"), CASES, ids=[c[0] for c in CASES]
+)
+def test_an_app_of_the_other_interface_is_refused_naming_the_right_call(
+    name: str, app: Any, wrong: Any, said: str, right: Any
+) -> None:
+    with pytest.raises(TypeError, match=said):
+        wrong(app, exporters="none")
+    assert wrapped_by(right, app).app is app
 
 
 def test_shapes_that_cannot_be_told_pass() -> None:
