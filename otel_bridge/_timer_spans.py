@@ -303,7 +303,7 @@ def finish_timer(
     spans.append(span)  # itself, not in a (span, cpu, cpu) tuple as SDK spans: one object less
 
 
-def ended_early(builder: RequestBuilder, span: TimerSpan, failed: bool) -> None:
+def ended_early(failed: bool) -> None:
     """The timer's block ended after the app had ended its span (which joined the record
     then): what the SDK's span says when the timer then marks the error on it (`failed`) and
     ends it again."""

@@ -125,7 +125,7 @@ class timer:
             builder, self._builder = self._builder, None
             if builder is not None:
                 if span.closed:
-                    ended_early(builder, span, exc_type is not None)  # the app called end()
+                    ended_early(exc_type is not None)  # the app called end()
                 else:
                     finish_timer(builder, span, exc)
             return
