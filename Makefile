@@ -13,18 +13,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group dev
 	touch $@
 
-venv: $(STAMP)
+# The C core, rebuilt in place when its source changes (hatch_build.py; without a compiler
+# the package runs its Python code).
+SPEEDUPS := $(VENV)/.speedups
+$(SPEEDUPS): otel_bridge/_speedups.c hatch_build.py $(STAMP)
+	$(BIN)/python hatch_build.py || echo "otel-bridge: C core not built, Python code used"
+	touch $@
 
-demo: $(STAMP)
+venv: $(STAMP) $(SPEEDUPS)
+
+demo: $(STAMP) $(SPEEDUPS)
 	$(BIN)/otel-bridge demo
 
-test: $(STAMP)
+test: $(STAMP) $(SPEEDUPS)
 	scripts/test
 
-check: $(STAMP)
+check: $(STAMP) $(SPEEDUPS)
 	scripts/check
 
-bench: $(STAMP)
+bench: $(STAMP) $(SPEEDUPS)
 	scripts/system-deps wrk golang-go
 	$(BIN)/python -m benchmarks --write
 

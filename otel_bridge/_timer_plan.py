@@ -16,7 +16,9 @@ class TimerPlan:
     """What a timer's span needs from the provider, read once when the bridge binds to it;
     `of()` is None where timers must be the SDK's spans."""
 
-    def __init__(self, provider: Any, tracer: Any, measure_cpu: bool) -> None:
+    def __init__(
+        self, provider: Any, tracer: Any, measure_cpu: bool, compiled: bool = True
+    ) -> None:
         self.sampler = provider.sampler
         self.default_sampler = _follows_local_parent(self.sampler)
         self.generate_span_id = provider.id_generator.generate_span_id
@@ -29,9 +31,14 @@ class TimerPlan:
         # Fewer tags than this: the SDK keeps them all (the timer may add error.type).
         self.max_attributes = (self.limits.max_span_attributes or 0) - 1
         self.measure_cpu = measure_cpu
+        # Whether the C core (otel_bridge._speedups) may time these timers on its own: on the
+        # usual path, the one it implements (the default sampler and ids, no CPU measured).
+        self.fast = bool(compiled and self.default_sampler and self.random_ids and not measure_cpu)
 
     @classmethod
-    def of(cls, provider: Any, tracer: Any, measure_cpu: bool) -> TimerPlan | None:
+    def of(
+        cls, provider: Any, tracer: Any, measure_cpu: bool, compiled: bool = True
+    ) -> TimerPlan | None:
         try:
             limits = tracer._span_limits
             if limits.max_attribute_length is not None:
@@ -43,7 +50,7 @@ class TimerPlan:
                 return None
             if not sdk_metrics_off(tracer):
                 return None  # the SDK's own span metrics are on: its spans count them
-            return cls(provider, tracer, measure_cpu)
+            return cls(provider, tracer, measure_cpu, compiled)
         except AttributeError:
             return None  # an SDK whose internals differ: its own spans
 

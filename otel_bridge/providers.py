@@ -16,6 +16,8 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge._compiled import describe
+from otel_bridge._compiled import state as compiled
 from otel_bridge._foreign_spans import intercept
 from otel_bridge._health import Health
 from otel_bridge._otel import (
@@ -65,6 +67,12 @@ class Providers:
 
         def drain(self, timeout_millis: float = ...) -> bool: ...
 
+    def timer_core(self) -> str:
+        """What times this bridge's timers, as `/debug/vars` shows it (otel_bridge._compiled)."""
+        if not self.bound:
+            return "not bound yet"
+        return describe(self.timer_plan, self.settings.pure_python)
+
     def bind(self) -> None:
         """Find the OpenTelemetry providers (or create them) and start recording into them;
         done once, at the first request at the latest. Never raises past a ConfigError."""
@@ -92,7 +100,12 @@ class Providers:
         self.measure_timer_cpu = self.measure_cpu and settings.timer_cpu
         self.max_timers = settings.max_timers
         if sdk_provider is not None:
-            self.timer_plan = TimerPlan.of(sdk_provider, self.timer_tracer, self.measure_timer_cpu)
+            self.timer_plan = TimerPlan.of(
+                sdk_provider,
+                self.timer_tracer,
+                self.measure_timer_cpu,
+                compiled=compiled.compiled and not settings.pure_python,
+            )
             if self.timer_plan is not None:
                 # Other instrumentations' spans in a request at a timer's price.
                 intercept()

@@ -23,6 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "otel_bridge"
 
 LEAF = {
+    "otel_bridge._compiled",
     "otel_bridge._context",
     "otel_bridge._current_span",
     "otel_bridge._database",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -58,3 +60,98 @@ def test_wheel_ships_the_dashboard(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "otel_bridge/exporters/expvar/dashboard.html" in names
     assert not [n for n in names if n.endswith((".go", ".pyc"))]
+
+
+# Installed from a wheel, outside the tree: which code times a request's timers, and what the
+# request's record holds.
+_TRIAL = """
+import asyncio, json, otel_bridge
+from otel_bridge.testing import RecordCollector
+collector = RecordCollector()
+
+async def app(scope, receive, send):
+    with otel_bridge.timer(group="db", op="select"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+wrapped = otel_bridge.instrument(
+    app, settings=otel_bridge.Settings(exporters=()), record_exporters=[collector]
+)
+
+async def main():
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        pass
+    await wrapped(scope, receive, send)
+
+asyncio.run(main())
+wrapped.bridge.force_flush(5_000)
+print(json.dumps({
+    "file": otel_bridge.__file__,
+    "core": wrapped.bridge.timer_core(),
+    "timers": [[t.name, t.kind, list(map(list, t.tags))] for t in collector.records[0].timers],
+}))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("compiler", ["found", "failing"])
+def test_a_wheel_times_requests_with_or_without_its_c_core(tmp_path: Path, compiler: str) -> None:
+    environment = dict(os.environ)
+    if compiler == "failing":
+        environment["CC"] = "/bin/false"  # as a machine without a working C compiler
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("otel_bridge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    compiled = [name for name in names if name.startswith("otel_bridge/_speedups.")]
+    assert not [name for name in names if name.endswith(".c")]
+    if compiler == "found":
+        assert not wheel.name.endswith("-py3-none-any.whl")  # a platform wheel
+        assert len(compiled) == 1
+    else:
+        assert wheel.name.endswith("-py3-none-any.whl")
+        assert compiled == []
+        assert "the C core was not built" in built.stderr
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    trial = subprocess.run(
+        [sys.executable, "-c", _TRIAL],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
+    assert trial.returncode == 0, trial.stderr
+    seen = json.loads(trial.stdout.splitlines()[-1])
+    assert seen["file"].startswith(str(target))
+    assert seen["timers"] == [["db select", "db", [["group", "db"], ["op", "select"]]]]
+    if compiler == "found":
+        assert seen["core"] == "c"
+    else:
+        assert seen["core"].startswith("python (the C core is not built (")

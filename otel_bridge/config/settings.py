@@ -67,6 +67,7 @@ class Settings:
     queue_size: int = 4096
     max_timers: int = 512
     timer_cpu: bool = False
+    pure_python: bool = False
     unrouted: str = "status"
     allowed_hosts: tuple[str, ...] = ()
     # Compiled once from excluded_urls; not a variable of its own.

@@ -50,6 +50,8 @@ class Engine(Protocol):
 
     def lanes(self) -> dict[str, Any]: ...
 
+    def timer_core(self) -> str: ...
+
 
 __all__ = ["ExpvarEndpoint", "program_argv"]
 
@@ -126,6 +128,7 @@ class ExpvarEndpoint:
         self.queue_depth: Callable[[], int] = lambda: 0
         self.lanes: Callable[[], dict[str, Any]] = dict
         self.exporter_names: tuple[str, ...] = ()
+        self.timer_core: Callable[[], str] = str
         self._argv = redact_argv(program_argv(), redact)
         self._cmdline = json_value(self._argv)
         self._started = time.monotonic()
@@ -158,6 +161,7 @@ class ExpvarEndpoint:
         self.queue_depth = lambda: bridge.queue_depth
         self.lanes = bridge.lanes
         self.exporter_names = tuple(exporter.name for exporter in bridge.exporters)
+        self.timer_core = bridge.timer_core
         self.reader_attached = bridge.readers_attached
         self.monitor.install()
 
@@ -224,6 +228,7 @@ class ExpvarEndpoint:
                 "queue_depth": self.queue_depth(),
                 "views": self.lanes(),
                 "exporters": list(self.exporter_names),
+                "timers": self.timer_core(),
                 "version": __version__,
             }
         )
