@@ -1,11 +1,12 @@
 """The optional C core (`otel_bridge._speedups`, built from ``_speedups.c`` with the package
-when a C compiler is at hand; ``hatch_build.py``): the base a timer gets.
+when a C compiler is at hand; ``hatch_build.py``): the base a timer gets, and the views'
+compiled functions.
 
-The compiled base does what the Python one does (`otel_bridge.timers._PyTimerCore`), on the
-usual path only, and calls the Python one everywhere else; a bridge whose settings say
-``OTEL_BRIDGE_PURE_PYTHON`` keeps the C core off its timers (`TimerPlan.fast`). Importing
-reads no setting: a module that is missing, or built from another version of the source, leaves
-the Python base, and `state` says why.
+What is compiled does what the Python code does (`otel_bridge.timers._PyTimerCore`, the
+views' functions), on the usual path only, and calls the Python code everywhere else; a
+bridge whose settings say ``OTEL_BRIDGE_PURE_PYTHON`` uses none of it (`TimerPlan.fast`, the
+views' `compiled=` arguments). Importing reads no setting: a module that is missing, or built
+from another version of the source, is left unused, and `state` says why.
 """
 
 from __future__ import annotations
@@ -13,38 +14,54 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["EXPECTED_VERSION", "compiled_core", "describe", "state"]
+__all__ = ["EXPECTED_VERSION", "compiled_core", "describe", "load", "speedups", "state"]
 
 # The C source's SPEEDUPS_VERSION this Python code works with.
-EXPECTED_VERSION = 1
+EXPECTED_VERSION = 3
 
 
 class _State:
-    compiled = False  # whether timers have the C base
+    loaded = False  # whether the module was looked for
+    compiled = False  # whether it is used
     reason = "not loaded"  # why not
+    module: Any = None
 
 
 state = _State()
 
 
-def compiled_core(fallback: type, **refs: Any) -> type:
-    """`_speedups.TimerCore`, handed `refs` (its `setup()`), or `fallback`."""
+def load() -> Any:
+    """Look for the module (again); it, or None with `state.reason` saying why."""
+    state.loaded, state.compiled, state.module = True, False, None
     try:
         # (by name: it is an extension module, or missing)
-        _speedups = importlib.import_module("otel_bridge._speedups")
+        module = importlib.import_module("otel_bridge._speedups")
     except ImportError as exc:
         state.reason = f"not built ({exc})"
-        return fallback
-    version = getattr(_speedups, "VERSION", None)
+        return None
+    version = getattr(module, "VERSION", None)
     if version != EXPECTED_VERSION:
         state.reason = (
             f"built from another source (version {version}, expected {EXPECTED_VERSION}): "
             "rebuild it with `python hatch_build.py`"
         )
+        return None
+    state.compiled, state.reason, state.module = True, "", module
+    return module
+
+
+def speedups() -> Any:
+    """The module, looked for once; None where it is not used."""
+    return state.module if state.loaded else load()
+
+
+def compiled_core(fallback: type, **refs: Any) -> type:
+    """`_speedups.TimerCore`, handed `refs` (its `setup()`), or `fallback`."""
+    module = speedups()
+    if module is None:
         return fallback
-    _speedups.setup(**refs)
-    state.compiled, state.reason = True, ""
-    core: type = _speedups.TimerCore
+    module.setup(**refs)
+    core: type = module.TimerCore
     return core
 
 

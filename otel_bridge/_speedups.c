@@ -10,11 +10,14 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 1
+#define SPEEDUPS_VERSION 3
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
 
 /* What setup() gave: strong references, kept for the life of the process. */
 static struct {
@@ -173,6 +176,10 @@ fast_start(TimerCore *self, PyObject *builder)
                            PyTuple_GET_ITEM(parent, 4), Py_True};
     for (int i = 0; i < 6; i++)
         PyTuple_SET_ITEM(context, i, Py_NewRef(fields[i]));
+    /* Ints, bools, flags and a trace state, none of which can lead back to it: the garbage
+     * collector need not walk it (it stops walking such plain tuples itself; this subclass's
+     * instance dict stays empty, as nothing sets attributes on a SpanContext). */
+    PyObject_GC_UnTrack(context);
     if ((start = PyObject_CallNoArgs(S.wall_ns)) == NULL)
         goto error;
 
@@ -319,6 +326,14 @@ fast_finish(PyObject *builder, PyObject *span, PyObject *exc)
     }
     if (PyList_Append(spans, span) < 0)
         goto done;
+    /* Ended, unchanged: it references nothing that could lead back to it (its request is
+     * let go above), so the garbage collector need not walk it while it waits for its views. */
+    PyObject *changes = get_slot(span, SLOT_CHANGES);
+    if (changes == NULL)
+        goto done;
+    if (changes == Py_None && PyObject_GC_IsTracked(span))
+        PyObject_GC_UnTrack(span);
+    Py_DECREF(changes);
     result = 1;
     goto done;
 
@@ -614,9 +629,436 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* ---- The wide event's timer summary (otel_bridge.exporters.wide_events._event._timers_text) */
+
+static struct {
+    int ready;
+    Py_ssize_t timers, dropped;       /* RequestRecord's indices */
+    Py_ssize_t kind, duration, hits;  /* Timer's indices */
+    PyObject *kind_keys;              /* dict: kind -> (count key, ms key), JSON */
+    PyObject *fallback;               /* the Python function, for anything else */
+    PyObject *count_key, *dropped_key;
+} W;
+
+#define MAX_KINDS 8
+
+#define TEXT_MAX 4096
+
+/* Appends a str's UTF-8 to `buffer`; 0 if it does not fit (or is no str). */
+static int
+put_text(char *buffer, Py_ssize_t *used, PyObject *text)
+{
+    Py_ssize_t size;
+    const char *bytes = PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &size) : NULL;
+    if (bytes == NULL || *used + size > TEXT_MAX)
+        return 0;
+    memcpy(buffer + *used, bytes, size);
+    *used += size;
+    return 1;
+}
+
+static int
+put_integer(char *buffer, Py_ssize_t *used, long long value)
+{
+    int size = snprintf(buffer + *used, TEXT_MAX - *used, "%lld", value);
+    if (size < 0 || *used + size >= TEXT_MAX)
+        return 0;
+    *used += size;
+    return 1;
+}
+
+/* repr(round(value, 3)), for a finite value. */
+static int
+put_milliseconds(char *buffer, Py_ssize_t *used, double value)
+{
+    if (!isfinite(value))
+        return 0;
+    char *fixed = PyOS_double_to_string(value, 'f', 3, 0, NULL);
+    if (fixed == NULL)
+        return 0;
+    double rounded = PyOS_string_to_double(fixed, NULL, NULL);
+    PyMem_Free(fixed);
+    if (rounded == -1.0 && PyErr_Occurred())
+        return 0;
+    char *text = PyOS_double_to_string(rounded, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL)
+        return 0;
+    size_t size = strlen(text);
+    int fits = *used + (Py_ssize_t)size < TEXT_MAX;
+    if (fits) {
+        memcpy(buffer + *used, text, size);
+        *used += size;
+    }
+    PyMem_Free(text);
+    return fits;
+}
+
+/* What `_timers_text(record)` returns, when every kind's keys are known and each number fits;
+ * else that function's own answer. */
+static PyObject *
+timers_text(PyObject *module, PyObject *record)
+{
+    if (!W.ready || !PyTuple_Check(record) || PyTuple_GET_SIZE(record) <= W.timers
+        || PyTuple_GET_SIZE(record) <= W.dropped)
+        goto slow;
+    PyObject *timers = PyTuple_GET_ITEM(record, W.timers);
+    if (!PyTuple_Check(timers))
+        goto slow;
+    PyObject *kinds[MAX_KINDS];
+    long long counts[MAX_KINDS];
+    double ms[MAX_KINDS];
+    int found = 0;
+    long long total = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(timers); i++) {
+        PyObject *timer = PyTuple_GET_ITEM(timers, i);
+        if (!PyTuple_Check(timer) || PyTuple_GET_SIZE(timer) <= W.hits
+            || PyTuple_GET_SIZE(timer) <= W.duration || PyTuple_GET_SIZE(timer) <= W.kind)
+            goto slow;
+        PyObject *kind = PyTuple_GET_ITEM(timer, W.kind);
+        PyObject *hits_object = PyTuple_GET_ITEM(timer, W.hits);
+        PyObject *duration_object = PyTuple_GET_ITEM(timer, W.duration);
+        if (!PyUnicode_CheckExact(kind) || !PyLong_CheckExact(hits_object)
+            || !PyLong_CheckExact(duration_object))
+            goto slow;
+        int overflow;
+        long long hits = PyLong_AsLongLongAndOverflow(hits_object, &overflow);
+        if (overflow || (hits == -1 && PyErr_Occurred()))
+            goto slow_clear;
+        /* int / float in Python: the int made a double (exactly, below 2**53), then divided. */
+        long long duration = PyLong_AsLongLongAndOverflow(duration_object, &overflow);
+        if (overflow || (duration == -1 && PyErr_Occurred()) || duration > (1LL << 53)
+            || duration < -(1LL << 53))
+            goto slow_clear;
+        if (hits > (1LL << 40) || hits < -(1LL << 40))
+            goto slow;
+        total += hits;
+        int k = 0;
+        while (k < found && kinds[k] != kind) {
+            int same = PyUnicode_Compare(kinds[k], kind);
+            if (same == -1 && PyErr_Occurred())
+                goto slow_clear;
+            if (same == 0)
+                break;
+            k++;
+        }
+        if (k == found) {
+            if (found == MAX_KINDS)
+                goto slow;
+            kinds[found] = kind;
+            counts[found] = hits;
+            ms[found] = 0.0 + (double)duration / 1e6;
+            found++;
+        }
+        else {
+            counts[k] += hits;
+            ms[k] += (double)duration / 1e6;
+        }
+    }
+    /* Kind order when there are several (sorted() of the names). */
+    int order[MAX_KINDS];
+    for (int k = 0; k < found; k++)
+        order[k] = k;
+    if (found > 1) {
+        for (int a = 1; a < found; a++) {
+            int b = a;
+            while (b > 0) {
+                int less = PyUnicode_Compare(kinds[order[b]], kinds[order[b - 1]]);
+                if (less == -1 && PyErr_Occurred())
+                    goto slow_clear;
+                if (less >= 0)
+                    break;
+                int swap = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = swap;
+                b--;
+            }
+        }
+    }
+    /* Written into one buffer: numbers as repr() writes them, each kind's milliseconds
+     * rounded as round(ms, 3) rounds (a correctly rounded 3-decimal string, read back). */
+    char buffer[TEXT_MAX];
+    Py_ssize_t used = 0;
+    if (!put_text(buffer, &used, W.count_key) || !put_integer(buffer, &used, total))
+        goto slow_clear;
+    for (int n = 0; n < found; n++) {
+        int k = order[n];
+        PyObject *keys = PyDict_GetItemWithError(W.kind_keys, kinds[k]); /* borrowed */
+        if (keys == NULL || !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != 2) {
+            if (PyErr_Occurred())
+                return NULL;
+            goto slow; /* a kind seen for the first time: the Python code keeps its keys */
+        }
+        if (!put_text(buffer, &used, PyTuple_GET_ITEM(keys, 0))
+            || !put_integer(buffer, &used, counts[k])
+            || !put_text(buffer, &used, PyTuple_GET_ITEM(keys, 1))
+            || !put_milliseconds(buffer, &used, ms[k]))
+            goto slow_clear;
+    }
+    PyObject *dropped = PyTuple_GET_ITEM(record, W.dropped);
+    if (!PyLong_CheckExact(dropped))
+        goto slow;
+    int overflow;
+    long long count = PyLong_AsLongLongAndOverflow(dropped, &overflow);
+    if (overflow || (count == -1 && PyErr_Occurred()))
+        goto slow_clear;
+    if (count != 0
+        && (!put_text(buffer, &used, W.dropped_key) || !put_integer(buffer, &used, count)))
+        goto slow_clear;
+    return PyUnicode_DecodeUTF8(buffer, used, NULL);
+slow_clear:
+    PyErr_Clear();
+slow:
+    if (W.fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_views() was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(W.fallback, record);
+}
+
+static PyObject *
+setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"timers", "dropped", "kind", "duration", "hits", "kind_keys",
+                            "fallback", NULL};
+    Py_ssize_t timers, dropped, kind, duration, hits;
+    PyObject *kind_keys, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$nnnnnO!O", names, &timers, &dropped,
+                                     &kind, &duration, &hits, &PyDict_Type, &kind_keys,
+                                     &fallback))
+        return NULL;
+    W.ready = 0;
+    W.timers = timers;
+    W.dropped = dropped;
+    W.kind = kind;
+    W.duration = duration;
+    W.hits = hits;
+    Py_XSETREF(W.kind_keys, Py_NewRef(kind_keys));
+    Py_XSETREF(W.fallback, Py_NewRef(fallback));
+    if (W.count_key == NULL
+        && ((W.count_key = PyUnicode_FromString(",\"timers.count\":")) == NULL
+            || (W.dropped_key = PyUnicode_FromString(",\"timers.dropped\":")) == NULL))
+        return NULL;
+    W.ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ---- A request's timers from its spans (otel_bridge.closing.fold_timers), when every span is
+ * a timer's the app did not change, with tags seen before. */
+
+static struct {
+    int ready;
+    PyTypeObject *timer_span;
+    PyTypeObject *timer;     /* otel_bridge.record.Timer */
+    PyObject *slots;         /* TimerSpan's member descriptors, in SLOT_ order */
+    PyObject *internal;      /* SpanKind.INTERNAL */
+    PyObject *given;         /* child_spans._GIVEN: tags as given -> (tags, kind) */
+    PyObject *fallback;      /* the Python fold_timers */
+    PyObject *error_type;    /* "error.type" */
+} F;
+
+static PyObject *
+fold_slot(PyObject *span, int slot)
+{
+    PyObject *descr = PyTuple_GET_ITEM(F.slots, slot);
+    return Py_TYPE(descr)->tp_descr_get(descr, span, (PyObject *)Py_TYPE(span));
+}
+
+/* The record's Timer for one span, as child_spans.timer_of makes it: NULL with no error set
+ * where the Python code must (a changed span, a query's, new tags). */
+static PyObject *
+fold_one(PyObject *span, long long request_start)
+{
+    PyObject *result = NULL, *changes = NULL, *kind = NULL, *attributes = NULL, *given = NULL;
+    PyObject *start = NULL, *end = NULL, *error = NULL, *name = NULL, *user = NULL,
+             *system = NULL, *offset = NULL, *duration = NULL;
+    if ((changes = fold_slot(span, SLOT_CHANGES)) == NULL
+        || (kind = fold_slot(span, SLOT_KIND)) == NULL
+        || (attributes = fold_slot(span, SLOT_START_ATTRIBUTES)) == NULL)
+        goto done;
+    int changed = PyObject_IsTrue(changes);
+    if (changed != 0 || kind != F.internal || !PyDict_CheckExact(attributes))
+        goto done; /* (-1: the error stays set) */
+    int has_error_type = PyDict_Contains(attributes, F.error_type);
+    if (has_error_type != 0)
+        goto done;
+    /* tuple(attributes.items()) */
+    if ((given = PyTuple_New(PyDict_GET_SIZE(attributes))) == NULL)
+        goto done;
+    Py_ssize_t position = 0, index = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attributes, &position, &key, &value)) {
+        if (index >= PyTuple_GET_SIZE(given))
+            goto done; /* changed meanwhile */
+        PyObject *pair = PyTuple_Pack(2, key, value);
+        if (pair == NULL)
+            goto done;
+        PyTuple_SET_ITEM(given, index++, pair);
+    }
+    if (index != PyTuple_GET_SIZE(given))
+        goto done;
+    PyObject *kept = PyDict_GetItemWithError(F.given, given); /* borrowed */
+    if (kept == NULL) {
+        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError))
+            PyErr_Clear(); /* a value a sampler gave as a list */
+        goto done;
+    }
+    if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != 2)
+        goto done;
+    if ((start = fold_slot(span, SLOT_START_TIME)) == NULL
+        || (end = fold_slot(span, SLOT_END_TIME)) == NULL
+        || (error = fold_slot(span, SLOT_ERROR)) == NULL
+        || (name = fold_slot(span, SLOT_NAME)) == NULL
+        || (user = fold_slot(span, SLOT_CPU_USER)) == NULL
+        || (system = fold_slot(span, SLOT_CPU_SYSTEM)) == NULL)
+        goto done;
+    if (!PyLong_CheckExact(start) || (end != Py_None && !PyLong_CheckExact(end)))
+        goto done;
+    int overflow;
+    long long started = PyLong_AsLongLongAndOverflow(start, &overflow);
+    if (overflow || (started == -1 && PyErr_Occurred()))
+        goto clear;
+    long long ended = started;
+    if (end != Py_None) {
+        ended = PyLong_AsLongLongAndOverflow(end, &overflow);
+        if (overflow || (ended == -1 && PyErr_Occurred()))
+            goto clear;
+        if (ended == 0)
+            ended = started; /* (span.end_time or start) */
+    }
+    if (started > LLONG_MAX / 2 || started < LLONG_MIN / 2 || ended > LLONG_MAX / 2
+        || ended < LLONG_MIN / 2 || request_start > LLONG_MAX / 2 || request_start < LLONG_MIN / 2)
+        goto done;
+    long long since = started - request_start, lasted = ended - started;
+    if ((offset = PyLong_FromLongLong(since > 0 ? since : 0)) == NULL
+        || (duration = PyLong_FromLongLong(lasted > 0 ? lasted : 0)) == NULL)
+        goto done;
+    PyObject *error_type = Py_None;
+    if (error != Py_None) {
+        if (!PyTuple_Check(error) || PyTuple_GET_SIZE(error) < 1)
+            goto done;
+        error_type = PyTuple_GET_ITEM(error, 0);
+    }
+    /* tuple.__new__(Timer, fields), in field order (record.Timer). */
+    PyObject *fields[9] = {name, PyTuple_GET_ITEM(kept, 1), PyTuple_GET_ITEM(kept, 0), offset,
+                           duration, user, system, error_type, NULL};
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL)
+        goto done;
+    fields[8] = one;
+    result = F.timer->tp_alloc(F.timer, 9);
+    if (result != NULL) {
+        for (int i = 0; i < 9; i++)
+            PyTuple_SET_ITEM(result, i, Py_NewRef(fields[i]));
+        /* Immutable, of strs, ints and tags made before it: never part of a cycle. */
+        PyObject_GC_UnTrack(result);
+    }
+    Py_DECREF(one);
+    goto done;
+clear:
+    PyErr_Clear();
+done:
+    Py_XDECREF(changes);
+    Py_XDECREF(kind);
+    Py_XDECREF(attributes);
+    Py_XDECREF(given);
+    Py_XDECREF(start);
+    Py_XDECREF(end);
+    Py_XDECREF(error);
+    Py_XDECREF(name);
+    Py_XDECREF(user);
+    Py_XDECREF(system);
+    Py_XDECREF(offset);
+    Py_XDECREF(duration);
+    return result;
+}
+
+static PyObject *
+fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fold_timers(spans, start)");
+        return NULL;
+    }
+    PyObject *spans = args[0];
+    if (!F.ready || !(PyList_CheckExact(spans) || PyTuple_CheckExact(spans))
+        || !PyLong_CheckExact(args[1]))
+        goto slow;
+    int overflow;
+    long long start = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (overflow || (start == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        goto slow;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(spans);
+    PyObject *timers = PyTuple_New(count);
+    if (timers == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *span = PySequence_Fast_GET_ITEM(spans, i);
+        PyObject *timer = Py_TYPE(span) == F.timer_span ? fold_one(span, start) : NULL;
+        if (timer == NULL) {
+            Py_DECREF(timers);
+            if (PyErr_Occurred())
+                return NULL;
+            goto slow;
+        }
+        PyTuple_SET_ITEM(timers, i, timer);
+        if (PySequence_Fast_GET_SIZE(spans) != count) { /* (a request still running) */
+            Py_DECREF(timers);
+            goto slow;
+        }
+    }
+    PyObject_GC_UnTrack(timers); /* of untracked timers only */
+    PyObject *result = PyTuple_Pack(2, timers, Py_None);
+    Py_DECREF(timers);
+    return result;
+slow:
+    if (F.fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_fold() was not called");
+        return NULL;
+    }
+    return PyObject_Vectorcall(F.fallback, args, nargs, NULL);
+}
+
+static PyObject *
+setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"timer_span", "timer", "slots", "internal", "given", "fallback",
+                            NULL};
+    PyObject *timer_span, *timer, *slots, *internal, *given, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OO!O", names, &PyType_Type,
+                                     &timer_span, &PyType_Type, &timer, &PyTuple_Type, &slots,
+                                     &internal, &PyDict_Type, &given, &fallback))
+        return NULL;
+    if (PyTuple_GET_SIZE(slots) != SLOT_COUNT
+        || !PyType_IsSubtype((PyTypeObject *)timer, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "setup_fold(): unexpected slots or Timer type");
+        return NULL;
+    }
+    F.ready = 0;
+    Py_XSETREF(F.timer_span, (PyTypeObject *)Py_NewRef(timer_span));
+    Py_XSETREF(F.timer, (PyTypeObject *)Py_NewRef(timer));
+    Py_XSETREF(F.slots, Py_NewRef(slots));
+    Py_XSETREF(F.internal, Py_NewRef(internal));
+    Py_XSETREF(F.given, Py_NewRef(given));
+    Py_XSETREF(F.fallback, Py_NewRef(fallback));
+    if (F.error_type == NULL && (F.error_type = PyUnicode_InternFromString("error.type")) == NULL)
+        return NULL;
+    F.ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Hand the module the Python objects the fast path works with."},
+    {"setup_views", (PyCFunction)(void (*)(void))setup_views, METH_VARARGS | METH_KEYWORDS,
+     "Hand the module what the views' functions work with."},
+    {"setup_fold", (PyCFunction)(void (*)(void))setup_fold, METH_VARARGS | METH_KEYWORDS,
+     "Hand the module what fold_timers works with."},
+    {"fold_timers", (PyCFunction)(void (*)(void))fold_timers, METH_FASTCALL,
+     "A request's timers from its spans (as closing.fold_timers)."},
+    {"timers_text", (PyCFunction)timers_text, METH_O,
+     "The wide event's timer summary of a record (as _timers_text)."},
     {NULL, NULL, 0, NULL},
 };
 

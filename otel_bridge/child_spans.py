@@ -23,7 +23,14 @@ from otel_bridge.builder import RUSAGE_WHO, TIMER_SCOPE, RequestBuilder, getrusa
 from otel_bridge.builder import current as _current
 from otel_bridge.record import TagValue, Timer, timer_kind
 
-__all__ = ["RecordSpanProcessor", "changed_timer", "foreign_timer", "span_to_timer", "timer_of"]
+__all__ = [
+    "GIVEN",
+    "RecordSpanProcessor",
+    "changed_timer",
+    "foreign_timer",
+    "span_to_timer",
+    "timer_of",
+]
 
 _getrusage = getrusage
 _RUSAGE = RUSAGE_WHO
@@ -37,7 +44,7 @@ _TIMER_SCOPE = InstrumentationScope(TIMER_SCOPE)
 _TAGS: dict[tuple[str, str, str | None], tuple[tuple[str, TagValue], ...]] = {}
 _TAGS_KEPT = 4096
 # The tags of a timer as given → (the tags kept once, the timer's kind), as bounded.
-_GIVEN: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
+GIVEN: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, Any], ...], str]] = {}
 _CLIENT = SpanKind.CLIENT
 
 
@@ -233,7 +240,7 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
         # so a timer holds no tuples of its own while its record waits for the views.
         given = tuple(attributes.items())
         try:
-            kept = _GIVEN.get(given)
+            kept = GIVEN.get(given)
         except TypeError:  # a value a sampler gave as a list: not kept, still a tag
             kept = (
                 tuple((key, _tag_value(value)) for key, value in given),
@@ -241,8 +248,8 @@ def timer_of(span: TimerSpan, request_start_ns: int) -> Timer:
             )
         if kept is None:
             kept = (given, timer_kind(attributes.get("group")))
-            if len(_GIVEN) < _TAGS_KEPT:
-                _GIVEN[given] = kept
+            if len(GIVEN) < _TAGS_KEPT:
+                GIVEN[given] = kept
         tags, kind = kept
     offset = start - request_start_ns
     duration = (span.end_time or start) - start  # ended: its end is set (finish_timer)

@@ -4,25 +4,29 @@ ended with the final attributes at the response-complete time, and its immutable
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge._compiled import speedups
 from otel_bridge._database import QueryCounts, is_database, statement_of
 from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
 from otel_bridge._timer_plan import TimerPlan
-from otel_bridge._timer_spans import TimerSpan, export_timer_spans
+from otel_bridge._timer_spans import TIMER_SPAN_SLOTS, TimerSpan, export_timer_spans
 from otel_bridge.builder import MAXRSS_UNIT, TIMER_SCOPE, RequestBuilder, _span_name
-from otel_bridge.child_spans import changed_timer, foreign_timer, span_to_timer, timer_of
+from otel_bridge.child_spans import GIVEN, changed_timer, foreign_timer, span_to_timer, timer_of
 from otel_bridge.record import EMPTY, RequestRecord, Timer
 
 __all__ = ["RESPONSE_INCOMPLETE", "Closing", "fold_timers"]
+
+if TYPE_CHECKING:
+    from otel_bridge.config import Settings
 
 _new_record = tuple.__new__
 _CLIENT = SpanKind.CLIENT
@@ -30,6 +34,8 @@ _MAXRSS_UNIT = MAXRSS_UNIT
 
 
 RESPONSE_INCOMPLETE = "response_incomplete"
+# A request's timers and its database figures.
+Folded = tuple[tuple[Timer, ...], QueryCounts | None]
 
 
 class Closing:
@@ -39,6 +45,7 @@ class Closing:
     _pid: int
     _plan: SpanPlan
     timer_plan: TimerPlan | None
+    settings: Settings
 
     def _close(self, builder: RequestBuilder) -> tuple[int, str | None, dict[str, AttributeValue]]:
         """The final status and error type; ends the span with its final attributes."""
@@ -188,11 +195,13 @@ class Closing:
             end_span(span, ending)
 
     def _timers(self, builder: RequestBuilder) -> tuple[tuple[Timer, ...], QueryCounts | None]:
-        """The request's timers, in end order, and its database figures (`fold_timers`)."""
-        return fold_timers(builder.spans or (), builder.start_time_ns)
+        """The request's timers, in end order, and its database figures (`fold_timers`, in C
+        where it is built and allowed)."""
+        fold = _COMPILED_FOLD if _COMPILED_FOLD and not self.settings.pure_python else fold_timers
+        return fold(builder.spans or (), builder.start_time_ns)
 
 
-def fold_timers(spans: Sequence[Any], start: int) -> tuple[tuple[Timer, ...], QueryCounts | None]:
+def fold_timers(spans: Sequence[Any], start: int) -> Folded:
     """A request's timers from its ended child spans (in their order), and its database
     figures when it ran queries; `start`: the request's start (ns since the epoch).
 
@@ -306,3 +315,25 @@ def _same_query(query: _Query, outer: _Query) -> bool:
     if not outer[4] or query[2] != outer[2] or query[5] == outer[5]:
         return False
     return query[3] is None or outer[3] is None or query[3] == outer[3]
+
+
+def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
+    """`fold_timers` in C (otel_bridge._speedups) for a request whose spans are all timers'
+    the app did not change, with tags seen before (`child_spans.timer_of`); it calls
+    `fold_timers` for any other. None without the C core."""
+    module = speedups()
+    if module is None:
+        return None
+    module.setup_fold(
+        timer_span=TimerSpan,
+        timer=Timer,
+        slots=tuple(vars(TimerSpan)[name] for name in TIMER_SPAN_SLOTS),
+        internal=SpanKind.INTERNAL,
+        given=GIVEN,
+        fallback=fold_timers,
+    )
+    fold: Callable[[Sequence[Any], int], Folded] = module.fold_timers
+    return fold
+
+
+_COMPILED_FOLD = _compiled_fold()

@@ -15,7 +15,10 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext, SpanKind
 
 import otel_bridge
 from otel_bridge import _compiled, _timer_spans
@@ -26,6 +29,7 @@ from tests.test_server_span import PARENT
 from tests.test_timer_spans import request, shape
 
 WITHOUT_C = os.environ.get("OTEL_BRIDGE_TEST_WITHOUT_C") == "1"
+CONTEXT = SpanContext(1, 2, False)
 MAX_TIMERS = 12
 
 
@@ -182,8 +186,8 @@ def test_a_module_from_another_source_is_left_unused(monkeypatch: pytest.MonkeyP
         def setup(**refs: Any) -> None:
             raise AssertionError("a stale module is not set up")
 
-    monkeypatch.setattr(importlib, "import_module", lambda name: Stale)
     monkeypatch.setattr(_compiled, "state", _compiled._State())
+    monkeypatch.setattr(importlib, "import_module", lambda name: Stale)
     assert _compiled.compiled_core(_PyTimerCore) is _PyTimerCore
     assert _compiled.state.compiled is False
     assert "another source" in _compiled.state.reason
@@ -193,5 +197,134 @@ def test_a_module_from_another_source_is_left_unused(monkeypatch: pytest.MonkeyP
         raise ImportError(f"No module named {name!r}")
 
     monkeypatch.setattr(importlib, "import_module", missing)
+    assert _compiled.load() is None
     assert _compiled.compiled_core(_PyTimerCore) is _PyTimerCore
     assert _compiled.state.reason == "not built (No module named 'otel_bridge._speedups')"
+
+
+KINDS = ["db", "http", "custom", "cache", "rpc", "a", "b", "c", "d", 'ü"kind']
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(KINDS),
+            st.one_of(
+                st.integers(0, 10**10),
+                st.integers(2**53 - 10, 2**53 + 10),
+                st.integers(-(10**6), 10**21),
+                st.sampled_from([500, 1_500, 2_500, 1_000_500, 999_999_500]),
+            ),
+            st.integers(0, 10**6) | st.just(2**63),
+        ),
+        max_size=12,
+    ),
+    st.integers(0, 10**6),
+)
+def test_the_wide_events_timer_summary_in_c_is_the_pythons(
+    timers: list[tuple[str, int, int]], dropped: int
+) -> None:
+    from benchmarks.pinba import sample_record
+    from otel_bridge.exporters.wide_events import _event
+    from otel_bridge.record import Timer
+
+    record = sample_record()._replace(
+        timers=tuple(
+            Timer("t", kind, (), 0, duration, 0, 0, None, hits) for kind, duration, hits in timers
+        ),
+        timers_dropped=dropped,
+    )
+    compiled = _event._COMPILED_TIMERS_TEXT
+    assert compiled is not None
+    assert _event.EventBuilder()._timers_text is compiled
+    assert _event.EventBuilder(compiled=False)._timers_text is _event._timers_text
+    python = _event._timers_text(record)  # (keeps each kind's keys, which the C code reads)
+    assert compiled(record) == python
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    {"group": "db", "op": "select"},
+                    {"group": "cache"},
+                    {},
+                    {"group": "x", "n": 3, "many": ("a", "b")},
+                    {"group": "bad", "error.type": "E"},  # (the Python code's)
+                    {"listed": ["a"]},  # unhashable: the Python code's
+                    {"db.system.name": "sqlite", "db.query.text": "select 1"},
+                ]
+            ),
+            st.sampled_from([SpanKind.INTERNAL, SpanKind.CLIENT]),
+            st.integers(-(10**9), 10**12),  # start, from the request's
+            st.one_of(st.none(), st.integers(-(10**9), 10**12)),  # duration (None: no end)
+            st.one_of(st.none(), st.tuples(st.just("KeyError"), st.just("'k'"))),
+            st.booleans(),  # changed by the app
+        ),
+        max_size=6,
+    ),
+    st.integers(1_600_000_000 * 10**9, 1_800_000_000 * 10**9),
+)
+def test_a_requests_timers_folded_in_c_are_the_pythons(
+    spans: list[tuple[Any, ...]], request_start: int
+) -> None:
+    from otel_bridge import closing
+
+    made = []
+    for attributes, kind, offset, duration, error, changed in spans:
+        start = request_start + offset
+        span = TimerSpan(CONTEXT, "timer", CONTEXT, attributes, (), start, kind)
+        span.end_time = None if duration is None else start + duration
+        span.error = error
+        if changed:
+            span.changes = [("update_name", ("renamed",), {})]
+        span.closed = True
+        made.append(span)
+    compiled = closing._COMPILED_FOLD
+    assert compiled is not None
+    python = _folded(closing.fold_timers(made, request_start))  # (keeps each tag set)
+    assert _folded(compiled(made, request_start)) == python
+    assert _folded(compiled(tuple(made), request_start)) == python
+
+
+def _folded(folded: Any) -> tuple[Any, ...]:
+    timers, counts = folded
+    return timers, None if counts is None else counts.fields(0, 0)
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+def test_the_usual_requests_timers_and_summary_are_made_in_c_alone() -> None:
+    import sys
+
+    from benchmarks.pinba import sample_record
+    from otel_bridge import closing
+    from otel_bridge.exporters.wide_events import _event
+
+    span = TimerSpan(CONTEXT, "db select", CONTEXT, {"group": "db", "op": "select"}, (), 5)
+    span.end_time, span.closed = 9, True
+    timers, counts = closing.fold_timers([span], 1)  # the Python code keeps the tags
+    record = sample_record()._replace(timers=timers, timers_dropped=0)
+    summary = _event._timers_text(record)  # … and the kind's keys
+    called: list[str] = []
+    sys.setprofile(
+        lambda frame, event, arg: called.append(frame.f_code.co_name) if event == "call" else None
+    )
+    try:
+        assert closing._COMPILED_FOLD is not None and _event._COMPILED_TIMERS_TEXT is not None
+        folded = closing._COMPILED_FOLD([span], 1)
+        text = _event._COMPILED_TIMERS_TEXT(record)
+    finally:
+        sys.setprofile(None)
+    assert (
+        folded
+        == (timers, counts)
+        == ((("db select", "db", (("group", "db"), ("op", "select")), 4, 4, 0, 0, None, 1),), None)
+    )
+    assert type(folded[0][0]) is type(timers[0])
+    assert text == summary == ',"timers.count":1,"timers.db.count":1,"timers.db.ms":0.0'
+    assert called == []  # no Python code ran

@@ -96,6 +96,7 @@ class WideEventsExporter(RecordExporter):
                 request_id_header=settings.wide_events_request_id_header,
                 secret_params=settings.wide_events_redact_params,
                 trust_forwarded_for=settings.wide_events_trust_forwarded_for,
+                compiled=not settings.pure_python,
             ),
             sample_rate=settings.wide_events_sample_rate,
             slow_ms=settings.wide_events_slow_ms,
