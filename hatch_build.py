@@ -3,12 +3,14 @@ build hook), or in place: ``python hatch_build.py`` (what `make` runs when the s
 
 Without a working C compiler or Python's headers the wheel is pure Python and says why: the
 package then runs its Python code, which does the same (``otel_bridge._compiled``). Set
-``OTEL_BRIDGE_BUILD_C=false`` to build a pure wheel on purpose.
+``OTEL_BRIDGE_BUILD_C=false`` to build a pure wheel on purpose; PyPy and free-threaded CPython
+get one too (the C code uses CPython's API, with the GIL).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import sysconfig
 import tempfile
@@ -38,10 +40,9 @@ def compile_speedups(build_dir: Path, *, inplace: bool = False) -> Path:
     os.chdir(ROOT)
     try:
         command.run()
+        return Path(command.get_ext_fullpath(MODULE)).resolve()
     finally:
         os.chdir(cwd)
-    built = ROOT / command.get_ext_fullpath(MODULE) if inplace else None
-    return built if built is not None else Path(command.get_ext_fullpath(MODULE))
 
 
 def _flags() -> list[str]:
@@ -50,8 +51,15 @@ def _flags() -> list[str]:
     return ["-O2", "-Wall", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
 
-def _wanted() -> bool:
-    return os.environ.get(SKIP, "").strip().lower() not in ("0", "false", "no", "off")
+def unsupported() -> str | None:
+    """Why this interpreter gets no C core: the code uses CPython's own API, with the GIL."""
+    if sys.implementation.name != "cpython":
+        return f"{sys.implementation.name} is not CPython"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "a free-threaded CPython"
+    if os.environ.get(SKIP, "").strip().lower() in ("0", "false", "no", "off"):
+        return f"{SKIP} is false"
+    return None
 
 
 if TYPE_CHECKING:
@@ -70,15 +78,24 @@ class SpeedupsHook(_Hook):
 
     PLUGIN_NAME = "custom"
 
+    _scratch: Path | None = None
+
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or not _wanted():
+        if self.target_name != "wheel":
             return
+        why = unsupported()
+        if why is not None:
+            print(
+                f"otel-bridge: no C core ({why}); the package runs its Python code", file=sys.stderr
+            )
+            return
+        self._scratch = Path(tempfile.mkdtemp(prefix="otel-bridge-build-"))
         try:
             if version == "editable":
                 # The package runs from the tree: the module goes next to its source.
-                compile_speedups(Path(tempfile.mkdtemp(prefix="otel-bridge-build-")), inplace=True)
+                compile_speedups(self._scratch, inplace=True)
                 return
-            built = compile_speedups(Path(tempfile.mkdtemp(prefix="otel-bridge-build-")))
+            built = compile_speedups(self._scratch)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: a pure wheel
             print(
                 f"otel-bridge: the C core was not built ({type(exc).__name__}: {exc}); "
@@ -90,6 +107,15 @@ class SpeedupsHook(_Hook):
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
 
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
 
 if __name__ == "__main__":
-    print(compile_speedups(Path(tempfile.mkdtemp(prefix="otel-bridge-build-")), inplace=True))
+    reason = unsupported()
+    if reason is not None:
+        sys.exit(f"otel-bridge: no C core ({reason})")
+    with tempfile.TemporaryDirectory(prefix="otel-bridge-build-") as scratch:
+        print(compile_speedups(Path(scratch), inplace=True))

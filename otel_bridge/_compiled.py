@@ -14,10 +14,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["EXPECTED_VERSION", "compiled_core", "describe", "load", "speedups", "state"]
+__all__ = [
+    "EXPECTED_VERSION",
+    "compiled_core",
+    "describe",
+    "load",
+    "set_up",
+    "speedups",
+    "state",
+]
 
 # The C source's SPEEDUPS_VERSION this Python code works with.
-EXPECTED_VERSION = 3
+EXPECTED_VERSION = 4
 
 
 class _State:
@@ -38,6 +46,9 @@ def load() -> Any:
         module = importlib.import_module("otel_bridge._speedups")
     except ImportError as exc:
         state.reason = f"not built ({exc})"
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure to load it: the Python code
+        state.reason = f"not loaded ({type(exc).__name__}: {exc})"
         return None
     version = getattr(module, "VERSION", None)
     if version != EXPECTED_VERSION:
@@ -60,9 +71,27 @@ def compiled_core(fallback: type, **refs: Any) -> type:
     module = speedups()
     if module is None:
         return fallback
-    module.setup(**refs)
+    try:
+        module.setup(**refs)
+    except Exception as exc:  # noqa: BLE001 - a module that does not fit: the Python code
+        state.compiled, state.module = False, None
+        state.reason = f"not set up ({type(exc).__name__}: {exc})"
+        return fallback
     core: type = module.TimerCore
     return core
+
+
+def set_up(name: str, **refs: Any) -> Any:
+    """The module, its `name` function handed `refs` (a view's compiled functions); None where
+    it is unavailable or does not fit (the Python code then runs)."""
+    module = speedups()
+    if module is None:
+        return None
+    try:
+        getattr(module, name)(**refs)
+    except Exception:  # noqa: BLE001 - a module that does not fit: the Python code
+        return None
+    return module
 
 
 def describe(plan: Any, pure_python: bool) -> str:

@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 3
+#define SPEEDUPS_VERSION 4
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,6 +41,7 @@ static struct {
     PyObject *ended_early;
     PyObject *otel_detach;
     PyObject *init_slow;     /* _PyTimerCore.__init__ */
+    PyObject *join_record;   /* _timer_spans.join_record */
 } S;
 
 enum {
@@ -62,6 +63,7 @@ typedef struct {
     PyObject *name;
     PyObject *span;
     PyObject *token;
+    int fast; /* entered by fast_start: its __exit__ may take the fast path */
 } TimerCore;
 
 static int
@@ -76,6 +78,33 @@ get_slot(PyObject *span, int slot)
 {
     PyObject *descr = PyTuple_GET_ITEM(S.slots, slot);
     return Py_TYPE(descr)->tp_descr_get(descr, span, (PyObject *)Py_TYPE(span));
+}
+
+/* tuple.__new__(type, items) for a tuple subclass, as CPython builds one: its memory, then
+ * the items (before 3.14, whose tuples cache their hash, which this would leave unset). */
+static PyObject *
+new_tuple_of(PyTypeObject *type, PyObject *const *items, Py_ssize_t count)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    PyObject *made = type->tp_alloc(type, count);
+    if (made != NULL)
+        for (Py_ssize_t i = 0; i < count; i++)
+            PyTuple_SET_ITEM(made, i, Py_NewRef(items[i]));
+    return made;
+#else
+    PyObject *plain = PyTuple_New(count);
+    if (plain == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++)
+        PyTuple_SET_ITEM(plain, i, Py_NewRef(items[i]));
+    PyObject *args = PyTuple_Pack(1, plain);
+    Py_DECREF(plain);
+    if (args == NULL)
+        return NULL;
+    PyObject *made = PyTuple_Type.tp_new(type, args, NULL);
+    Py_DECREF(args);
+    return made;
+#endif
 }
 
 /* 1: `attr` of `obj` is `expected` (identity); 0: it is not; -1: error. */
@@ -98,7 +127,7 @@ fast_start(TimerCore *self, PyObject *builder)
     PyObject *server = NULL, *bridge = NULL, *timing = NULL, *limit = NULL, *exporters = NULL;
     PyObject *values = NULL, *parent = NULL, *span_id = NULL;
     PyObject *context = NULL, *span = NULL, *start = NULL, *opened = NULL, *fresh = NULL;
-    PyObject *token = NULL;
+    PyObject *token = NULL, *current = NULL;
 
     if (S.context_var == NULL || self->attributes == NULL || self->name == NULL)
         return 0;
@@ -120,20 +149,27 @@ fast_start(TimerCore *self, PyObject *builder)
     if ((limit = PyObject_GetAttr(timing, str_max_attributes)) == NULL)
         goto error;
     Py_ssize_t count = PyObject_Length(self->attributes);
-    long max_attributes = PyLong_AsLong(limit);
-    if (count < 0 || (max_attributes == -1 && PyErr_Occurred()))
+    if (count < 0)
         goto error;
-    if (count >= max_attributes)
-        goto done;
-    if ((exporters = PyObject_GetAttr(server, str_exporters)) == NULL)
+    int overflow = 0;
+    long long max_attributes = PyLong_Check(limit) ? PyLong_AsLongLongAndOverflow(limit, &overflow)
+                                                   : -1;
+    if (max_attributes == -1 && PyErr_Occurred())
         goto error;
+    if (!PyLong_Check(limit) || overflow < 0 || (!overflow && count >= max_attributes))
+        goto done; /* (the Python code decides) */
+    if ((exporters = PyObject_GetAttr(server, str_exporters)) == NULL
+        || (opened = PyObject_GetAttr(builder, str_open_spans)) == NULL)
+        goto error;
+    if (opened != Py_None && !PyDict_CheckExact(opened))
+        goto done; /* (the Python code decides) */
 
     /* The parent: the current span, when it is one of ours. */
     if (PyContextVar_Get(S.context_var, NULL, &values) < 0)
         goto error;
     if (values == NULL || !PyDict_Check(values))
         goto done;
-    PyObject *current = PyDict_GetItemWithError(values, S.span_key); /* borrowed */
+    current = Py_XNewRef(PyDict_GetItemWithError(values, S.span_key));
     if (current == NULL) {
         if (PyErr_Occurred())
             goto error;
@@ -169,13 +205,11 @@ fast_start(TimerCore *self, PyObject *builder)
         Py_CLEAR(span_id);
     }
     /* tuple.__new__(SpanContext, fields), as CPython builds a tuple subclass's instance. */
-    context = S.span_context->tp_alloc(S.span_context, 6);
-    if (context == NULL)
-        goto error;
     PyObject *fields[6] = {trace_id, span_id, Py_False, PyTuple_GET_ITEM(S.flags, flags),
                            PyTuple_GET_ITEM(parent, 4), Py_True};
-    for (int i = 0; i < 6; i++)
-        PyTuple_SET_ITEM(context, i, Py_NewRef(fields[i]));
+    context = new_tuple_of(S.span_context, fields, 6);
+    if (context == NULL)
+        goto error;
     /* Ints, bools, flags and a trace state, none of which can lead back to it: the garbage
      * collector need not walk it (it stops walking such plain tuples itself; this subclass's
      * instance dict stays empty, as nothing sets attributes on a SpanContext). */
@@ -187,7 +221,15 @@ fast_start(TimerCore *self, PyObject *builder)
     span = S.timer_span->tp_alloc(S.timer_span, 0);
     if (span == NULL)
         goto error;
-    PyObject *kind = self->kind != NULL && self->kind != Py_None ? self->kind : S.internal;
+    /* self._kind or SpanKind.INTERNAL */
+    PyObject *kind = S.internal;
+    if (self->kind != NULL) {
+        int given = PyObject_IsTrue(self->kind);
+        if (given < 0)
+            goto error;
+        if (given)
+            kind = self->kind;
+    }
     if (set_slot(span, SLOT_CONTEXT, context) < 0
         || set_slot(span, SLOT_BUILDER, builder) < 0
         || set_slot(span, SLOT_KIND, kind) < 0
@@ -206,17 +248,11 @@ fast_start(TimerCore *self, PyObject *builder)
         goto error;
 
     /* Named in a `timeout` event while it runs. */
-    if ((opened = PyObject_GetAttr(builder, str_open_spans)) == NULL)
-        goto error;
     if (opened == Py_None) {
         Py_DECREF(opened);
         if ((opened = PyDict_New()) == NULL
             || PyObject_SetAttr(builder, str_open_spans, opened) < 0)
             goto error;
-    }
-    if (!PyDict_CheckExact(opened)) {
-        PyErr_SetString(PyExc_TypeError, "open_spans is not a dict");
-        goto error;
     }
     if (PyDict_SetItem(opened, span_id, span) < 0)
         goto error;
@@ -233,6 +269,7 @@ fast_start(TimerCore *self, PyObject *builder)
     Py_XSETREF(self->builder, Py_NewRef(builder));
     Py_XSETREF(self->token, token);
     token = NULL;
+    self->fast = 1;
     result = 1;
     goto done;
 
@@ -257,49 +294,36 @@ done:
     Py_XDECREF(opened);
     Py_XDECREF(fresh);
     Py_XDECREF(token);
+    Py_XDECREF(current);
     return result;
 }
 
-/* The fast path of finish_timer(): 1 done, 0 not applicable (the Python one runs), -1 error. */
+/* The fast path of finish_timer(): 1 done, 0 not applicable (the Python one runs), -1 error.
+ * As finish_timer: the span is claimed from the open ones (once), stamped, then it joins its
+ * request's record here, or `join_record` decides (a request closed meanwhile, the limit). */
 static int
 fast_finish(PyObject *builder, PyObject *span, PyObject *exc)
 {
-    int result = 0, check;
-    PyObject *cpu = NULL, *bridge = NULL, *limit = NULL, *spans = NULL, *opened = NULL;
-    PyObject *context = NULL, *end = NULL, *error = NULL;
+    int result = 0;
+    PyObject *cpu = NULL, *opened = NULL, *context = NULL, *end = NULL, *error = NULL;
+    PyObject *closed = NULL, *bridge = NULL, *limit = NULL, *spans = NULL;
 
     if ((cpu = get_slot(span, SLOT_CPU)) == NULL)
         goto error;
     if (cpu != Py_None)
         goto done; /* its CPU time is measured */
-    if ((check = attr_is(builder, str_closed, Py_False)) <= 0)
-        goto check_failed;
     if ((opened = PyObject_GetAttr(builder, str_open_spans)) == NULL)
         goto error;
     if (!PyDict_CheckExact(opened))
         goto done;
-    if ((bridge = PyObject_GetAttr(builder, str_bridge)) == NULL
-        || (limit = PyObject_GetAttr(bridge, str_max_timers)) == NULL
-        || (spans = PyObject_GetAttr(builder, str_spans)) == NULL)
-        goto error;
-    Py_ssize_t max_timers = PyLong_AsSsize_t(limit);
-    if (max_timers == -1 && PyErr_Occurred())
-        goto error;
-    if (spans == Py_None) {
-        Py_DECREF(spans);
-        if ((spans = PyList_New(0)) == NULL || PyObject_SetAttr(builder, str_spans, spans) < 0)
-            goto error;
-    }
-    if (!PyList_CheckExact(spans) || PyList_GET_SIZE(spans) >= max_timers)
-        goto done;
-
-    /* Once: only the one that takes it out of the open spans goes on. */
     if ((context = get_slot(span, SLOT_CONTEXT)) == NULL)
         goto error;
     if (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) < 2)
         goto done;
+
+    /* Once: only the one that takes it out of the open spans goes on. */
     PyObject *key = PyTuple_GET_ITEM(context, 1);
-    PyObject *held = PyDict_GetItemWithError(opened, key); /* borrowed */
+    PyObject *held = PyDict_GetItemWithError(opened, key); /* borrowed, compared only */
     if (held != span) {
         if (held == NULL && PyErr_Occurred())
             goto error;
@@ -324,40 +348,64 @@ fast_finish(PyObject *builder, PyObject *span, PyObject *exc)
         if (error == NULL || set_slot(span, SLOT_ERROR, error) < 0)
             goto done;
     }
-    if (PyList_Append(spans, span) < 0)
+    /* Read now, after any Python code above (an exception's __str__, another thread). */
+    if ((closed = PyObject_GetAttr(builder, str_closed)) == NULL
+        || (bridge = PyObject_GetAttr(builder, str_bridge)) == NULL
+        || (limit = PyObject_GetAttr(bridge, str_max_timers)) == NULL
+        || (spans = PyObject_GetAttr(builder, str_spans)) == NULL)
         goto done;
-    /* Ended, unchanged: it references nothing that could lead back to it (its request is
-     * let go above), so the garbage collector need not walk it while it waits for its views. */
-    PyObject *changes = get_slot(span, SLOT_CHANGES);
-    if (changes == NULL)
-        goto done;
-    if (changes == Py_None && PyObject_GC_IsTracked(span))
-        PyObject_GC_UnTrack(span);
-    Py_DECREF(changes);
+    int overflow = 0;
+    long long max_timers = PyLong_Check(limit) ? PyLong_AsLongLongAndOverflow(limit, &overflow) : -1;
+    if (max_timers == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (closed == Py_False && !overflow && max_timers >= 0
+        && (spans == Py_None ? max_timers > 0
+                             : PyList_CheckExact(spans) && PyList_GET_SIZE(spans) < max_timers)) {
+        if (spans == Py_None) {
+            Py_SETREF(spans, PyList_New(0));
+            if (spans == NULL || PyObject_SetAttr(builder, str_spans, spans) < 0)
+                goto done;
+        }
+        if (PyList_Append(spans, span) < 0) /* itself, as finish_timer appends it */
+            goto done;
+    }
+    else {
+        PyObject *call[2] = {builder, span};
+        PyObject *joined = PyObject_Vectorcall(S.join_record, call, 2, NULL);
+        if (joined == NULL)
+            goto done;
+        Py_DECREF(joined);
+    }
     result = 1;
-    goto done;
-
-check_failed:
-    if (check < 0)
-        goto error;
     goto done;
 error:
     result = -1;
 done:
     Py_XDECREF(cpu);
-    Py_XDECREF(bridge);
-    Py_XDECREF(limit);
-    Py_XDECREF(spans);
     Py_XDECREF(opened);
     Py_XDECREF(context);
     Py_XDECREF(end);
     Py_XDECREF(error);
+    Py_XDECREF(closed);
+    Py_XDECREF(bridge);
+    Py_XDECREF(limit);
+    Py_XDECREF(spans);
     return result;
+}
+
+/* A slow path's Python callable, or RuntimeError when setup() has not run. */
+static PyObject *
+slow_path(PyObject *callable)
+{
+    if (callable == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "otel_bridge._speedups.setup() has not run");
+    return callable;
 }
 
 static PyObject *
 core_enter(TimerCore *self, PyObject *Py_UNUSED(ignored))
 {
+    self->fast = 0;
     if (S.ready) {
         PyObject *builder;
         if (PyContextVar_Get(S.current, Py_None, &builder) < 0)
@@ -369,17 +417,22 @@ core_enter(TimerCore *self, PyObject *Py_UNUSED(ignored))
         if (done)
             return Py_NewRef(self);
     }
+    if (slow_path(S.enter_slow) == NULL)
+        return NULL;
     return PyObject_CallOneArg(S.enter_slow, (PyObject *)self);
 }
 
 static PyObject *
-core_exit(TimerCore *self, PyObject *const *args, Py_ssize_t nargs)
+core_exit(TimerCore *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (!S.ready || nargs != 3)
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int fast = self->fast;
+    self->fast = 0;
+    /* Only a block the fast path entered leaves on it; anything else, as the Python code. */
+    if (!fast || !S.ready || nargs != 3 || kwnames != NULL || S.context_var == NULL)
         goto slow;
     PyObject *span = self->span, *token = self->token;
-    if (span == NULL || Py_TYPE(span) != S.timer_span || token == NULL || token == Py_None
-        || S.context_var == NULL)
+    if (span == NULL || Py_TYPE(span) != S.timer_span || token == NULL || token == Py_None)
         goto slow;
     /* Taken out of the instance first, as the Python code does. */
     self->span = Py_NewRef(Py_None);
@@ -436,10 +489,19 @@ end:
     return result;
 
 slow:;
-    PyObject *call[4] = {(PyObject *)self, NULL, NULL, NULL};
-    for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
+    /* _PyTimerCore.__exit__(self, *args, **kwargs): its own errors for a wrong call. */
+    if (slow_path(S.exit_slow) == NULL)
+        return NULL;
+    Py_ssize_t total = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **call = PyMem_Malloc((total + 1) * sizeof(PyObject *));
+    if (call == NULL)
+        return PyErr_NoMemory();
+    call[0] = (PyObject *)self;
+    for (Py_ssize_t i = 0; i < total; i++)
         call[i + 1] = args[i];
-    return PyObject_Vectorcall(S.exit_slow, call, nargs + 1 < 4 ? nargs + 1 : 4, NULL);
+    PyObject *out = PyObject_Vectorcall(S.exit_slow, call, nargs + 1, kwnames);
+    PyMem_Free(call);
+    return out;
 }
 
 /* timer(**tags): every tag a string, the usual case, here; anything else in Python. */
@@ -448,6 +510,12 @@ core_init(TimerCore *self, PyObject *args, PyObject *kwargs)
 {
     Py_ssize_t pos = 0;
     PyObject *key, *value, *tags = NULL, *name = NULL;
+    /* As the Python __init__ begins: the block's state none yet. */
+    Py_XSETREF(self->span, Py_NewRef(Py_None));
+    Py_XSETREF(self->token, Py_NewRef(Py_None));
+    Py_XSETREF(self->builder, Py_NewRef(Py_None));
+    Py_XSETREF(self->kind, Py_NewRef(Py_None));
+    self->fast = 0;
     if (!S.ready || PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && !PyDict_CheckExact(kwargs)))
         goto slow;
     if (kwargs != NULL) {
@@ -478,15 +546,13 @@ core_init(TimerCore *self, PyObject *args, PyObject *kwargs)
     }
     Py_XSETREF(self->attributes, tags);
     Py_XSETREF(self->name, name);
-    Py_XSETREF(self->span, Py_NewRef(Py_None));
-    Py_XSETREF(self->token, Py_NewRef(Py_None));
-    Py_XSETREF(self->builder, Py_NewRef(Py_None));
-    Py_XSETREF(self->kind, Py_NewRef(Py_None));
     return 0;
 error:
     Py_XDECREF(tags);
     return -1;
 slow:;
+    if (slow_path(S.init_slow) == NULL)
+        return -1;
     PyObject *call = PyTuple_New(PyTuple_GET_SIZE(args) + 1);
     if (call == NULL)
         return -1;
@@ -536,17 +602,17 @@ core_dealloc(TimerCore *self)
 
 static PyMethodDef core_methods[] = {
     {"__enter__", (PyCFunction)core_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))core_exit, METH_FASTCALL, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))core_exit, METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef core_members[] = {
-    {"_attributes", T_OBJECT, offsetof(TimerCore, attributes), 0, NULL},
-    {"_builder", T_OBJECT, offsetof(TimerCore, builder), 0, NULL},
-    {"_kind", T_OBJECT, offsetof(TimerCore, kind), 0, NULL},
-    {"_name", T_OBJECT, offsetof(TimerCore, name), 0, NULL},
-    {"_span", T_OBJECT, offsetof(TimerCore, span), 0, NULL},
-    {"_token", T_OBJECT, offsetof(TimerCore, token), 0, NULL},
+    {"_attributes", T_OBJECT_EX, offsetof(TimerCore, attributes), 0, NULL},
+    {"_builder", T_OBJECT_EX, offsetof(TimerCore, builder), 0, NULL},
+    {"_kind", T_OBJECT_EX, offsetof(TimerCore, kind), 0, NULL},
+    {"_name", T_OBJECT_EX, offsetof(TimerCore, name), 0, NULL},
+    {"_span", T_OBJECT_EX, offsetof(TimerCore, span), 0, NULL},
+    {"_token", T_OBJECT_EX, offsetof(TimerCore, token), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -572,18 +638,18 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
         "current", "context_var", "span_key", "context_type", "server_span", "timer_span",
         "span_context", "flags", "random_trace_id", "getrandbits", "wall_ns", "internal",
         "slots", "enter_slow", "exit_slow", "finish_timer", "ended_early", "otel_detach", "init_slow",
-        NULL,
+        "join_record", NULL,
     };
     PyObject *current, *context_var, *span_key, *context_type, *server_span, *timer_span,
         *span_context, *flags, *getrandbits, *wall_ns, *internal, *slots, *enter_slow,
-        *exit_slow, *finish_timer, *ended_early, *otel_detach, *init_slow;
+        *exit_slow, *finish_timer, *ended_early, *otel_detach, *init_slow, *join_record;
     long random_trace_id;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "$OOOOO!O!O!O!lOOOO!OOOOOO", names, &current, &context_var,
+            args, kwargs, "$OOOOO!O!O!O!lOOOO!OOOOOOO", names, &current, &context_var,
             &span_key, &context_type, &PyType_Type, &server_span, &PyType_Type, &timer_span,
             &PyType_Type, &span_context, &PyTuple_Type, &flags, &random_trace_id, &getrandbits,
             &wall_ns, &internal, &PyTuple_Type, &slots, &enter_slow, &exit_slow, &finish_timer,
-            &ended_early, &otel_detach, &init_slow))
+            &ended_early, &otel_detach, &init_slow, &join_record))
         return NULL;
     if (!PyContextVar_CheckExact(current)
         || (context_var != Py_None && !PyContextVar_CheckExact(context_var))) {
@@ -625,6 +691,7 @@ setup(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(S.ended_early, Py_NewRef(ended_early));
     Py_XSETREF(S.otel_detach, Py_NewRef(otel_detach));
     Py_XSETREF(S.init_slow, Py_NewRef(init_slow));
+    Py_XSETREF(S.join_record, Py_NewRef(join_record));
     S.ready = 1;
     Py_RETURN_NONE;
 }
@@ -782,16 +849,19 @@ timers_text(PyObject *module, PyObject *record)
         goto slow_clear;
     for (int n = 0; n < found; n++) {
         int k = order[n];
-        PyObject *keys = PyDict_GetItemWithError(W.kind_keys, kinds[k]); /* borrowed */
+        PyObject *keys = Py_XNewRef(PyDict_GetItemWithError(W.kind_keys, kinds[k]));
         if (keys == NULL || !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != 2) {
+            Py_XDECREF(keys);
             if (PyErr_Occurred())
                 return NULL;
             goto slow; /* a kind seen for the first time: the Python code keeps its keys */
         }
-        if (!put_text(buffer, &used, PyTuple_GET_ITEM(keys, 0))
-            || !put_integer(buffer, &used, counts[k])
-            || !put_text(buffer, &used, PyTuple_GET_ITEM(keys, 1))
-            || !put_milliseconds(buffer, &used, ms[k]))
+        int written = put_text(buffer, &used, PyTuple_GET_ITEM(keys, 0))
+                      && put_integer(buffer, &used, counts[k])
+                      && put_text(buffer, &used, PyTuple_GET_ITEM(keys, 1))
+                      && put_milliseconds(buffer, &used, ms[k]);
+        Py_DECREF(keys);
+        if (!written)
             goto slow_clear;
     }
     PyObject *dropped = PyTuple_GET_ITEM(record, W.dropped);
@@ -834,9 +904,10 @@ setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
     W.hits = hits;
     Py_XSETREF(W.kind_keys, Py_NewRef(kind_keys));
     Py_XSETREF(W.fallback, Py_NewRef(fallback));
-    if (W.count_key == NULL
-        && ((W.count_key = PyUnicode_FromString(",\"timers.count\":")) == NULL
-            || (W.dropped_key = PyUnicode_FromString(",\"timers.dropped\":")) == NULL))
+    if (W.count_key == NULL && (W.count_key = PyUnicode_FromString(",\"timers.count\":")) == NULL)
+        return NULL;
+    if (W.dropped_key == NULL
+        && (W.dropped_key = PyUnicode_FromString(",\"timers.dropped\":")) == NULL)
         return NULL;
     W.ready = 1;
     Py_RETURN_NONE;
@@ -868,7 +939,8 @@ fold_slot(PyObject *span, int slot)
 static PyObject *
 fold_one(PyObject *span, long long request_start)
 {
-    PyObject *result = NULL, *changes = NULL, *kind = NULL, *attributes = NULL, *given = NULL;
+    PyObject *result = NULL, *changes = NULL, *kind = NULL, *attributes = NULL, *given = NULL,
+             *kept = NULL;
     PyObject *start = NULL, *end = NULL, *error = NULL, *name = NULL, *user = NULL,
              *system = NULL, *offset = NULL, *duration = NULL;
     if ((changes = fold_slot(span, SLOT_CHANGES)) == NULL
@@ -889,14 +961,18 @@ fold_one(PyObject *span, long long request_start)
     while (PyDict_Next(attributes, &position, &key, &value)) {
         if (index >= PyTuple_GET_SIZE(given))
             goto done; /* changed meanwhile */
+        Py_INCREF(key); /* (an allocation may run Python code) */
+        Py_INCREF(value);
         PyObject *pair = PyTuple_Pack(2, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
         if (pair == NULL)
             goto done;
         PyTuple_SET_ITEM(given, index++, pair);
     }
     if (index != PyTuple_GET_SIZE(given))
         goto done;
-    PyObject *kept = PyDict_GetItemWithError(F.given, given); /* borrowed */
+    kept = Py_XNewRef(PyDict_GetItemWithError(F.given, given));
     if (kept == NULL) {
         if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError))
             PyErr_Clear(); /* a value a sampler gave as a list */
@@ -945,13 +1021,9 @@ fold_one(PyObject *span, long long request_start)
     if (one == NULL)
         goto done;
     fields[8] = one;
-    result = F.timer->tp_alloc(F.timer, 9);
-    if (result != NULL) {
-        for (int i = 0; i < 9; i++)
-            PyTuple_SET_ITEM(result, i, Py_NewRef(fields[i]));
-        /* Immutable, of strs, ints and tags made before it: never part of a cycle. */
+    result = new_tuple_of(F.timer, fields, 9);
+    if (result != NULL) /* Immutable, of strs, ints and tags made before it: never in a cycle. */
         PyObject_GC_UnTrack(result);
-    }
     Py_DECREF(one);
     goto done;
 clear:
@@ -969,6 +1041,7 @@ done:
     Py_XDECREF(system);
     Py_XDECREF(offset);
     Py_XDECREF(duration);
+    Py_XDECREF(kept);
     return result;
 }
 
@@ -994,8 +1067,9 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (timers == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *span = PySequence_Fast_GET_ITEM(spans, i);
+        PyObject *span = Py_NewRef(PySequence_Fast_GET_ITEM(spans, i));
         PyObject *timer = Py_TYPE(span) == F.timer_span ? fold_one(span, start) : NULL;
+        Py_DECREF(span);
         if (timer == NULL) {
             Py_DECREF(timers);
             if (PyErr_Occurred())
@@ -1074,6 +1148,12 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    /* Its state is the process's: the main interpreter's only (elsewhere, the Python code). */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "otel_bridge._speedups is for the main interpreter only");
+        return NULL;
+    }
     INTERN(str_span, "span");
     INTERN(str_closed, "closed");
     INTERN(str_bridge, "bridge");

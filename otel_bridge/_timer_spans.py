@@ -48,6 +48,7 @@ __all__ = [
     "ended_early",
     "export_timer_spans",
     "finish_timer",
+    "join_record",
     "start_timer",
 ]
 
@@ -299,6 +300,12 @@ def finish_timer(
             usage = getrusage(RUSAGE_WHO)
             span.cpu_user = int((usage.ru_utime - utime) * 1e9)
             span.cpu_system = int((usage.ru_stime - stime) * 1e9)
+    join_record(builder, span)
+
+
+def join_record(builder: RequestBuilder, span: TimerSpan) -> None:
+    """A timer's span just ended (taken from the open ones, stamped): into its request's
+    record; or, past the limit or after the request, counted and exported alone."""
     bridge = builder.bridge
     if builder.closed:
         # A task of the request outliving it: no record to join, but exported as the SDK's
@@ -317,7 +324,7 @@ def finish_timer(
             builder.open_spans, span.parent[1], span.scope_name(), span._context[1]
         ):
             builder.db_dropped += 1
-            builder.db_dropped_ns += max(0, span.end_time - span.start_time)
+            builder.db_dropped_ns += max(0, (span.end_time or span.start_time) - span.start_time)
         span.closed = True
         _export(span, bridge.timer_plan)
         return

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge._compiled import speedups
+from otel_bridge._compiled import set_up
 from otel_bridge._database import QueryCounts, is_database, statement_of
 from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._http import sanitize_text
@@ -321,10 +321,8 @@ def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
     """`fold_timers` in C (otel_bridge._speedups) for a request whose spans are all timers'
     the app did not change, with tags seen before (`child_spans.timer_of`); it calls
     `fold_timers` for any other. None without the C core."""
-    module = speedups()
-    if module is None:
-        return None
-    module.setup_fold(
+    module = set_up(
+        "setup_fold",
         timer_span=TimerSpan,
         timer=Timer,
         slots=tuple(vars(TimerSpan)[name] for name in TIMER_SPAN_SLOTS),
@@ -332,6 +330,8 @@ def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
         given=GIVEN,
         fallback=fold_timers,
     )
+    if module is None:
+        return None
     fold: Callable[[Sequence[Any], int], Folded] = module.fold_timers
     return fold
 

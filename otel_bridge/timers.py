@@ -30,6 +30,7 @@ from otel_bridge._timer_spans import (
     TimerSpan,
     ended_early,
     finish_timer,
+    join_record,
     start_timer,
 )
 from otel_bridge._version import __version__
@@ -170,6 +171,7 @@ else:
         enter_slow=_PyTimerCore.__enter__,
         exit_slow=_PyTimerCore.__exit__,
         init_slow=_PyTimerCore.__init__,
+        join_record=join_record,
         finish_timer=finish_timer,
         ended_early=ended_early,
         otel_detach=otel_context.detach,

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import importlib
 import os
+import sys
 import threading
 from typing import Any
 
@@ -68,11 +69,28 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def served(h: Harness, pure_python: bool, made: list[TimerSpan]) -> Harness:
+def served(h: Harness, pure_python: bool, ran: set[str]) -> Harness:
+    """`h` after serving `app` once; `ran`: the Python functions of otel_bridge's timers and
+    record that ran meanwhile."""
     settings = otel_bridge.Settings(exporters=(), max_timers=MAX_TIMERS, pure_python=pure_python)
-    request(h.asgi(app, settings=settings), {"traceparent": PARENT})
-    h.finished_spans()
+    wrapped = h.asgi(app, settings=settings)
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.endswith(WATCHED):
+            ran.add(frame.f_code.co_name)
+
+    threading.setprofile(profile)
+    sys.setprofile(profile)
+    try:
+        request(wrapped, {"traceparent": PARENT})
+        h.finished_spans()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
     return h
+
+
+WATCHED = ("otel_bridge/timers.py", "otel_bridge/_timer_spans.py", "otel_bridge/closing.py")
 
 
 def test_timers_have_the_c_core_where_it_is_built() -> None:
@@ -106,14 +124,22 @@ def test_the_c_core_records_and_exports_what_the_python_code_does(
         initialised.append(self.name)
 
     monkeypatch.setattr(TimerSpan, "__init__", counting)
-    python = served(make_harness(), True, kept)
+    in_python: set[str] = set()
+    python = served(make_harness(), True, in_python)
     python_spans = list(kept)
     by_python = list(initialised)
     kept.clear()
     initialised.clear()
-    compiled = served(make_harness(), False, kept)
+    in_c: set[str] = set()
+    compiled = served(make_harness(), False, in_c)
     compiled_spans = list(kept)
     try:
+        # The reference ran the Python code for every step (but a timer's __init__, a pure
+        # function of its tags, compared below), the other run only where C does not go.
+        steps = {"__enter__", "__exit__", "start_timer", "finish_timer", "fold_timers"}
+        assert steps <= in_python
+        if not WITHOUT_C:
+            assert in_c.isdisjoint({"__enter__", "start_timer"})
         assert len(python_spans) == MAX_TIMERS
         assert len(by_python) == MAX_TIMERS + 2
         if WITHOUT_C:
@@ -328,3 +354,112 @@ def test_the_usual_requests_timers_and_summary_are_made_in_c_alone() -> None:
     assert type(folded[0][0]) is type(timers[0])
     assert text == summary == ',"timers.count":1,"timers.db.count":1,"timers.db.ms":0.0'
     assert called == []  # no Python code ran
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"group": "db", "op": "select"},
+        {"name": "named", "group": "db"},
+        {},
+        {"group": ""},
+        {"a": "", "b": ""},
+        {"n": 3, "on": True, "none": None, "many": ["a", "b"], "nested": {"x": "y"}},
+        {"name": 7},
+    ],
+)
+def test_a_timers_tags_and_name_are_the_pythons(tags: dict[str, Any]) -> None:
+    from otel_bridge.timers import timer
+
+    made = timer(**tags)
+    reference = timer.__new__(timer)
+    _PyTimerCore.__init__(reference, **tags)
+    for field in ("_attributes", "_name", "_kind", "_span", "_token", "_builder"):
+        assert getattr(made, field) == getattr(reference, field), field
+    if tags:
+        assert made._attributes is not tags  # a dict of its own, as **tags is
+
+
+def test_a_timers_exit_takes_what_pythons_takes() -> None:
+    from otel_bridge.timers import timer
+
+    made = timer(group="x")
+    made.__enter__()
+    made.__exit__(exc=None, tb=None, exc_type=None)  # type: ignore[call-arg]  # (Python takes keywords)
+    assert made._span is None
+    made.__enter__()
+    with pytest.raises(TypeError):
+        made.__exit__(None, None, None, None)  # type: ignore[call-arg]
+    made.__exit__(None, None, None)
+    fresh = timer.__new__(timer)
+    with pytest.raises(AttributeError):
+        fresh.__enter__()  # never initialised: as an unset slot
+
+
+class _ClosingError(Exception):
+    """Its text closes the request: Python code between a timer's end and its record."""
+
+    def __str__(self) -> str:
+        from otel_bridge.builder import current
+
+        builder = current.get()
+        assert builder is not None
+        builder.closed = True
+        return "closing"
+
+
+async def closing_app(scope: Any, receive: Any, send: Any) -> None:
+    from otel_bridge.builder import current
+
+    try:
+        with otel_bridge.timer(group="late"):
+            raise _ClosingError
+    except _ClosingError:
+        pass
+    builder = current.get()
+    assert builder is not None
+    builder.closed = False
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("pure_python", [True, False], ids=["python", "c"])
+def test_a_request_closed_while_its_timer_ends_gets_no_timer(pure_python: bool) -> None:
+    h = make_harness()
+    try:
+        wrapped = h.asgi(
+            closing_app, settings=otel_bridge.Settings(exporters=(), pure_python=pure_python)
+        )
+        request(wrapped, {})
+        [record] = h.records()
+        assert record.timers == ()
+        assert wrapped.bridge.health.snapshot()["dropped"] == {"timer_after_request": 1}
+        assert [span.name for span in h.finished_spans()] == ["late", "GET"]
+    finally:
+        for wrapped in h.apps:
+            wrapped.bridge.shutdown()
+
+
+def test_the_module_without_its_setup_raises_instead_of_crashing(tmp_path: Any) -> None:
+    import subprocess
+
+    if WITHOUT_C:
+        pytest.skip("the C core is hidden")
+    found = _compiled.state.module
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('_speedups', {found.__file__!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "core = module.TimerCore\n"
+        "for call in (core, lambda: core.__new__(core).__enter__()):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except RuntimeError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["otel_bridge._speedups.setup() has not run"] * 2

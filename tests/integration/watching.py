@@ -3,7 +3,8 @@
 - ``sdk``: a span processor on the provider watches spans start, so the SDK makes every span
   itself (otel_bridge._spans, _timer_spans and _foreign_spans stand down); it counts them.
 - ``bridge``: as the example is; otel_bridge counts the spans it builds at the end instead of
-  the SDK (a `ServerSpan`, a timer's or another instrumentation's `TimerSpan`).
+  the SDK (a `ServerSpan`, and each timer's or another instrumentation's `TimerSpan` as it is
+  exported: the C core makes a timer's without calling `TimerSpan.__init__`).
 
 Either is set up where otel_bridge finds the providers (at the end of an ASGI app's startup;
 at import for a WSGI app, which has none), and the count goes to stderr when the app stops:
@@ -21,8 +22,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor
 
+from otel_bridge import _timer_spans
 from otel_bridge._spans import ServerSpan
-from otel_bridge._timer_spans import TimerSpan
 
 __all__ = ["asgi", "wsgi"]
 
@@ -53,7 +54,14 @@ def _start() -> None:
         provider.add_span_processor(Watching())
     elif by == "bridge":
         _counting(ServerSpan)
-        _counting(TimerSpan)  # a timer's, and another instrumentation's (a subclass)
+        export = _timer_spans._export
+
+        def exporting(span: Any, timing: Any) -> None:
+            if span.exporters and span.get_span_context().trace_flags.sampled:
+                made["bridge"] += 1  # a timer's, or another instrumentation's (a subclass)
+            export(span, timing)
+
+        _timer_spans._export = exporting
 
 
 def _report() -> None:
@@ -87,5 +95,10 @@ def wsgi(app: Any) -> Any:
     request, and counted."""
     app.bridge.bind()
     _start()
-    atexit.register(_report)
+
+    def report() -> None:
+        app.bridge.force_flush()  # the spans still queued are counted as they are exported
+        _report()
+
+    atexit.register(report)
     return app

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
-from otel_bridge._compiled import speedups
+from otel_bridge._compiled import set_up
 from otel_bridge._secrets import SECRET_PARAMS, cap, redact_path, redact_query
 from otel_bridge.exporters.wide_events._sinks import format_json
 from otel_bridge.record import RequestRecord, Timer
@@ -99,10 +99,8 @@ def _timers_text(record: RequestRecord) -> str:
 def _compiled_timers_text() -> Callable[[RequestRecord], str] | None:
     """`_timers_text` in C (otel_bridge._speedups), which calls it for what it does not do
     itself (a kind seen for the first time, numbers too large); None without the C core."""
-    module = speedups()
-    if module is None:
-        return None
-    module.setup_views(
+    module = set_up(
+        "setup_views",
         timers=RequestRecord._fields.index("timers"),
         dropped=RequestRecord._fields.index("timers_dropped"),
         kind=Timer._fields.index("kind"),
@@ -111,6 +109,8 @@ def _compiled_timers_text() -> Callable[[RequestRecord], str] | None:
         kind_keys=_KIND_KEYS,
         fallback=_timers_text,
     )
+    if module is None:
+        return None
     compiled: Callable[[RequestRecord], str] = module.timers_text
     return compiled
 
