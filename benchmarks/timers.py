@@ -12,6 +12,9 @@ interleaved, medians:
 - ``sdk``: no otel_bridge; each timer is the SDK's own child span (``start_as_current_span``),
   to a discarding BatchSpanProcessor: the floor.
 - ``views``: otel_bridge with expvar, Pinba and wide events on and no span exporter.
+- ``views_python``: ``views`` on the Python code only (``OTEL_BRIDGE_PURE_PYTHON``): what a
+  machine without a C compiler gets. Every other otel_bridge cell runs the C core where it
+  applies (otel_bridge._speedups).
 - ``exported``: the same, and spans to a discarding BatchSpanProcessor.
 - ``exported_cpu``: ``exported`` with per-timer CPU time on (``OTEL_BRIDGE_TIMER_CPU``).
 - ``other``: ``exported``, each timer a span of another instrumentation (a tracer's
@@ -36,11 +39,11 @@ import time
 from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
-CONFIGS = ("sdk", "views", "exported", "exported_cpu", "other", "other_sdk")
+CONFIGS = ("sdk", "views", "views_python", "exported", "exported_cpu", "other", "other_sdk")
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
 # The configs whose first timer is split by thread.
-SPLIT = ("sdk", "views")
+SPLIT = ("sdk", "views", "views_python")
 # CPU µs per request of each thread group in the last `cell()` (a thread's CPU clock).
 last_split: dict[str, float] = {}
 
@@ -167,7 +170,7 @@ def _provider(config: str) -> Any:
             pass
 
     provider = TracerProvider()
-    if config != "views":
+    if config not in ("views", "views_python"):
         provider.add_span_processor(
             BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
         )
@@ -185,6 +188,7 @@ def _settings(config: str, pinba_port: int, max_timers: int) -> Any:
         pinba_endpoint=f"127.0.0.1:{pinba_port}",
         max_timers=max_timers,
         timer_cpu=config == "exported_cpu",
+        pure_python=config == "views_python",
     )
 
 
@@ -337,9 +341,10 @@ def section(result: Result, command: str) -> str:
             "expvar, Pinba and wide events on; `sdk` is the SDK alone, each timer its child span",
             "to a discarding BatchSpanProcessor; `other` is another instrumentation's span with",
             "otel_bridge on; `other_sdk` the same with a processor on the provider that watches",
-            "spans start, so that the SDK makes every span). Targets: views only ≤ 0.35x the",
-            "SDK's span, spans exported and other instrumentations' spans ≤ 1.3x. Each cell in",
-            "its own interpreter, median of 3 rounds. Command:",
+            "spans start, so that the SDK makes every span; `views_python` is `views` on the",
+            "Python code alone, without the C core the others use). Targets: views only",
+            "≤ 0.35x the SDK's span, spans exported and other instrumentations' spans ≤ 1.3x.",
+            "Each cell in its own interpreter, median of 3 rounds. Command:",
             f"`{command}` (alone: `python -m benchmarks.timers`).",
             "",
             table(result),
@@ -391,6 +396,7 @@ def targets(result: Result) -> str:
 
     rows = [
         ("views only ≤ 0.35x the SDK's span", "views", 0.35),
+        ("the same on the Python code alone (no C compiler)", "views_python", 0.35),
         ("spans exported ≤ 1.3x", "exported", 1.3),
         ("other instrumentations' spans ≤ 1.3x", "other", 1.3),
     ]
