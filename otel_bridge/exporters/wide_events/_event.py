@@ -11,6 +11,7 @@ request is capped at `VALUE_LIMIT` characters and marked when cut.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 import traceback
@@ -94,6 +95,24 @@ def _timers_text(record: RequestRecord) -> str:
     if record.timers_dropped:
         parts += ',"timers.dropped":', _int(record.timers_dropped)
     return "".join(parts)
+
+
+# The database figures (otel_bridge._database.QueryCounts.fields) → their JSON keys.
+_DB_KEYS = {
+    name: "," + _quote(name[1:]) + ":"
+    for name in (".db.query_count", ".db.query_ms", ".db.duplicate_queries")
+}
+
+
+def _db_figures_only(fields: Mapping[str, object]) -> bool:
+    """Whether `fields` holds the database figures alone, as plain finite numbers."""
+    for name, value in fields.items():
+        if name not in _DB_KEYS:
+            return False
+        kind = type(value)
+        if kind is not int and (kind is not float or not math.isfinite(value)):  # type: ignore[arg-type]
+            return False
+    return True
 
 
 def _compiled_timers_text() -> Callable[[RequestRecord], str] | None:
@@ -302,14 +321,16 @@ class EventBuilder:
             or record.tags
             or record.fields
         )
+        fields = record.fields
         timers_only = (
             not plain
             and record.error_type is None
             and record.exception is None
             and not record.tags
-            and not record.fields
+            and (not fields or _db_figures_only(fields))
         )
-        # Only the timers' summary (the usual extras): its text, written straight.
+        # Only the timers' summary and the database figures (the usual extras): written
+        # straight.
         extras = {} if plain or timers_only else self._extras(record)
         if record.interface == "zerocode" or not _BASE_KEYS.isdisjoint(extras):
             # A field that replaces a fixed one keeps that one's place: the dict knows how.
@@ -372,7 +393,10 @@ class EventBuilder:
         if queued is not None:
             parts += ',"queue_ms":', _float(queued)
         if timers_only:
-            parts.append(self._timers_text(record))
+            if record.timers or record.timers_dropped:
+                parts.append(self._timers_text(record))
+            for name, value in fields.items():  # ".db.query_count" -> "db.query_count"
+                parts += _DB_KEYS[name], _int(value) if type(value) is int else _float(value)
         elif extras:
             kept = {key: value for key, value in extras.items() if value is not None}
             if kept:

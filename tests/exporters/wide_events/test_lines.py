@@ -43,6 +43,21 @@ VARIANTS: list[dict[str, Any]] = [
         ),
     },
     {"tags": EMPTY, "timers": (), "timers_dropped": 2},
+    # The database figures, written straight beside the timers' summary (or not: a NaN, an
+    # app's field beside them, a bool).
+    {
+        "tags": EMPTY,
+        "fields": {".db.query_count": 2, ".db.query_ms": 1.5, ".db.duplicate_queries": 0},
+    },
+    {
+        "tags": EMPTY,
+        "timers": (),
+        "timers_dropped": 1,
+        "fields": {".db.query_count": 1, ".db.query_ms": 0.0, ".db.duplicate_queries": 0},
+    },
+    {"tags": EMPTY, "fields": {".db.query_count": 1, ".db.query_ms": float("nan")}},
+    {"tags": EMPTY, "fields": {".db.query_count": True, ".db.query_ms": 2.25}},
+    {"tags": EMPTY, "fields": {".db.query_count": 1, "n": 2}},
     {"route": None, "query": "a=1&token=s3cr%C3%A9t&b=%22", "status": 0},
     {"path": '/ü/"quoted"\\back\u2028\x01', "user_agent": None, "client_address": None},
     {"server_address": None, "trace_id": 0, "span_id": 0, "completed": False},
