@@ -69,7 +69,8 @@ TUNING: tuple[Variable[Any], ...] = (
         "true",
         "Run timers on the Python code only, not on the compiled C core (built with the "
         "package when a C compiler is at hand; `/debug/vars` says which one runs). The two "
-        "record the same; the C core costs about half as much a timer.",
+        "record the same; a timer costs 35-45% less on the C core "
+        "(benchmarks/RESULTS.md).",
         bad="fast",
     ),
     Variable(
