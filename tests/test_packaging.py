@@ -14,17 +14,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.integration
-def test_wheel_ships_the_package_typed_and_nothing_else(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
+def built_wheel(into: Path, **environment: str) -> tuple[Path, str]:
+    """The wheel `python -m build` makes from the tree (in `into`), and what it said on
+    stderr; `environment`: variables set for the build."""
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(into)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **environment},
     )
-    assert result.returncode == 0, result.stderr
-    [wheel] = tmp_path.glob("otel_bridge-*.whl")
+    assert done.returncode == 0, done.stderr
+    [wheel] = into.glob("otel_bridge-*.whl")
+    return wheel, done.stderr
+
+
+@pytest.mark.integration
+def test_wheel_ships_the_package_typed_and_nothing_else(tmp_path: Path) -> None:
+    wheel, _ = built_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "otel_bridge/py.typed" in names
     assert "otel_bridge/__init__.py" in names
@@ -49,14 +57,7 @@ def test_wheel_ships_the_package_typed_and_nothing_else(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_wheel_ships_the_dashboard(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=300,
-    )
-    [wheel] = tmp_path.glob("otel_bridge-*.whl")
+    wheel, _ = built_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "otel_bridge/exporters/expvar/dashboard.html" in names
     assert not [n for n in names if n.endswith((".go", ".pyc"))]
@@ -100,19 +101,8 @@ print(json.dumps({
 @pytest.mark.integration
 @pytest.mark.parametrize("compiler", ["found", "failing"])
 def test_a_wheel_times_requests_with_or_without_its_c_core(tmp_path: Path, compiler: str) -> None:
-    environment = dict(os.environ)
-    if compiler == "failing":
-        environment["CC"] = "/bin/false"  # as a machine without a working C compiler
-    built = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-    )
-    assert built.returncode == 0, built.stderr
-    [wheel] = tmp_path.glob("otel_bridge-*.whl")
+    # A failing compiler: as a machine without a working one.
+    wheel, said = built_wheel(tmp_path, **({"CC": "/bin/false"} if compiler == "failing" else {}))
     names = zipfile.ZipFile(wheel).namelist()
     compiled = [name for name in names if name.startswith("otel_bridge/_speedups.")]
     assert not [name for name in names if name.endswith(".c")]
@@ -122,7 +112,7 @@ def test_a_wheel_times_requests_with_or_without_its_c_core(tmp_path: Path, compi
     else:
         assert wheel.name.endswith("-py3-none-any.whl")
         assert compiled == []
-        assert "the C core was not built" in built.stderr
+        assert "the C core was not built" in said
     target = tmp_path / "site"
     subprocess.run(
         [
