@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "FIGURES",
     "MAX_STATEMENTS",
     "QueryCounts",
     "db_tags",
@@ -104,6 +105,10 @@ def held_by_open_query(
     return False
 
 
+# The request's database figures as `QueryCounts.fields` names them, in its order.
+FIGURES = (".db.query_count", ".db.query_ms", ".db.duplicate_queries")
+
+
 class QueryCounts:
     """The database figures of one request, from its kept query timers."""
 
@@ -129,8 +134,9 @@ class QueryCounts:
     def fields(self, dropped: int = 0, dropped_ns: int = 0) -> dict[str, int | float]:
         """As the wide event names them (a leading "." keeps them out of ``app.``); the
         queries past ``OTEL_BRIDGE_MAX_TIMERS`` are counted too."""
+        count, milliseconds, duplicates = FIGURES
         return {
-            ".db.query_count": self.count + dropped,
-            ".db.query_ms": round((self.nanoseconds + dropped_ns) / 1e6, 3),
-            ".db.duplicate_queries": self.duplicates,
+            count: self.count + dropped,
+            milliseconds: round((self.nanoseconds + dropped_ns) / 1e6, 3),
+            duplicates: self.duplicates,
         }

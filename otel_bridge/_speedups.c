@@ -73,12 +73,15 @@ set_slot(PyObject *span, int slot, PyObject *value)
     return Py_TYPE(descr)->tp_descr_set(descr, span, value);
 }
 
+/* A TimerSpan's slot, read through its descriptor in `slots` (a new reference). */
 static PyObject *
-get_slot(PyObject *span, int slot)
+slot_of(PyObject *slots, PyObject *span, int slot)
 {
-    PyObject *descr = PyTuple_GET_ITEM(S.slots, slot);
+    PyObject *descr = PyTuple_GET_ITEM(slots, slot);
     return Py_TYPE(descr)->tp_descr_get(descr, span, (PyObject *)Py_TYPE(span));
 }
+
+#define get_slot(span, slot) slot_of(S.slots, (span), (slot))
 
 /* tuple.__new__(type, items) for a tuple subclass, as CPython builds one: its memory, then
  * the items (before 3.14, whose tuples cache their hash, which this would leave unset). */
@@ -927,12 +930,8 @@ static struct {
     PyObject *error_type;    /* "error.type" */
 } F;
 
-static PyObject *
-fold_slot(PyObject *span, int slot)
-{
-    PyObject *descr = PyTuple_GET_ITEM(F.slots, slot);
-    return Py_TYPE(descr)->tp_descr_get(descr, span, (PyObject *)Py_TYPE(span));
-}
+/* (setup_fold's own copy of the descriptors: the fold works without the timers' setup) */
+#define fold_slot(span, slot) slot_of(F.slots, (span), (slot))
 
 /* The record's Timer for one span, as child_spans.timer_of makes it: NULL with no error set
  * where the Python code must (a changed span, a query's, new tags). */

@@ -20,6 +20,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from otel_bridge._compiled import set_up
+from otel_bridge._database import FIGURES
 from otel_bridge._secrets import SECRET_PARAMS, cap, redact_path, redact_query
 from otel_bridge.exporters.wide_events._sinks import format_json
 from otel_bridge.record import RequestRecord, Timer
@@ -98,10 +99,7 @@ def _timers_text(record: RequestRecord) -> str:
 
 
 # The database figures (otel_bridge._database.QueryCounts.fields) → their JSON keys.
-_DB_KEYS = {
-    name: "," + _quote(name[1:]) + ":"
-    for name in (".db.query_count", ".db.query_ms", ".db.duplicate_queries")
-}
+_DB_KEYS = {name: "," + _quote(name[1:]) + ":" for name in FIGURES}
 
 
 def _db_figures_only(fields: Mapping[str, object]) -> bool:
