@@ -22,6 +22,12 @@ interleaved, medians:
   (never the SDK's span object: otel_bridge._foreign_spans).
 - ``other_sdk``: ``other`` with a span processor on the provider that watches spans start,
   so the SDK makes every span (the request's too), as in any setup with such a processor.
+- ``queries``: ``views``, each timer a database query as Django's integration times it: its
+  execute wrapper (otel_bridge.django._db) around a query that returns at once, on a
+  PostgreSQL connection's settings, the statement of an N+1 (the same ``SELECT`` each time).
+- ``queries_sdk``: the floor for ``queries``: a wrapper that builds the same attributes and
+  opens the SDK's own CLIENT span (``start_as_current_span``), to a discarding
+  BatchSpanProcessor, as an instrumentation of the SDK alone would.
 
 For one timer a request, where its CPU goes is measured per thread too (``--split``; Linux
 thread CPU clocks): the request's thread and each export thread, 1 timer minus none.
@@ -39,11 +45,30 @@ import time
 from typing import Any
 
 TIMERS = (1, 10, 100, 1_000)
-CONFIGS = ("sdk", "views", "views_python", "exported", "exported_cpu", "other", "other_sdk")
+CONFIGS = (
+    "sdk",
+    "views",
+    "views_python",
+    "exported",
+    "exported_cpu",
+    "other",
+    "other_sdk",
+    "queries_sdk",
+    "queries",
+)
+# The floors (the SDK alone), and each other config's: the SDK doing the same.
+FLOORS = ("sdk", "queries_sdk")
+FLOOR = {"queries": "queries_sdk"}
+
+
+def floor_of(config: str) -> str:
+    return FLOOR.get(config, "sdk")
+
+
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
 # The configs whose first timer is split by thread.
-SPLIT = ("sdk", "views", "views_python")
+SPLIT = ("sdk", "views", "views_python", "queries_sdk", "queries")
 # CPU µs per request of each thread group in the last `cell()` (a thread's CPU clock).
 last_split: dict[str, float] = {}
 
@@ -88,16 +113,14 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
 
     provider = _provider(config)
     collector = None
-    if config == "sdk":
+    if config in ("sdk", "queries_sdk"):
         tracer = provider.get_tracer("bench")
+        block = _block(config, provider)
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             with tracer.start_as_current_span("request"):
                 for _ in range(timers):
-                    with tracer.start_as_current_span(
-                        "db select", attributes={"group": "db", "op": "select"}
-                    ):
-                        pass
+                    block()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
@@ -109,19 +132,11 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
     else:
         collector = PinbaCollector()
 
-        other = provider.get_tracer("other.instrumentation")
+        block = _block(config, provider)
 
         async def plain(scope: Any, receive: Any, send: Any) -> None:
-            if config.startswith("other"):
-                for _ in range(timers):
-                    with other.start_as_current_span(
-                        "db select", attributes={"group": "db", "op": "select"}
-                    ):
-                        pass
-            else:
-                for _ in range(timers):
-                    with otel_bridge.timer(group="db", op="select"):
-                        pass
+            for _ in range(timers):
+                block()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
@@ -147,7 +162,7 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
         last_split.clear()
         for group, seconds in threads1.items():
             last_split[group] = (seconds - threads0.get(group, 0.0)) / n * 1e6
-        if config != "sdk":
+        if config not in ("sdk", "queries_sdk"):
             dropped = sum(wrapped.bridge.health.dropped.values())
             if dropped:
                 raise SystemExit(f"{config} {timers}: {dropped} dropped")
@@ -155,6 +170,75 @@ def cell(config: str, timers: int, requests: int | None = None) -> float:
         if collector is not None:
             collector.kill()
     return cpu / n * 1e6
+
+
+# The query of the `queries` cells: an N+1's, the same statement each time (Django's SQL).
+STATEMENT = (
+    'SELECT "shop_item"."id", "shop_item"."name" FROM "shop_item" WHERE "shop_item"."id" = %s'
+)
+
+
+class _Connection:
+    """What Django's execute wrapper reads of a connection: its vendor and settings."""
+
+    vendor = "postgresql"
+
+    def __init__(self) -> None:
+        self.settings_dict = {"NAME": "shop", "HOST": "localhost", "PORT": "5432"}
+
+
+def _execute(sql: str, params: Any, many: bool, context: Any) -> None:
+    """A query that returns at once: the timer's cost alone is measured."""
+
+
+def _block(config: str, provider: Any) -> Any:
+    """One timed block of `config`: a function that runs it."""
+    from opentelemetry.trace import SpanKind
+
+    import otel_bridge
+    from otel_bridge._database import verb
+    from otel_bridge.django._db import _record_query, connection_attributes
+
+    tracer = provider.get_tracer("other.instrumentation")
+    if config == "queries":
+        context = {"connection": _Connection()}
+
+        def query() -> None:
+            _record_query(_execute, STATEMENT, (1,), False, context)
+
+        return query
+    if config == "queries_sdk":
+        connection = _Connection()
+        base = connection_attributes(connection)
+        context = {"connection": connection}
+
+        def sdk_query() -> None:
+            # What _record_query does, the SDK's span in place of the timer.
+            attributes = dict(base)
+            operation = (verb(STATEMENT) or "query").upper()
+            attributes["db.operation.name"] = operation
+            attributes["db.query.text"] = STATEMENT
+            with tracer.start_as_current_span(
+                f"{operation} shop", kind=SpanKind.CLIENT, attributes=attributes
+            ):
+                _execute(STATEMENT, (1,), False, context)
+
+        return sdk_query
+    if config in ("sdk", "other", "other_sdk"):
+
+        def span() -> None:
+            with tracer.start_as_current_span(
+                "db select", attributes={"group": "db", "op": "select"}
+            ):
+                pass
+
+        return span
+
+    def timed() -> None:
+        with otel_bridge.timer(group="db", op="select"):
+            pass
+
+    return timed
 
 
 def _provider(config: str) -> Any:
@@ -170,7 +254,7 @@ def _provider(config: str) -> Any:
             pass
 
     provider = TracerProvider()
-    if config not in ("views", "views_python"):
+    if config not in ("views", "views_python", "queries"):
         provider.add_span_processor(
             BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
         )
@@ -208,16 +292,7 @@ def warm(config: str) -> float:
     provider = _provider(config)
     tracer = provider.get_tracer("other.instrumentation")
     measured: list[float] = []
-
-    def block() -> None:
-        if config in ("sdk", "other", "other_sdk"):
-            with tracer.start_as_current_span(
-                "db select", attributes={"group": "db", "op": "select"}
-            ):
-                pass
-        else:
-            with otel_bridge.timer(group="db", op="select"):
-                pass
+    block = _block(config, provider)
 
     def loop() -> None:
         gc.disable()
@@ -231,7 +306,7 @@ def warm(config: str) -> float:
             gc.enable()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if config == "sdk":
+        if config in ("sdk", "queries_sdk"):
             with tracer.start_as_current_span("request"):
                 loop()
         else:
@@ -241,7 +316,7 @@ def warm(config: str) -> float:
 
     wrapped: Any = app
     collector = None
-    if config != "sdk":
+    if config not in ("sdk", "queries_sdk"):
         collector = PinbaCollector()
         settings = _settings(config, collector.port, WARM_TIMERS)
         wrapped = otel_bridge.instrument(
@@ -262,7 +337,7 @@ def warm(config: str) -> float:
 
     try:
         asyncio.run(one())
-        if config != "sdk":
+        if config not in ("sdk", "queries_sdk"):
             wrapped.bridge.force_flush()
     finally:
         if collector is not None:
@@ -318,15 +393,18 @@ def run(rounds: int = 3) -> Result:
 
 def table(result: Result) -> str:
     header = "| timers per request | " + " | ".join(
-        f"{config} µs/timer | vs sdk" if config != "sdk" else "sdk µs/timer" for config in CONFIGS
+        f"{config} µs/timer" if config in FLOORS else f"{config} µs/timer | vs {floor_of(config)}"
+        for config in CONFIGS
     )
-    lines = [header + " |", "|---:" + "|---:" * (2 * len(CONFIGS) - 1) + "|"]
+    columns = sum(1 if config in FLOORS else 2 for config in CONFIGS)
+    lines = [header + " |", "|---:" + "|---:" * columns + "|"]
     for timers in TIMERS:
-        floor = result["sdk"][timers]
-        cells = [f"{floor:.2f}"]
-        for config in CONFIGS[1:]:
+        cells = []
+        for config in CONFIGS:
             value = result[config][timers]
-            cells += [f"{value:.2f}", f"{value / floor:.2f}"]
+            cells.append(f"{value:.2f}")
+            if config not in FLOORS:
+                cells.append(f"{value / result[floor_of(config)][timers]:.2f}")
         lines.append(f"| {timers:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -392,11 +470,12 @@ def targets(result: Result) -> str:
     """The issue's targets (#22) against `result`, each met or not."""
 
     def ratios(config: str) -> list[float]:
-        return [result[config][timers] / result["sdk"][timers] for timers in TIMERS]
+        return [result[config][timers] / result[floor_of(config)][timers] for timers in TIMERS]
 
     rows = [
         ("views only ≤ 0.35x the SDK's span", "views", 0.35),
         ("the same on the Python code alone (no C compiler)", "views_python", 0.35),
+        ("Django's query timers, views only, ≤ 0.35x the SDK's CLIENT span", "queries", 0.35),
         ("spans exported ≤ 1.3x", "exported", 1.3),
         ("other instrumentations' spans ≤ 1.3x", "other", 1.3),
     ]
@@ -413,7 +492,7 @@ def targets(result: Result) -> str:
             )
         )
         lines.append(f"| {text} | {shown} | {met} |")
-    for config in ("views", "exported", "other"):
+    for config in ("views", "queries", "exported", "other"):
         costs = [result[config][timers] for timers in TIMERS]
         grows = any(later > costs[0] for later in costs[1:])
         shown = " / ".join(f"{cost:.1f}" for cost in costs)
@@ -426,9 +505,9 @@ def targets(result: Result) -> str:
 
 def warm_table(result: Result) -> str:
     warm = result["warm"]
-    floor = warm["sdk"]
-    lines = ["| config | µs per timer, warm | vs sdk |", "|---|---:|---:|"]
+    lines = ["| config | µs per timer, warm | vs its floor |", "|---|---:|---:|"]
     for config in CONFIGS:
+        floor = warm[config if config in FLOORS else floor_of(config)]
         lines.append(f"| {config} | {warm[config]:.2f} | {warm[config] / floor:.2f} |")
     return "\n".join(lines)
 

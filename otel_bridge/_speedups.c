@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 4
+#define SPEEDUPS_VERSION 5
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -917,7 +917,8 @@ setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
 }
 
 /* ---- A request's timers from its spans (otel_bridge.closing.fold_timers), when every span is
- * a timer's the app did not change, with tags seen before. */
+ * a timer's the app did not change, with tags seen before, or a query's (Django's) whose tags
+ * were made before, and no two database timers overlap in time. */
 
 static struct {
     int ready;
@@ -925,69 +926,202 @@ static struct {
     PyTypeObject *timer;     /* otel_bridge.record.Timer */
     PyObject *slots;         /* TimerSpan's member descriptors, in SLOT_ order */
     PyObject *internal;      /* SpanKind.INTERNAL */
-    PyObject *given;         /* child_spans._GIVEN: tags as given -> (tags, kind) */
+    PyObject *client;        /* SpanKind.CLIENT */
+    PyObject *given;         /* child_spans.GIVEN: tags as given -> (tags, kind) */
+    PyObject *db_tags;       /* _database._TAGS: (op, server) -> a query's tags */
+    PyTypeObject *counts;    /* _database.QueryCounts */
+    PyObject *count_slots;   /* its member descriptors: count, duplicates, nanoseconds, seen */
+    Py_ssize_t max_statements;
     PyObject *fallback;      /* the Python fold_timers */
     PyObject *error_type;    /* "error.type" */
+    PyObject *db;            /* "db": a query's timer kind */
+    PyObject *query;         /* "query": a query's op when nothing names it */
+    PyObject *keys[8];       /* the attributes a query's span is read by (enum below) */
 } F;
+
+enum {
+    KEY_SYSTEM_NAME, KEY_SYSTEM, KEY_OPERATION_NAME, KEY_OPERATION, KEY_QUERY_TEXT, KEY_STATEMENT,
+    KEY_SERVER_ADDRESS, KEY_NET_PEER_NAME
+};
+static const char *key_names[8] = {
+    "db.system.name", "db.system", "db.operation.name", "db.operation", "db.query.text",
+    "db.statement", "server.address", "net.peer.name",
+};
+
+/* What the fold learns of a request's database timers as it goes (fold_timers). */
+typedef struct {
+    int any_query;       /* a query's span is among them */
+    int any_db;          /* a timer of kind "db" (a query's, or an app's group="db") */
+    int overlap;         /* one of them starts before an earlier one ends: the Python code */
+    long long last_end;  /* the latest end of the "db" timers so far (from the request's start) */
+    long long count;     /* queries with a statement, their time, the repeated ones */
+    long long nanoseconds;
+    long long duplicates;
+    PyObject *seen;      /* the statements' hashes (a set), made with the first */
+} FoldState;
 
 /* (setup_fold's own copy of the descriptors: the fold works without the timers' setup) */
 #define fold_slot(span, slot) slot_of(F.slots, (span), (slot))
 
-/* The record's Timer for one span, as child_spans.timer_of makes it: NULL with no error set
- * where the Python code must (a changed span, a query's, new tags). */
+/* attributes[key] (borrowed) where it is absent or a str; *odd = 1 for another value (the
+ * Python code reads those). */
 static PyObject *
-fold_one(PyObject *span, long long request_start)
+text_at(PyObject *attributes, int key, int *odd)
+{
+    PyObject *value = PyDict_GetItemWithError(attributes, F.keys[key]);
+    if (value != NULL && !PyUnicode_CheckExact(value))
+        *odd = 1;
+    return value;
+}
+
+/* _database.verb: the first word of `text` (a str) in lowercase, when it is a plain word of
+ * at most 16 ASCII letters after whitespace and opening parentheses; 0 when there is none.
+ * `word` gets the letters (17 bytes). As the regular expression \s*\(*\s*([A-Za-z]{1,16})
+ * (?![A-Za-z]) matches (re's \s on a str is Py_UNICODE_ISSPACE). */
+static int
+verb_of(PyObject *text, char *word)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text), i = 0;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    while (i < length && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+        i++;
+    while (i < length && PyUnicode_READ(kind, data, i) == '(')
+        i++;
+    while (i < length && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+        i++;
+    int letters = 0;
+    for (; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+            break;
+        if (letters == 16)
+            return 0; /* a 17th letter: no word of at most 16 */
+        word[letters++] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    word[letters] = '\0';
+    return letters;
+}
+
+/* A query's span's tags as _database.db_tags makes them (borrowed from its table), and its
+ * statement (borrowed, or NULL); NULL tags with no error set where the Python code must (an
+ * attribute of another type, tags not made yet). */
+static PyObject *
+query_tags(PyObject *name, PyObject *attributes, PyObject **statement)
+{
+    int odd = 0;
+    char word[17];
+    int letters = 0;
+    PyObject *operation = text_at(attributes, KEY_OPERATION_NAME, &odd);
+    if (operation == NULL || PyUnicode_GET_LENGTH(operation) == 0)
+        operation = text_at(attributes, KEY_OPERATION, &odd);
+    PyObject *text = text_at(attributes, KEY_QUERY_TEXT, &odd);
+    if (text == NULL)
+        text = text_at(attributes, KEY_STATEMENT, &odd);
+    PyObject *server = text_at(attributes, KEY_SERVER_ADDRESS, &odd);
+    if (server == NULL || PyUnicode_GET_LENGTH(server) == 0) {
+        PyObject *peer = text_at(attributes, KEY_NET_PEER_NAME, &odd);
+        server = peer != NULL ? peer : NULL; /* ("" or None: None) */
+    }
+    if (odd || PyErr_Occurred() || !PyUnicode_CheckExact(name))
+        return NULL;
+    if (operation != NULL && PyUnicode_GET_LENGTH(operation) > 0)
+        letters = verb_of(operation, word);
+    if (letters == 0 && text != NULL)
+        letters = verb_of(text, word);
+    if (letters == 0)
+        letters = verb_of(name, word);
+    PyObject *op = letters > 0 ? PyUnicode_FromStringAndSize(word, letters) : Py_NewRef(F.query);
+    if (op == NULL)
+        return NULL;
+    PyObject *key = PyTuple_Pack(2, op, server != NULL ? server : Py_None);
+    Py_DECREF(op);
+    if (key == NULL)
+        return NULL;
+    PyObject *tags = PyDict_GetItemWithError(F.db_tags, key);
+    Py_DECREF(key);
+    *statement = text;
+    return tags;
+}
+
+/* The record's Timer for one span, as child_spans.timer_of makes it: NULL with no error set
+ * where the Python code must (a changed span, an unusual one, new tags). */
+static PyObject *
+fold_one(PyObject *span, long long request_start, FoldState *state)
 {
     PyObject *result = NULL, *changes = NULL, *kind = NULL, *attributes = NULL, *given = NULL,
              *kept = NULL;
     PyObject *start = NULL, *end = NULL, *error = NULL, *name = NULL, *user = NULL,
              *system = NULL, *offset = NULL, *duration = NULL;
+    PyObject *tags, *timer_kind, *statement = NULL;
+    int query = 0;
     if ((changes = fold_slot(span, SLOT_CHANGES)) == NULL
         || (kind = fold_slot(span, SLOT_KIND)) == NULL
-        || (attributes = fold_slot(span, SLOT_START_ATTRIBUTES)) == NULL)
+        || (attributes = fold_slot(span, SLOT_START_ATTRIBUTES)) == NULL
+        || (name = fold_slot(span, SLOT_NAME)) == NULL)
         goto done;
     int changed = PyObject_IsTrue(changes);
-    if (changed != 0 || kind != F.internal || !PyDict_CheckExact(attributes))
+    if (changed != 0 || !PyDict_CheckExact(attributes))
         goto done; /* (-1: the error stays set) */
-    int has_error_type = PyDict_Contains(attributes, F.error_type);
-    if (has_error_type != 0)
-        goto done;
-    /* tuple(attributes.items()) */
-    if ((given = PyTuple_New(PyDict_GET_SIZE(attributes))) == NULL)
-        goto done;
-    Py_ssize_t position = 0, index = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(attributes, &position, &key, &value)) {
-        if (index >= PyTuple_GET_SIZE(given))
-            goto done; /* changed meanwhile */
-        Py_INCREF(key); /* (an allocation may run Python code) */
-        Py_INCREF(value);
-        PyObject *pair = PyTuple_Pack(2, key, value);
-        Py_DECREF(key);
-        Py_DECREF(value);
-        if (pair == NULL)
+    if (kind == F.client) {
+        /* A query's span (Django's), tagged as every instrumentation's query is. */
+        int database = PyDict_Contains(attributes, F.keys[KEY_SYSTEM_NAME]);
+        if (database == 0)
+            database = PyDict_Contains(attributes, F.keys[KEY_SYSTEM]);
+        if (database <= 0)
+            goto done; /* (another client span: the Python code's) */
+        tags = query_tags(name, attributes, &statement);
+        if (tags == NULL || !PyTuple_CheckExact(tags))
             goto done;
-        PyTuple_SET_ITEM(given, index++, pair);
+        timer_kind = F.db;
+        query = 1;
     }
-    if (index != PyTuple_GET_SIZE(given))
-        goto done;
-    kept = Py_XNewRef(PyDict_GetItemWithError(F.given, given));
-    if (kept == NULL) {
-        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError))
-            PyErr_Clear(); /* a value a sampler gave as a list */
-        goto done;
+    else {
+        if (kind != F.internal)
+            goto done;
+        int has_error_type = PyDict_Contains(attributes, F.error_type);
+        if (has_error_type != 0)
+            goto done;
+        /* tuple(attributes.items()) */
+        if ((given = PyTuple_New(PyDict_GET_SIZE(attributes))) == NULL)
+            goto done;
+        Py_ssize_t position = 0, index = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(attributes, &position, &key, &value)) {
+            if (index >= PyTuple_GET_SIZE(given))
+                goto done; /* changed meanwhile */
+            Py_INCREF(key); /* (an allocation may run Python code) */
+            Py_INCREF(value);
+            PyObject *pair = PyTuple_Pack(2, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (pair == NULL)
+                goto done;
+            PyTuple_SET_ITEM(given, index++, pair);
+        }
+        if (index != PyTuple_GET_SIZE(given))
+            goto done;
+        kept = Py_XNewRef(PyDict_GetItemWithError(F.given, given));
+        if (kept == NULL) {
+            if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError))
+                PyErr_Clear(); /* a value a sampler gave as a list */
+            goto done;
+        }
+        if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != 2)
+            goto done;
+        tags = PyTuple_GET_ITEM(kept, 0);
+        timer_kind = PyTuple_GET_ITEM(kept, 1);
     }
-    if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != 2)
-        goto done;
+    Py_INCREF(tags); /* (held across the reads below) */
+    Py_XINCREF(statement);
     if ((start = fold_slot(span, SLOT_START_TIME)) == NULL
         || (end = fold_slot(span, SLOT_END_TIME)) == NULL
         || (error = fold_slot(span, SLOT_ERROR)) == NULL
-        || (name = fold_slot(span, SLOT_NAME)) == NULL
         || (user = fold_slot(span, SLOT_CPU_USER)) == NULL
         || (system = fold_slot(span, SLOT_CPU_SYSTEM)) == NULL)
-        goto done;
+        goto release;
     if (!PyLong_CheckExact(start) || (end != Py_None && !PyLong_CheckExact(end)))
-        goto done;
+        goto release;
     int overflow;
     long long started = PyLong_AsLongLongAndOverflow(start, &overflow);
     if (overflow || (started == -1 && PyErr_Occurred()))
@@ -1000,33 +1134,71 @@ fold_one(PyObject *span, long long request_start)
         if (ended == 0)
             ended = started; /* (span.end_time or start) */
     }
-    if (started > LLONG_MAX / 2 || started < LLONG_MIN / 2 || ended > LLONG_MAX / 2
-        || ended < LLONG_MIN / 2 || request_start > LLONG_MAX / 2 || request_start < LLONG_MIN / 2)
-        goto done;
+    if (started > LLONG_MAX / 4 || started < LLONG_MIN / 4 || ended > LLONG_MAX / 4
+        || ended < LLONG_MIN / 4 || request_start > LLONG_MAX / 4 || request_start < LLONG_MIN / 4)
+        goto release;
     long long since = started - request_start, lasted = ended - started;
-    if ((offset = PyLong_FromLongLong(since > 0 ? since : 0)) == NULL
-        || (duration = PyLong_FromLongLong(lasted > 0 ? lasted : 0)) == NULL)
-        goto done;
+    since = since > 0 ? since : 0;
+    lasted = lasted > 0 ? lasted : 0;
+    /* A "db" timer: the Python code orders them when one starts before another has ended
+     * (nested queries, an app's timer(group="db") around one). */
+    if (query || (PyUnicode_Check(timer_kind) && PyUnicode_CompareWithASCIIString(timer_kind, "db") == 0)) {
+        if (state->any_db && since <= state->last_end)
+            state->overlap = 1;
+        if (!state->any_db || since + lasted > state->last_end)
+            state->last_end = since + lasted;
+        state->any_db = 1;
+    }
+    if (query) {
+        state->any_query = 1;
+        if (statement != NULL) { /* (not a "connect"): _database.QueryCounts.add */
+            if (__builtin_add_overflow(state->nanoseconds, lasted, &state->nanoseconds))
+                goto release;
+            state->count++;
+            Py_hash_t hash = PyObject_Hash(statement);
+            if (hash == -1)
+                goto release;
+            if (state->seen == NULL && (state->seen = PySet_New(NULL)) == NULL)
+                goto release;
+            PyObject *hashed = PyLong_FromSsize_t(hash);
+            if (hashed == NULL)
+                goto release;
+            int found = PySet_Contains(state->seen, hashed);
+            if (found > 0)
+                state->duplicates++;
+            else if (found == 0 && PySet_GET_SIZE(state->seen) < F.max_statements)
+                found = PySet_Add(state->seen, hashed);
+            Py_DECREF(hashed);
+            if (found < 0)
+                goto release;
+        }
+    }
+    if ((offset = PyLong_FromLongLong(since)) == NULL
+        || (duration = PyLong_FromLongLong(lasted)) == NULL)
+        goto release;
     PyObject *error_type = Py_None;
     if (error != Py_None) {
         if (!PyTuple_Check(error) || PyTuple_GET_SIZE(error) < 1)
-            goto done;
+            goto release;
         error_type = PyTuple_GET_ITEM(error, 0);
     }
     /* tuple.__new__(Timer, fields), in field order (record.Timer). */
-    PyObject *fields[9] = {name, PyTuple_GET_ITEM(kept, 1), PyTuple_GET_ITEM(kept, 0), offset,
-                           duration, user, system, error_type, NULL};
+    PyObject *fields[9] = {name, timer_kind, tags, offset, duration, user, system, error_type,
+                           NULL};
     PyObject *one = PyLong_FromLong(1);
     if (one == NULL)
-        goto done;
+        goto release;
     fields[8] = one;
     result = new_tuple_of(F.timer, fields, 9);
     if (result != NULL) /* Immutable, of strs, ints and tags made before it: never in a cycle. */
         PyObject_GC_UnTrack(result);
     Py_DECREF(one);
-    goto done;
+    goto release;
 clear:
     PyErr_Clear();
+release:
+    Py_DECREF(tags);
+    Py_XDECREF(statement);
 done:
     Py_XDECREF(changes);
     Py_XDECREF(kind);
@@ -1044,6 +1216,33 @@ done:
     return result;
 }
 
+/* _database.QueryCounts of the request's queries, its slots set as its __init__ and add() set
+ * them (a new reference). */
+static PyObject *
+query_counts(FoldState *state)
+{
+    PyObject *counts = F.counts->tp_alloc(F.counts, 0);
+    if (counts == NULL)
+        return NULL;
+    long long values[3] = {state->count, state->duplicates, state->nanoseconds};
+    for (int i = 0; i < 3; i++) {
+        PyObject *value = PyLong_FromLongLong(values[i]);
+        PyObject *descr = PyTuple_GET_ITEM(F.count_slots, i);
+        int failed = value == NULL || Py_TYPE(descr)->tp_descr_set(descr, counts, value) < 0;
+        Py_XDECREF(value);
+        if (failed) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+    }
+    PyObject *descr = PyTuple_GET_ITEM(F.count_slots, 3);
+    if (Py_TYPE(descr)->tp_descr_set(descr, counts, state->seen) < 0) {
+        Py_DECREF(counts);
+        return NULL;
+    }
+    return counts;
+}
+
 static PyObject *
 fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1052,6 +1251,7 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *spans = args[0];
+    FoldState state = {0};
     if (!F.ready || !(PyList_CheckExact(spans) || PyTuple_CheckExact(spans))
         || !PyLong_CheckExact(args[1]))
         goto slow;
@@ -1067,10 +1267,11 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *span = Py_NewRef(PySequence_Fast_GET_ITEM(spans, i));
-        PyObject *timer = Py_TYPE(span) == F.timer_span ? fold_one(span, start) : NULL;
+        PyObject *timer = Py_TYPE(span) == F.timer_span ? fold_one(span, start, &state) : NULL;
         Py_DECREF(span);
         if (timer == NULL) {
             Py_DECREF(timers);
+            Py_CLEAR(state.seen);
             if (PyErr_Occurred())
                 return NULL;
             goto slow;
@@ -1078,12 +1279,25 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(timers, i, timer);
         if (PySequence_Fast_GET_SIZE(spans) != count) { /* (a request still running) */
             Py_DECREF(timers);
+            Py_CLEAR(state.seen);
             goto slow;
         }
     }
+    if (state.any_query && state.overlap) { /* nested queries: which one stands, in Python */
+        Py_DECREF(timers);
+        Py_CLEAR(state.seen);
+        goto slow;
+    }
     PyObject_GC_UnTrack(timers); /* of untracked timers only */
-    PyObject *result = PyTuple_Pack(2, timers, Py_None);
+    PyObject *counts = state.count > 0 ? query_counts(&state) : Py_NewRef(Py_None);
+    Py_CLEAR(state.seen);
+    if (counts == NULL) {
+        Py_DECREF(timers);
+        return NULL;
+    }
+    PyObject *result = PyTuple_Pack(2, timers, counts);
     Py_DECREF(timers);
+    Py_DECREF(counts);
     return result;
 slow:
     if (F.fallback == NULL) {
@@ -1096,27 +1310,49 @@ slow:
 static PyObject *
 setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"timer_span", "timer", "slots", "internal", "given", "fallback",
+    static char *names[] = {"timer_span", "timer", "slots", "internal", "client", "given",
+                            "db_tags", "counts", "count_slots", "max_statements", "fallback",
                             NULL};
-    PyObject *timer_span, *timer, *slots, *internal, *given, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OO!O", names, &PyType_Type,
+    PyObject *timer_span, *timer, *slots, *internal, *client, *given, *db_tags, *counts,
+        *count_slots, *fallback;
+    Py_ssize_t max_statements;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO", names, &PyType_Type,
                                      &timer_span, &PyType_Type, &timer, &PyTuple_Type, &slots,
-                                     &internal, &PyDict_Type, &given, &fallback))
+                                     &internal, &client, &PyDict_Type, &given, &PyDict_Type,
+                                     &db_tags, &PyType_Type, &counts, &PyTuple_Type,
+                                     &count_slots, &max_statements, &fallback))
         return NULL;
-    if (PyTuple_GET_SIZE(slots) != SLOT_COUNT
+    if (PyTuple_GET_SIZE(slots) != SLOT_COUNT || PyTuple_GET_SIZE(count_slots) != 4
         || !PyType_IsSubtype((PyTypeObject *)timer, &PyTuple_Type)) {
         PyErr_SetString(PyExc_ValueError, "setup_fold(): unexpected slots or Timer type");
         return NULL;
     }
+    for (Py_ssize_t i = 0; i < 4; i++)
+        if (Py_TYPE(PyTuple_GET_ITEM(count_slots, i))->tp_descr_set == NULL) {
+            PyErr_SetString(PyExc_ValueError, "setup_fold(): count_slots are no descriptors");
+            return NULL;
+        }
     F.ready = 0;
     Py_XSETREF(F.timer_span, (PyTypeObject *)Py_NewRef(timer_span));
     Py_XSETREF(F.timer, (PyTypeObject *)Py_NewRef(timer));
     Py_XSETREF(F.slots, Py_NewRef(slots));
     Py_XSETREF(F.internal, Py_NewRef(internal));
+    Py_XSETREF(F.client, Py_NewRef(client));
     Py_XSETREF(F.given, Py_NewRef(given));
+    Py_XSETREF(F.db_tags, Py_NewRef(db_tags));
+    Py_XSETREF(F.counts, (PyTypeObject *)Py_NewRef(counts));
+    Py_XSETREF(F.count_slots, Py_NewRef(count_slots));
     Py_XSETREF(F.fallback, Py_NewRef(fallback));
+    F.max_statements = max_statements;
     if (F.error_type == NULL && (F.error_type = PyUnicode_InternFromString("error.type")) == NULL)
         return NULL;
+    if (F.db == NULL && (F.db = PyUnicode_InternFromString("db")) == NULL)
+        return NULL;
+    if (F.query == NULL && (F.query = PyUnicode_InternFromString("query")) == NULL)
+        return NULL;
+    for (int i = 0; i < 8; i++)
+        if (F.keys[i] == NULL && (F.keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL)
+            return NULL;
     F.ready = 1;
     Py_RETURN_NONE;
 }

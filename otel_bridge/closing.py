@@ -12,8 +12,15 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from otel_bridge import _database
 from otel_bridge._compiled import set_up
-from otel_bridge._database import QueryCounts, is_database, statement_of
+from otel_bridge._database import (
+    COUNT_SLOTS,
+    MAX_STATEMENTS,
+    QueryCounts,
+    is_database,
+    statement_of,
+)
 from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._http import sanitize_text
 from otel_bridge._spans import Ending, ServerSpan, SpanPlan, end_span
@@ -319,15 +326,21 @@ def _same_query(query: _Query, outer: _Query) -> bool:
 
 def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
     """`fold_timers` in C (otel_bridge._speedups) for a request whose spans are all timers'
-    the app did not change, with tags seen before (`child_spans.timer_of`); it calls
-    `fold_timers` for any other. None without the C core."""
+    the app did not change, with tags seen before (`child_spans.timer_of`), or queries'
+    (Django's) with tags made before, none of its database timers overlapping another in time;
+    it calls `fold_timers` for any other. None without the C core."""
     module = set_up(
         "setup_fold",
         timer_span=TimerSpan,
         timer=Timer,
         slots=tuple(vars(TimerSpan)[name] for name in TIMER_SPAN_SLOTS),
         internal=SpanKind.INTERNAL,
+        client=_CLIENT,
         given=GIVEN,
+        db_tags=_database._TAGS,
+        counts=QueryCounts,
+        count_slots=tuple(vars(QueryCounts)[name] for name in COUNT_SLOTS),
+        max_statements=MAX_STATEMENTS,
         fallback=fold_timers,
     )
     if module is None:

@@ -32,6 +32,33 @@ from tests.test_timer_spans import request, shape
 WITHOUT_C = os.environ.get("OTEL_BRIDGE_TEST_WITHOUT_C") == "1"
 CONTEXT = SpanContext(1, 2, False)
 MAX_TIMERS = 12
+# A query's span as Django's integration makes it.
+QUERY = {
+    "db.system.name": "postgresql",
+    "db.namespace": "shop",
+    "server.address": "localhost",
+    "server.port": 5432,
+    "db.operation.name": "SELECT",
+    "db.query.text": 'SELECT "id" FROM "item" WHERE "id" = %s',
+}
+_TEXTS = st.one_of(
+    st.sampled_from(["SELECT", "select 1", " ( Insert into", "\u00a0update x", "x" * 16, "x" * 17]),
+    st.sampled_from(["", "(", "1", "é", "vacuum;", "\u2003 (( delete"]),
+    st.text(alphabet="sSeE (\t\u00a0\u3000;é1", max_size=8),
+)
+# Queries' spans of every shape the tags are made from: which attributes, of which types.
+QUERIES = st.fixed_dictionaries(
+    {"db.system.name": st.sampled_from(["postgresql", "sqlite"])},
+    optional={
+        "db.system": st.just("mysql"),
+        "db.operation.name": _TEXTS | st.just(7),
+        "db.operation": _TEXTS,
+        "db.query.text": _TEXTS | st.just(("a",)),
+        "db.statement": _TEXTS,
+        "server.address": st.sampled_from(["", "localhost", "db"]) | st.just(5432),
+        "net.peer.name": st.sampled_from(["", "peer"]),
+    },
+)
 
 
 @otel_bridge.timer(group="cache", op="get")
@@ -284,13 +311,19 @@ def test_the_wide_events_timer_summary_in_c_is_the_pythons(
                     {"group": "bad", "error.type": "E"},  # (the Python code's)
                     {"listed": ["a"]},  # unhashable: the Python code's
                     {"db.system.name": "sqlite", "db.query.text": "select 1"},
+                    {"group": "db"},  # an app's database timer: holds a query's
+                    QUERY,
                 ]
-            ),
+            )
+            | QUERIES,
             st.sampled_from([SpanKind.INTERNAL, SpanKind.CLIENT]),
-            st.integers(-(10**9), 10**12),  # start, from the request's
-            st.one_of(st.none(), st.integers(-(10**9), 10**12)),  # duration (None: no end)
+            # start, from the request's: far apart, close (touching, nested) or before it
+            st.one_of(st.integers(-(10**9), 10**12), st.integers(0, 40)),
+            st.one_of(st.none(), st.integers(-(10**9), 10**12), st.integers(0, 40)),  # duration
             st.one_of(st.none(), st.tuples(st.just("KeyError"), st.just("'k'"))),
             st.booleans(),  # changed by the app
+            st.sampled_from(["timer", "SELECT shop", "  (insert", "", "x" * 17]),  # name
+            st.integers(1, 3),  # the parent: the request, or a span before it
         ),
         max_size=6,
     ),
@@ -301,10 +334,11 @@ def test_a_requests_timers_folded_in_c_are_the_pythons(
 ) -> None:
     from otel_bridge import closing
 
-    made = []
-    for attributes, kind, offset, duration, error, changed in spans:
+    made: list[TimerSpan] = []
+    for attributes, kind, offset, duration, error, changed, name, parent in spans:
         start = request_start + offset
-        span = TimerSpan(CONTEXT, "timer", CONTEXT, attributes, (), start, kind)
+        context = SpanContext(1, len(made) + 3, False)
+        span = TimerSpan(context, name, SpanContext(1, parent, False), attributes, (), start, kind)
         span.end_time = None if duration is None else start + duration
         span.error = error
         if changed:
@@ -318,9 +352,48 @@ def test_a_requests_timers_folded_in_c_are_the_pythons(
     assert _folded(compiled(tuple(made), request_start)) == python
 
 
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([QUERY, {"group": "db"}, {"group": "cache"}]) | QUERIES,
+            st.integers(0, 30),  # after the last one started
+            st.integers(0, 30),  # duration
+            st.one_of(st.none(), st.tuples(st.just("OperationalError"), st.just("gone"))),
+            st.integers(1, 3),  # the parent: the request, or a span before it
+        ),
+        max_size=8,
+    ),
+)
+def test_a_requests_queries_folded_in_c_are_the_pythons(spans: list[tuple[Any, ...]]) -> None:
+    """Django's queries in a row (the usual request: C), nested, touching, or held by an app's
+    timer(group="db") (the Python code decides which one stands), and their figures."""
+    from otel_bridge import closing
+
+    made: list[TimerSpan] = []
+    start = 1_700_000_000 * 10**9
+    for attributes, gap, duration, error, parent in spans:
+        start += gap
+        kind = SpanKind.CLIENT if "db.system.name" in attributes else SpanKind.INTERNAL
+        context = SpanContext(1, len(made) + 3, False)
+        span = TimerSpan(
+            context, "SELECT shop", SpanContext(1, parent, False), attributes, (), start, kind
+        )
+        span.end_time, span.error, span.closed = start + duration, error, True
+        made.append(span)
+    made.sort(key=lambda span: span.end_time or 0)  # in end order, as a request holds them
+    compiled = closing._COMPILED_FOLD
+    assert compiled is not None
+    python = _folded(closing.fold_timers(made, start - 100))  # (keeps each tag set)
+    assert _folded(compiled(made, start - 100)) == python
+
+
 def _folded(folded: Any) -> tuple[Any, ...]:
     timers, counts = folded
-    return timers, None if counts is None else counts.fields(0, 0)
+    if counts is None:
+        return timers, None
+    return timers, counts.fields(0, 0), counts.seen
 
 
 @pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
