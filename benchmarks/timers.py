@@ -25,9 +25,9 @@ interleaved, medians:
 - ``queries``: ``views``, each timer a database query as Django's integration times it: its
   execute wrapper (otel_bridge.django._db) around a query that returns at once, on a
   PostgreSQL connection's settings, the statement of an N+1 (the same ``SELECT`` each time).
-- ``queries_sdk``: the floor for ``queries``: a wrapper that builds the same attributes and
-  opens the SDK's own CLIENT span (``start_as_current_span``), to a discarding
-  BatchSpanProcessor, as an instrumentation of the SDK alone would.
+- ``queries_sdk``: the floor for ``queries``: the same wrapper with the SDK's own CLIENT span
+  (``start_as_current_span``, the same name and attributes, made by the same code) in place
+  of the timer, to a discarding BatchSpanProcessor.
 
 For one timer a request, where its CPU goes is measured per thread too (``--split``; Linux
 thread CPU clocks): the request's thread and each export thread, 1 timer minus none.
@@ -196,8 +196,7 @@ def _block(config: str, provider: Any) -> Any:
     from opentelemetry.trace import SpanKind
 
     import otel_bridge
-    from otel_bridge._database import verb
-    from otel_bridge.django._db import _record_query, connection_attributes
+    from otel_bridge.django._db import _record_query, query_of
 
     tracer = provider.get_tracer("other.instrumentation")
     if config == "queries":
@@ -209,18 +208,12 @@ def _block(config: str, provider: Any) -> Any:
         return query
     if config == "queries_sdk":
         connection = _Connection()
-        base = connection_attributes(connection)
         context = {"connection": connection}
 
         def sdk_query() -> None:
             # What _record_query does, the SDK's span in place of the timer.
-            attributes = dict(base)
-            operation = (verb(STATEMENT) or "query").upper()
-            attributes["db.operation.name"] = operation
-            attributes["db.query.text"] = STATEMENT
-            with tracer.start_as_current_span(
-                f"{operation} shop", kind=SpanKind.CLIENT, attributes=attributes
-            ):
+            name, attributes = query_of(connection, STATEMENT)
+            with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
                 _execute(STATEMENT, (1,), False, context)
 
         return sdk_query

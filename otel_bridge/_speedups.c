@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 5
+#define SPEEDUPS_VERSION 6
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -708,6 +708,8 @@ static struct {
     PyObject *kind_keys;              /* dict: kind -> (count key, ms key), JSON */
     PyObject *fallback;               /* the Python function, for anything else */
     PyObject *count_key, *dropped_key;
+    PyObject *db_keys;                /* dict: a database figure's name -> its JSON key */
+    PyObject *figures_fallback;       /* the Python _figures_text */
 } W;
 
 #define MAX_KINDS 8
@@ -737,20 +739,24 @@ put_integer(char *buffer, Py_ssize_t *used, long long value)
     return 1;
 }
 
-/* repr(round(value, 3)), for a finite value. */
+/* round(value, 3) for a finite value, as float.__round__ rounds (a correctly rounded
+ * 3-decimal string, read back); 0 and an error set if that fails. */
 static int
-put_milliseconds(char *buffer, Py_ssize_t *used, double value)
+round_3(double value, double *rounded)
 {
-    if (!isfinite(value))
-        return 0;
     char *fixed = PyOS_double_to_string(value, 'f', 3, 0, NULL);
     if (fixed == NULL)
         return 0;
-    double rounded = PyOS_string_to_double(fixed, NULL, NULL);
+    *rounded = PyOS_string_to_double(fixed, NULL, NULL);
     PyMem_Free(fixed);
-    if (rounded == -1.0 && PyErr_Occurred())
-        return 0;
-    char *text = PyOS_double_to_string(rounded, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    return !(*rounded == -1.0 && PyErr_Occurred());
+}
+
+/* repr(value) for a finite float, as float.__repr__ writes it. */
+static int
+put_float(char *buffer, Py_ssize_t *used, double value)
+{
+    char *text = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (text == NULL)
         return 0;
     size_t size = strlen(text);
@@ -761,6 +767,16 @@ put_milliseconds(char *buffer, Py_ssize_t *used, double value)
     }
     PyMem_Free(text);
     return fits;
+}
+
+/* repr(round(value, 3)), for a finite value. */
+static int
+put_milliseconds(char *buffer, Py_ssize_t *used, double value)
+{
+    double rounded;
+    if (!isfinite(value) || !round_3(value, &rounded))
+        return 0;
+    return put_float(buffer, used, rounded);
 }
 
 /* What `_timers_text(record)` returns, when every kind's keys are known and each number fits;
@@ -888,16 +904,90 @@ slow:
     return PyObject_CallOneArg(W.fallback, record);
 }
 
+/* What `_figures_text(fields)` returns (the database figures written straight, or None when
+ * `fields` holds anything else): here for ints and finite floats of the known names. */
+static PyObject *
+figures_text(PyObject *module, PyObject *fields)
+{
+    char buffer[TEXT_MAX];
+    Py_ssize_t used = 0;
+    PyObject *names = NULL, *name = NULL, *value = NULL;
+    if (!W.ready || W.db_keys == NULL)
+        goto slow;
+    if ((names = PyObject_GetIter(fields)) == NULL)
+        return NULL;
+    while ((name = PyIter_Next(names)) != NULL) {
+        PyObject *key = PyDict_GetItemWithError(W.db_keys, name); /* borrowed, a str of it */
+        if (key == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            Py_DECREF(name);
+            Py_DECREF(names);
+            Py_RETURN_NONE; /* another field */
+        }
+        if ((value = PyObject_GetItem(fields, name)) == NULL)
+            goto error;
+        int written = put_text(buffer, &used, key);
+        if (written && PyLong_CheckExact(value)) {
+            int overflow;
+            long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow || (number == -1 && PyErr_Occurred()))
+                goto slow_clear;
+            written = put_integer(buffer, &used, number);
+        }
+        else if (written && PyFloat_CheckExact(value)) {
+            double number = PyFloat_AS_DOUBLE(value);
+            if (!isfinite(number)) {
+                Py_DECREF(value);
+                Py_DECREF(name);
+                Py_DECREF(names);
+                Py_RETURN_NONE; /* not JSON: the encoder's */
+            }
+            written = put_float(buffer, &used, number);
+        }
+        else if (written) {
+            Py_DECREF(value);
+            Py_DECREF(name);
+            Py_DECREF(names);
+            Py_RETURN_NONE;
+        }
+        Py_CLEAR(value);
+        Py_CLEAR(name);
+        if (!written)
+            goto slow_clear;
+    }
+    Py_CLEAR(names);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyUnicode_DecodeUTF8(buffer, used, NULL);
+slow_clear:
+    PyErr_Clear();
+    Py_XDECREF(value);
+    Py_XDECREF(name);
+    Py_XDECREF(names);
+slow:
+    if (W.figures_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_views() was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(W.figures_fallback, fields);
+error:
+    Py_XDECREF(value);
+    Py_XDECREF(name);
+    Py_XDECREF(names);
+    return NULL;
+}
+
 static PyObject *
 setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"timers", "dropped", "kind", "duration", "hits", "kind_keys",
-                            "fallback", NULL};
+                            "fallback", "db_keys", "figures_fallback", NULL};
     Py_ssize_t timers, dropped, kind, duration, hits;
-    PyObject *kind_keys, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$nnnnnO!O", names, &timers, &dropped,
+    PyObject *kind_keys, *fallback, *db_keys, *figures_fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$nnnnnO!OO!O", names, &timers, &dropped,
                                      &kind, &duration, &hits, &PyDict_Type, &kind_keys,
-                                     &fallback))
+                                     &fallback, &PyDict_Type, &db_keys, &figures_fallback))
         return NULL;
     W.ready = 0;
     W.timers = timers;
@@ -907,6 +997,8 @@ setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
     W.hits = hits;
     Py_XSETREF(W.kind_keys, Py_NewRef(kind_keys));
     Py_XSETREF(W.fallback, Py_NewRef(fallback));
+    Py_XSETREF(W.db_keys, Py_NewRef(db_keys));
+    Py_XSETREF(W.figures_fallback, Py_NewRef(figures_fallback));
     if (W.count_key == NULL && (W.count_key = PyUnicode_FromString(",\"timers.count\":")) == NULL)
         return NULL;
     if (W.dropped_key == NULL
@@ -932,6 +1024,8 @@ static struct {
     PyTypeObject *counts;    /* _database.QueryCounts */
     PyObject *count_slots;   /* its member descriptors: count, duplicates, nanoseconds, seen */
     Py_ssize_t max_statements;
+    PyObject *figures;       /* _database.FIGURES: the figures' names, in QueryCounts.fields' order */
+    PyObject *fields;        /* the Python QueryCounts.fields */
     PyObject *fallback;      /* the Python fold_timers */
     PyObject *error_type;    /* "error.type" */
     PyObject *db;            /* "db": a query's timer kind */
@@ -1307,22 +1401,101 @@ slow:
     return PyObject_Vectorcall(F.fallback, args, nargs, NULL);
 }
 
+/* A QueryCounts slot (0 count, 1 duplicates, 2 nanoseconds) as a C integer: 1, or 0 where
+ * the Python code must (not a plain int, or no value yet), -1 on error. */
+static int
+count_slot(PyObject *counts, int slot, long long *value)
+{
+    PyObject *descr = PyTuple_GET_ITEM(F.count_slots, slot);
+    PyObject *found = Py_TYPE(descr)->tp_descr_get(descr, counts, (PyObject *)Py_TYPE(counts));
+    if (found == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int overflow = 0;
+    *value = PyLong_CheckExact(found) ? PyLong_AsLongLongAndOverflow(found, &overflow) : 0;
+    int plain = PyLong_CheckExact(found) && !overflow;
+    Py_DECREF(found);
+    if (*value == -1 && PyErr_Occurred())
+        return -1;
+    return plain;
+}
+
+/* QueryCounts.fields(counts, dropped, dropped_ns): here for one of plain ints. */
+static PyObject *
+query_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "query_fields(counts, dropped, dropped_ns)");
+        return NULL;
+    }
+    if (!F.ready || F.figures == NULL || Py_TYPE(args[0]) != F.counts
+        || !PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2]))
+        goto slow;
+    long long count, duplicates, nanoseconds, dropped, dropped_ns = 0;
+    int overflow = 0, plain;
+    if ((plain = count_slot(args[0], 0, &count)) <= 0
+        || (plain = count_slot(args[0], 1, &duplicates)) <= 0
+        || (plain = count_slot(args[0], 2, &nanoseconds)) <= 0) {
+        if (plain < 0)
+            return NULL;
+        goto slow;
+    }
+    dropped = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (!overflow)
+        dropped_ns = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (PyErr_Occurred())
+        return NULL;
+    /* int / float: the int made a double, exactly below 2**53. */
+    if (overflow || __builtin_add_overflow(count, dropped, &count)
+        || __builtin_add_overflow(nanoseconds, dropped_ns, &nanoseconds)
+        || nanoseconds > (1LL << 53) || nanoseconds < -(1LL << 53))
+        goto slow;
+    double milliseconds;
+    if (!round_3((double)nanoseconds / 1e6, &milliseconds))
+        return NULL;
+    PyObject *values[3] = {PyLong_FromLongLong(count), PyFloat_FromDouble(milliseconds),
+                           PyLong_FromLongLong(duplicates)};
+    PyObject *made = NULL;
+    if (values[0] != NULL && values[1] != NULL && values[2] != NULL
+        && (made = PyDict_New()) != NULL) {
+        for (int i = 0; i < 3; i++)
+            if (PyDict_SetItem(made, PyTuple_GET_ITEM(F.figures, i), values[i]) < 0) {
+                Py_CLEAR(made);
+                break;
+            }
+    }
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(values[i]);
+    return made;
+slow:
+    if (F.fields == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_fold() was not called");
+        return NULL;
+    }
+    return PyObject_Vectorcall(F.fields, args, nargs, NULL);
+}
+
 static PyObject *
 setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"timer_span", "timer", "slots", "internal", "client", "given",
-                            "db_tags", "counts", "count_slots", "max_statements", "fallback",
-                            NULL};
+                            "db_tags", "counts", "count_slots", "max_statements", "figures",
+                            "fields", "fallback", NULL};
     PyObject *timer_span, *timer, *slots, *internal, *client, *given, *db_tags, *counts,
-        *count_slots, *fallback;
+        *count_slots, *figures, *fields, *fallback;
     Py_ssize_t max_statements;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO", names, &PyType_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO!OO", names, &PyType_Type,
                                      &timer_span, &PyType_Type, &timer, &PyTuple_Type, &slots,
                                      &internal, &client, &PyDict_Type, &given, &PyDict_Type,
                                      &db_tags, &PyType_Type, &counts, &PyTuple_Type,
-                                     &count_slots, &max_statements, &fallback))
+                                     &count_slots, &max_statements, &PyTuple_Type, &figures,
+                                     &fields, &fallback))
         return NULL;
     if (PyTuple_GET_SIZE(slots) != SLOT_COUNT || PyTuple_GET_SIZE(count_slots) != 4
+        || PyTuple_GET_SIZE(figures) != 3
         || !PyType_IsSubtype((PyTypeObject *)timer, &PyTuple_Type)) {
         PyErr_SetString(PyExc_ValueError, "setup_fold(): unexpected slots or Timer type");
         return NULL;
@@ -1343,6 +1516,8 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(F.counts, (PyTypeObject *)Py_NewRef(counts));
     Py_XSETREF(F.count_slots, Py_NewRef(count_slots));
     Py_XSETREF(F.fallback, Py_NewRef(fallback));
+    Py_XSETREF(F.figures, Py_NewRef(figures));
+    Py_XSETREF(F.fields, Py_NewRef(fields));
     F.max_statements = max_statements;
     if (F.error_type == NULL && (F.error_type = PyUnicode_InternFromString("error.type")) == NULL)
         return NULL;
@@ -1368,6 +1543,10 @@ static PyMethodDef module_methods[] = {
      "A request's timers from its spans (as closing.fold_timers)."},
     {"timers_text", (PyCFunction)timers_text, METH_O,
      "The wide event's timer summary of a record (as _timers_text)."},
+    {"figures_text", (PyCFunction)figures_text, METH_O,
+     "The wide event's database figures (as _figures_text)."},
+    {"query_fields", (PyCFunction)(void (*)(void))query_fields, METH_FASTCALL,
+     "A request's database figures (as QueryCounts.fields)."},
     {NULL, NULL, 0, NULL},
 };
 

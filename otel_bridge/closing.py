@@ -16,6 +16,7 @@ from otel_bridge import _database
 from otel_bridge._compiled import set_up
 from otel_bridge._database import (
     COUNT_SLOTS,
+    FIGURES,
     MAX_STATEMENTS,
     QueryCounts,
     is_database,
@@ -114,12 +115,13 @@ class Closing:
         counts = None
         if builder.spans:
             timers, counts = self._timers(builder)
-        fields = builder.fields
+        fields: Mapping[str, object] | None = builder.fields
         if counts is not None or builder.db_dropped:
-            fields = {
-                **(fields or {}),
-                **(counts or QueryCounts()).fields(builder.db_dropped, builder.db_dropped_ns),
-            }
+            # QueryCounts.fields, in C where it is built and allowed.
+            figures = (_COMPILED_FIELDS if not self.settings.pure_python else QueryCounts.fields)(
+                counts or QueryCounts(), builder.db_dropped, builder.db_dropped_ns
+            )
+            fields = {**fields, **figures} if fields else figures
         server_address = server_port = None
         if builder.server is not None:
             server_address, server_port = builder.server
@@ -324,12 +326,13 @@ def _same_query(query: _Query, outer: _Query) -> bool:
     return query[3] is None or outer[3] is None or query[3] == outer[3]
 
 
-def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
-    """`fold_timers` in C (otel_bridge._speedups) for a request whose spans are all timers'
-    the app did not change, with tags seen before (`child_spans.timer_of`), or queries'
-    (Django's) with tags made before, none of its database timers overlapping another in time;
-    it calls `fold_timers` for any other. None without the C core."""
-    module = set_up(
+def _compiled() -> Any:
+    """otel_bridge._speedups set up for the fold: its `fold_timers` for a request whose spans
+    are all timers' the app did not change, with tags seen before (`child_spans.timer_of`),
+    or queries' (Django's) with tags made before, none of its database timers overlapping
+    another in time (it calls `fold_timers` for any other); its `query_fields`, as
+    `QueryCounts.fields`. None without the C core."""
+    return set_up(
         "setup_fold",
         timer_span=TimerSpan,
         timer=Timer,
@@ -341,12 +344,16 @@ def _compiled_fold() -> Callable[[Sequence[Any], int], Folded] | None:
         counts=QueryCounts,
         count_slots=tuple(vars(QueryCounts)[name] for name in COUNT_SLOTS),
         max_statements=MAX_STATEMENTS,
+        figures=FIGURES,
+        fields=QueryCounts.fields,
         fallback=fold_timers,
     )
-    if module is None:
-        return None
-    fold: Callable[[Sequence[Any], int], Folded] = module.fold_timers
-    return fold
 
 
-_COMPILED_FOLD = _compiled_fold()
+_COMPILED = _compiled()
+_COMPILED_FOLD: Callable[[Sequence[Any], int], Folded] | None = (
+    _COMPILED.fold_timers if _COMPILED is not None else None
+)
+_COMPILED_FIELDS: Callable[[QueryCounts, int, int], dict[str, int | float]] = (
+    _COMPILED.query_fields if _COMPILED is not None else QueryCounts.fields
+)

@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_bridge
+from otel_bridge.django import _db
 from otel_bridge.record import RequestRecord
 from otel_bridge.timers import query_timer
 from tests.conftest import Harness
@@ -290,3 +292,81 @@ def test_child_spans_fold_the_same_through_the_public_api() -> None:
     assert timers[1].error_type == "error"
     public: list[Any] = [_PublicOnly(span) for span in spans]
     assert [span_to_timer(span, start, 0, 0) for span in public] == timers
+
+
+def postgres_connection() -> SimpleNamespace:
+    """What Django's execute wrapper reads of a PostgreSQL connection."""
+    settings = {"NAME": "shop", "HOST": "db.invalid", "PORT": "5432"}
+    return SimpleNamespace(vendor="postgresql", settings_dict=settings)
+
+
+def test_a_django_connection_keeps_each_statements_name_and_attributes() -> None:
+    sql = 'SELECT "id" FROM "item" WHERE "id" = %s'
+    connection = postgres_connection()
+    name, attributes = _db.query_of(connection, sql)
+    assert name == "SELECT shop"
+    assert attributes == {
+        "db.system.name": "postgresql",
+        "db.namespace": "shop",
+        "server.address": "db.invalid",
+        "server.port": 5432,
+        "db.operation.name": "SELECT",
+        "db.query.text": sql,
+    }
+    # Django builds the SQL anew for each query: an equal string gets the same objects.
+    assert _db.query_of(connection, "".join(["SELECT ", sql[7:]]))[1] is attributes
+    sqlite = SimpleNamespace(vendor="sqlite", settings_dict={"NAME": "/srv/shop.sqlite3"})
+    assert _db.query_of(sqlite, sql) == (
+        "SELECT",
+        {"db.system.name": "sqlite", "db.operation.name": "SELECT", "db.query.text": sql},
+    )
+    long = "select " + "x" * _db.KEPT_LENGTH
+    assert _db.query_of(connection, long)[1] is not _db.query_of(connection, long)[1]
+
+    class Composed:  # a driver's SQL object (psycopg's sql.Composed): unhashable
+        __hash__ = None  # type: ignore[assignment]
+
+    assert _db.query_of(connection, Composed())[1] == {
+        **{key: attributes[key] for key in ("db.system.name", "db.namespace")},
+        **{key: attributes[key] for key in ("server.address", "server.port")},
+        "db.operation.name": "QUERY",
+    }
+    # Bounded: past KEPT_STATEMENTS statements it starts over.
+    known = connection.__dict__["_otel_bridge_queries"][1]
+    for n in range(_db.KEPT_STATEMENTS):
+        _db.query_of(connection, f"select {n}")
+    assert len(known) == 1 and sql not in known
+
+
+async def test_django_queries_sharing_attributes_are_each_their_own_span(
+    harness: Harness,
+) -> None:
+    """The same statement twice (an N+1), the second one failing: the kept attributes are
+    never changed by a span, each span is the SDK's with its own outcome."""
+    connection = postgres_connection()
+    sql = 'SELECT "id" FROM "item" WHERE "id" = %s'
+
+    def execute(sql: str, params: Any, many: bool, context: Any) -> None:
+        if params == (2,):
+            raise LookupError("gone")
+
+    async def view(request: Any) -> PlainTextResponse:
+        context = {"connection": connection}
+        _db._record_query(execute, sql, (1,), False, context)
+        with pytest.raises(LookupError):
+            _db._record_query(execute, "".join(["SELECT ", sql[7:]]), (2,), False, context)
+        return PlainTextResponse("ok")
+
+    kept = dict(_db.query_of(connection, sql)[1])  # (a copy, made before)
+    record = await record_of(harness, view)
+    assert [(timer.tags, timer.error_type) for timer in record.timers] == [
+        ((("group", "db"), ("op", "select"), ("server", "db.invalid")), None),
+        ((("group", "db"), ("op", "select"), ("server", "db.invalid")), "LookupError"),
+    ]
+    assert record.fields[".db.query_count"] == 2
+    assert record.fields[".db.duplicate_queries"] == 1
+    first, second = (span for span in harness.finished_spans() if span.name == "SELECT shop")
+    assert first.attributes == kept and first.status.is_ok
+    assert second.attributes == {**kept, "error.type": "LookupError"}
+    assert not second.status.is_ok
+    assert _db.query_of(connection, sql)[1] == kept, "unchanged by the spans"

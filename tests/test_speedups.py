@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import json
 import os
 import sys
 import threading
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 import otel_bridge
 from otel_bridge import _compiled, _timer_spans
+from otel_bridge._database import FIGURES, QueryCounts
 from otel_bridge._timer_spans import TIMER_SPAN_SLOTS, TimerSpan
 from otel_bridge.timers import _PyTimerCore, query_timer
 from tests.conftest import Harness, make_harness
@@ -33,7 +36,7 @@ WITHOUT_C = os.environ.get("OTEL_BRIDGE_TEST_WITHOUT_C") == "1"
 CONTEXT = SpanContext(1, 2, False)
 MAX_TIMERS = 12
 # A query's span as Django's integration makes it.
-QUERY = {
+QUERY: dict[str, Any] = {
     "db.system.name": "postgresql",
     "db.namespace": "shop",
     "server.address": "localhost",
@@ -536,3 +539,110 @@ def test_the_module_without_its_setup_raises_instead_of_crashing(tmp_path: Any) 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["otel_bridge._speedups.setup() has not run"] * 2
+
+
+_NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*FIGURES, "app.note", ".db.other"]), _NUMBERS | _NUMBERS, max_size=4
+    )
+)
+def test_the_events_database_figures_written_in_c_are_the_pythons(fields: dict[str, Any]) -> None:
+    from otel_bridge.exporters.wide_events import _event
+
+    compiled = _event._COMPILED_FIGURES_TEXT
+    assert compiled is not None
+    python = _event._figures_text(fields)
+    assert compiled(MappingProxyType(fields)) == compiled(fields) == python
+    if python is not None and fields:
+        assert json.loads("{" + python[1:] + "}") == {name[1:]: fields[name] for name in fields}
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(*[st.integers(0, 10**6) | st.integers(-(2**64), 2**64)] * 3),
+    st.integers(0, 10**6) | st.integers(-(2**64), 2**64),
+    st.integers(0, 10**15) | st.integers(2**53 - 10, 2**53 + 10),
+)
+def test_a_requests_database_figures_made_in_c_are_the_pythons(
+    counted: tuple[int, int, int], dropped: int, dropped_ns: int
+) -> None:
+    from otel_bridge import closing
+    from otel_bridge._database import QueryCounts
+
+    counts = QueryCounts()
+    counts.count, counts.duplicates, counts.nanoseconds = counted
+    python = QueryCounts.fields(counts, dropped, dropped_ns)
+    compiled = closing._COMPILED_FIELDS(counts, dropped, dropped_ns)
+    assert [(name, repr(value)) for name, value in compiled.items()] == [
+        (name, repr(value)) for name, value in python.items()
+    ]
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+def test_the_usual_requests_queries_and_figures_are_made_in_c_alone() -> None:
+    """Django's queries in a row, an N+1: their timers, the request's database figures and
+    the event's text of them, with no Python code run."""
+    import sys
+
+    from otel_bridge import closing
+    from otel_bridge.exporters.wide_events import _event
+
+    spans = []
+    for n in range(3):
+        span = TimerSpan(
+            SpanContext(1, 10 + n, False),
+            "SELECT shop",
+            CONTEXT,
+            QUERY,
+            (),
+            100 * n + 5,
+            SpanKind.CLIENT,
+        )
+        span.end_time, span.closed = 100 * n + 55, True
+        spans.append(span)
+    timers, counts = closing.fold_timers(spans, 1)  # the Python code keeps the tags
+    assert counts is not None
+    python = QueryCounts.fields(counts, 0, 0)
+    called: list[str] = []
+    sys.setprofile(
+        lambda frame, event, arg: called.append(frame.f_code.co_name) if event == "call" else None
+    )
+    try:
+        assert closing._COMPILED_FOLD is not None
+        folded = closing._COMPILED_FOLD(spans, 1)
+        figures = closing._COMPILED_FIELDS(folded[1] or counts, 0, 0)
+        assert _event._COMPILED_FIGURES_TEXT is not None
+        text = _event._COMPILED_FIGURES_TEXT(MappingProxyType(figures))
+    finally:
+        sys.setprofile(None)
+    assert called == []  # no Python code ran
+    assert type(folded[1]) is QueryCounts and folded[1].seen == counts.seen
+    tags = (("group", "db"), ("op", "select"), ("server", "localhost"))
+    assert (
+        folded[0]
+        == timers
+        == tuple(("SELECT shop", "db", tags, 100 * n + 4, 50, 0, 0, None, 1) for n in range(3))
+    )
+    assert (
+        figures
+        == python
+        == {
+            ".db.query_count": 3,
+            ".db.query_ms": 0.0,
+            ".db.duplicate_queries": 2,
+        }
+    )
+    assert text == ',"db.query_count":3,"db.query_ms":0.0,"db.duplicate_queries":2'

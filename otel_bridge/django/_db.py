@@ -14,6 +14,7 @@ psycopg's instrumentation on too, its span sits inside this one and the query co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from otel_bridge._context import current
@@ -62,24 +63,47 @@ def connection_attributes(connection: Any) -> dict[str, Any]:
     return attributes
 
 
+# The statements whose span name and attributes a connection keeps: the same few run in every
+# request. Bounded (past that many it starts over); longer statements are made for each query.
+KEPT_STATEMENTS = 128
+KEPT_LENGTH = 2048
+
+
+def query_of(connection: Any, sql: Any) -> tuple[str, Mapping[str, Any]]:
+    """The span name and attributes of a query of `sql` on `connection`. Those of a statement
+    the connection ran before are the same objects (never changed: a timer's span copies
+    them wherever they could change)."""
+    state = connection.__dict__.get("_otel_bridge_queries") if connection is not None else None
+    if state is None:
+        state = (connection_attributes(connection), {})
+        if connection is not None:
+            connection.__dict__["_otel_bridge_queries"] = state
+    base: dict[str, Any] = state[0]
+    known: dict[str, tuple[str, Mapping[str, Any]]] = state[1]
+    plain = type(sql) is str  # (a driver's composed SQL object: made each time)
+    found = known.get(sql) if plain else None
+    if found is not None:
+        return found
+    attributes = dict(base)
+    operation = (verb(sql) or "query").upper()
+    attributes["db.operation.name"] = operation
+    if isinstance(sql, str):
+        attributes["db.query.text"] = sql
+    namespace = base.get("db.namespace")
+    found = (f"{operation} {namespace}" if namespace else operation, attributes)
+    if plain and len(sql) <= KEPT_LENGTH:
+        if len(known) >= KEPT_STATEMENTS:
+            known.clear()
+        known[sql] = found
+    return found
+
+
 def _record_query(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
     builder = current.get()
     if builder is None:
         return execute(sql, params, many, context)
-    connection = context.get("connection")
     try:
-        base = connection.__dict__.get("_otel_bridge_attributes") if connection else None
-        if base is None:
-            base = connection_attributes(connection)
-            if connection is not None:
-                connection.__dict__["_otel_bridge_attributes"] = base
-        attributes = dict(base)
-        operation = (verb(sql) or "query").upper()
-        attributes["db.operation.name"] = operation
-        if isinstance(sql, str):
-            attributes["db.query.text"] = sql
-        namespace = base.get("db.namespace")
-        name = f"{operation} {namespace}" if namespace else operation
+        name, attributes = query_of(context.get("connection"), sql)
     except Exception as exc:  # noqa: BLE001 - the query runs whatever happens here
         builder.bridge.health.error("django.db", exc)
         return execute(sql, params, many, context)

@@ -102,21 +102,29 @@ def _timers_text(record: RequestRecord) -> str:
 _DB_KEYS = {name: "," + _quote(name[1:]) + ":" for name in FIGURES}
 
 
-def _db_figures_only(fields: Mapping[str, object]) -> bool:
-    """Whether `fields` holds the database figures alone, as plain finite numbers."""
+def _figures_text(fields: Mapping[str, object]) -> str | None:
+    """The database figures written straight, as the JSON encoder writes them, when `fields`
+    holds them alone, as plain finite numbers; None when it holds anything else."""
+    parts: list[str] = []
     for name, value in fields.items():
-        if name not in _DB_KEYS:
-            return False
+        key = _DB_KEYS.get(name)
+        if key is None:
+            return None
         kind = type(value)
-        if kind is not int and (kind is not float or not math.isfinite(value)):  # type: ignore[arg-type]
-            return False
-    return True
+        if kind is int:
+            parts += key, _int(value)
+        elif kind is float and math.isfinite(value):  # type: ignore[arg-type]
+            parts += key, _float(value)
+        else:
+            return None
+    return "".join(parts)
 
 
-def _compiled_timers_text() -> Callable[[RequestRecord], str] | None:
-    """`_timers_text` in C (otel_bridge._speedups), which calls it for what it does not do
-    itself (a kind seen for the first time, numbers too large); None without the C core."""
-    module = set_up(
+def _compiled_views() -> Any:
+    """otel_bridge._speedups set up for the event: its `timers_text` and `figures_text` do
+    what `_timers_text` and `_figures_text` do, and call them for anything they do not do
+    themselves (a kind seen for the first time, numbers too large); None without the C core."""
+    return set_up(
         "setup_views",
         timers=RequestRecord._fields.index("timers"),
         dropped=RequestRecord._fields.index("timers_dropped"),
@@ -125,14 +133,18 @@ def _compiled_timers_text() -> Callable[[RequestRecord], str] | None:
         hits=Timer._fields.index("hit_count"),
         kind_keys=_KIND_KEYS,
         fallback=_timers_text,
+        db_keys=_DB_KEYS,
+        figures_fallback=_figures_text,
     )
-    if module is None:
-        return None
-    compiled: Callable[[RequestRecord], str] = module.timers_text
-    return compiled
 
 
-_COMPILED_TIMERS_TEXT = _compiled_timers_text()
+_COMPILED = _compiled_views()
+_COMPILED_TIMERS_TEXT: Callable[[RequestRecord], str] | None = (
+    _COMPILED.timers_text if _COMPILED is not None else None
+)
+_COMPILED_FIGURES_TEXT: Callable[[Mapping[str, object]], str | None] | None = (
+    _COMPILED.figures_text if _COMPILED is not None else None
+)
 
 
 def _ms(ns: int) -> float:
@@ -215,6 +227,9 @@ class EventBuilder:
         # The timers' summary: in C where it is built and allowed (OTEL_BRIDGE_PURE_PYTHON).
         self._timers_text = (
             _COMPILED_TIMERS_TEXT if compiled and _COMPILED_TIMERS_TEXT else _timers_text
+        )
+        self._figures_text = (
+            _COMPILED_FIGURES_TEXT if compiled and _COMPILED_FIGURES_TEXT else _figures_text
         )
         self.secret_params = SECRET_PARAMS | {name.lower() for name in secret_params}
         self.trust_forwarded_for = trust_forwarded_for
@@ -320,12 +335,14 @@ class EventBuilder:
             or record.fields
         )
         fields = record.fields
+        # The database figures, when the fields are those alone (written straight), or None.
+        figures = self._figures_text(fields) if fields else ""
         timers_only = (
             not plain
             and record.error_type is None
             and record.exception is None
             and not record.tags
-            and (not fields or _db_figures_only(fields))
+            and figures is not None
         )
         # Only the timers' summary and the database figures (the usual extras): written
         # straight.
@@ -393,8 +410,8 @@ class EventBuilder:
         if timers_only:
             if record.timers or record.timers_dropped:
                 parts.append(self._timers_text(record))
-            for name, value in fields.items():  # ".db.query_count" -> "db.query_count"
-                parts += _DB_KEYS[name], _int(value) if type(value) is int else _float(value)
+            if figures:
+                parts.append(figures)
         elif extras:
             kept = {key: value for key, value in extras.items() if value is not None}
             if kept:
