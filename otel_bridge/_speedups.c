@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 6
+#define SPEEDUPS_VERSION 8
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -633,6 +633,55 @@ static PyTypeObject TimerCoreType = {
     .tp_init = (initproc)core_init,
     .tp_new = PyType_GenericNew,
 };
+
+/* ---- query_timer(name, attributes) (otel_bridge.timers): what its __init__ does, here for
+ * Django's execute wrapper, which makes one for every query. */
+
+static struct {
+    PyTypeObject *type; /* otel_bridge.timers.query_timer */
+    PyObject *kind;     /* SpanKind.CLIENT */
+} Q;
+
+static PyObject *
+new_query_timer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "new_query_timer(name, attributes)");
+        return NULL;
+    }
+    if (Q.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_queries() was not called");
+        return NULL;
+    }
+    TimerCore *made = (TimerCore *)Q.type->tp_alloc(Q.type, 0);
+    if (made == NULL)
+        return NULL;
+    made->span = Py_NewRef(Py_None);
+    made->token = Py_NewRef(Py_None);
+    made->builder = Py_NewRef(Py_None);
+    made->kind = Py_NewRef(Q.kind);
+    made->attributes = Py_NewRef(args[1]);
+    made->name = Py_NewRef(args[0]);
+    made->fast = 0;
+    return (PyObject *)made;
+}
+
+static PyObject *
+setup_queries(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"query_timer", "client", NULL};
+    PyObject *type, *client;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O", names, &PyType_Type, &type, &client))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &TimerCoreType)
+        || ((PyTypeObject *)type)->tp_basicsize != TimerCoreType.tp_basicsize) {
+        PyErr_SetString(PyExc_ValueError, "setup_queries(): not a TimerCore of its layout");
+        return NULL;
+    }
+    Py_XSETREF(Q.type, (PyTypeObject *)Py_NewRef(type));
+    Py_XSETREF(Q.kind, Py_NewRef(client));
+    Py_RETURN_NONE;
+}
 
 static PyObject *
 setup(PyObject *module, PyObject *args, PyObject *kwargs)
@@ -1532,7 +1581,240 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* ---- A Pinba packet's timer fields (otel_bridge.exporters.pinba), as PinbaExporter._timers
+ * and PacketEncoder._timer_fields make them: timers in start order, the same tag sets merged,
+ * times in whole microseconds. */
+
+static struct {
+    int ready;
+    Py_ssize_t tags, start, duration, utime, stime, hits; /* Timer's indices */
+} P;
+
+typedef struct {
+    long long start;
+    Py_ssize_t index;
+} Started;
+
+static int
+by_start(const void *a, const void *b)
+{
+    const Started *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index; /* (sorted() is stable) */
+}
+
+/* A Timer's field as a C integer, 1; 0 where the Python code must (not a plain int, or
+ * negative, whose floor division C's would not match). */
+static int
+timer_integer(PyObject *timer, Py_ssize_t index, long long *value)
+{
+    PyObject *found = PyTuple_GET_ITEM(timer, index);
+    if (!PyLong_CheckExact(found))
+        return 0;
+    int overflow;
+    *value = PyLong_AsLongLongAndOverflow(found, &overflow);
+    if (overflow || *value < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+static Py_ssize_t
+put_varint(unsigned char *out, unsigned long long value)
+{
+    Py_ssize_t used = 0;
+    while (value > 0x7F) {
+        out[used++] = (unsigned char)((value & 0x7F) | 0x80);
+        value >>= 7;
+    }
+    out[used++] = (unsigned char)value;
+    return used;
+}
+
+/* A float32 field: its key's bytes, then the value as struct.pack("<f") packs it. */
+static int
+put_float32(unsigned char *out, Py_ssize_t *used, const char *key, int key_size, double value)
+{
+    memcpy(out + *used, key, key_size);
+    *used += key_size;
+#if PY_VERSION_HEX < 0x030B0000
+    if (_PyFloat_Pack4(value, out + *used, 1) < 0)
+#else
+    if (PyFloat_Pack4(value, (char *)(out + *used), 1) < 0)
+#endif
+        return 0;
+    *used += 4;
+    return 1;
+}
+
+/* pinba_timers(timers, cache): (the merged timers' tags, the bytes of their hits and values,
+ * the bytes of their CPU times), or None where the Python code must (tags not in `cache`, the
+ * exporter's raw tags -> Pinba tags, yet; numbers it alone handles). */
+static PyObject *
+pinba_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "pinba_timers(timers, cache)");
+        return NULL;
+    }
+    PyObject *timers = args[0], *cache = args[1];
+    if (!P.ready || !PyTuple_CheckExact(timers) || !PyDict_CheckExact(cache)
+        || PyTuple_GET_SIZE(timers) == 0 || PyTuple_GET_SIZE(timers) > 1000000)
+        Py_RETURN_NONE;
+    Py_ssize_t count = PyTuple_GET_SIZE(timers), merged = 0;
+    PyObject *result = NULL, *groups = NULL, *shape = NULL, *front = NULL, *back = NULL;
+    Started *order = PyMem_Malloc(count * sizeof(Started));
+    long long *sums = PyMem_Malloc(count * 4 * sizeof(long long)); /* value, hits, utime, stime */
+    PyObject **tags = PyMem_Calloc(count, sizeof(PyObject *));
+    if (order == NULL || sums == NULL || tags == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t needed = (P.tags > P.start ? P.tags : P.start);
+    needed = needed > P.duration ? needed : P.duration;
+    needed = needed > P.utime ? needed : P.utime;
+    needed = needed > P.stime ? needed : P.stime;
+    needed = needed > P.hits ? needed : P.hits;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *timer = PyTuple_GET_ITEM(timers, i);
+        if (!PyTuple_Check(timer) || PyTuple_GET_SIZE(timer) <= needed)
+            goto python;
+        PyObject *started = PyTuple_GET_ITEM(timer, P.start);
+        int overflow;
+        order[i].start = PyLong_CheckExact(started)
+                             ? PyLong_AsLongLongAndOverflow(started, &overflow)
+                             : (overflow = 1, 0);
+        if (overflow)
+            goto python;
+        order[i].index = i;
+    }
+    if (count > 1) {
+        qsort(order, count, sizeof(Started), by_start);
+        if ((groups = PyDict_New()) == NULL)
+            goto done;
+    }
+    for (Py_ssize_t n = 0; n < count; n++) {
+        PyObject *timer = PyTuple_GET_ITEM(timers, order[n].index);
+        long long duration, utime, stime, hits;
+        if (!timer_integer(timer, P.duration, &duration) || !timer_integer(timer, P.utime, &utime)
+            || !timer_integer(timer, P.stime, &stime) || !timer_integer(timer, P.hits, &hits))
+            goto python;
+        PyObject *pinba = PyDict_GetItemWithError(cache, PyTuple_GET_ITEM(timer, P.tags));
+        if (pinba == NULL) {
+            PyErr_Clear(); /* (an unhashable tag: the Python code says so) */
+            goto python;
+        }
+        Py_ssize_t at = merged;
+        if (groups != NULL) {
+            PyObject *known = PyDict_GetItemWithError(groups, pinba);
+            if (known != NULL)
+                at = PyLong_AsSsize_t(known);
+            else if (PyErr_Occurred())
+                goto done;
+        }
+        long long values[4] = {duration / 1000, hits, utime / 1000, stime / 1000};
+        if (at == merged) {
+            tags[merged] = Py_NewRef(pinba);
+            for (int k = 0; k < 4; k++)
+                sums[merged * 4 + k] = values[k];
+            merged++;
+            if (groups != NULL) {
+                PyObject *index = PyLong_FromSsize_t(at);
+                int failed = index == NULL || PyDict_SetItem(groups, pinba, index) < 0;
+                Py_XDECREF(index);
+                if (failed)
+                    goto done;
+            }
+        }
+        else {
+            for (int k = 0; k < 4; k++)
+                if (__builtin_add_overflow(sums[at * 4 + k], values[k], &sums[at * 4 + k]))
+                    goto python;
+        }
+    }
+    /* Each merged timer: its hit count (field 10, a varint), then each one's value (field 11,
+     * a float32); after the rest of the packet, each one's user CPU (field 22), then each
+     * one's system CPU (23), zeros unless one was measured. */
+    if ((shape = PyTuple_New(merged)) == NULL
+        || (front = PyBytes_FromStringAndSize(NULL, merged * (1 + 10 + 5))) == NULL
+        || (back = PyBytes_FromStringAndSize(NULL, merged * 12)) == NULL)
+        goto done;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(front);
+    Py_ssize_t used = 0;
+    int measured = 0;
+    for (Py_ssize_t m = 0; m < merged; m++) {
+        PyTuple_SET_ITEM(shape, m, tags[m]);
+        tags[m] = NULL;
+        long long hits = sums[m * 4 + 1];
+        out[used++] = 0x50;
+        used += put_varint(out + used, hits < 1 ? 1 : hits > 0xFFFFFFFFLL ? 0xFFFFFFFFLL : hits);
+        if (sums[m * 4 + 2] || sums[m * 4 + 3])
+            measured = 1;
+    }
+    for (Py_ssize_t m = 0; m < merged; m++)
+        if (!put_float32(out, &used, "\x5d", 1, (double)sums[m * 4] / 1e6))
+            goto done;
+    if (_PyBytes_Resize(&front, used) < 0)
+        goto done;
+    out = (unsigned char *)PyBytes_AS_STRING(back);
+    used = 0;
+    for (int field = 0; field < 2; field++)
+        for (Py_ssize_t m = 0; m < merged; m++) {
+            double value = measured ? (double)sums[m * 4 + 2 + field] / 1e6 : 0.0;
+            if (!put_float32(out, &used, field == 0 ? "\xb5\x01" : "\xbd\x01", 2, value))
+                goto done;
+        }
+    result = PyTuple_Pack(3, shape, front, back);
+    goto done;
+python:
+    result = Py_NewRef(Py_None);
+done:
+    if (tags != NULL)
+        for (Py_ssize_t m = 0; m < count; m++)
+            Py_XDECREF(tags[m]);
+    PyMem_Free(order);
+    PyMem_Free(sums);
+    PyMem_Free(tags);
+    Py_XDECREF(groups);
+    Py_XDECREF(shape);
+    Py_XDECREF(front);
+    Py_XDECREF(back);
+    return result;
+}
+
+static PyObject *
+setup_pinba(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"tags", "start", "duration", "utime", "stime", "hits", NULL};
+    Py_ssize_t tags, start, duration, utime, stime, hits;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$nnnnnn", names, &tags, &start, &duration,
+                                     &utime, &stime, &hits))
+        return NULL;
+    if (tags < 0 || start < 0 || duration < 0 || utime < 0 || stime < 0 || hits < 0) {
+        PyErr_SetString(PyExc_ValueError, "setup_pinba(): negative index");
+        return NULL;
+    }
+    P.tags = tags;
+    P.start = start;
+    P.duration = duration;
+    P.utime = utime;
+    P.stime = stime;
+    P.hits = hits;
+    P.ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"setup_queries", (PyCFunction)(void (*)(void))setup_queries, METH_VARARGS | METH_KEYWORDS,
+     "Hand the module the query_timer type new_query_timer makes."},
+    {"new_query_timer", (PyCFunction)(void (*)(void))new_query_timer, METH_FASTCALL,
+     "query_timer(name, attributes), as its __init__ makes it."},
+    {"setup_pinba", (PyCFunction)(void (*)(void))setup_pinba, METH_VARARGS | METH_KEYWORDS,
+     "Hand the module the Timer's field indices pinba_timers reads."},
+    {"pinba_timers", (PyCFunction)(void (*)(void))pinba_timers, METH_FASTCALL,
+     "A Pinba packet's timer fields (as PinbaExporter._timers and the encoder)."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_VARARGS | METH_KEYWORDS,
      "Hand the module the Python objects the fast path works with."},
     {"setup_views", (PyCFunction)(void (*)(void))setup_views, METH_VARARGS | METH_KEYWORDS,

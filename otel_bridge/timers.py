@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
-from otel_bridge._compiled import compiled_core
+from otel_bridge._compiled import compiled_core, set_up
 from otel_bridge._context import current as _current
 from otel_bridge._current_span import CONTEXT, SPAN_KEY, attach_span, detach_span
 from otel_bridge._decorate import decorate
@@ -36,7 +36,7 @@ from otel_bridge._timer_spans import (
 from otel_bridge._version import __version__
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
 
-__all__ = ["query_timer", "timer"]
+__all__ = ["new_query_timer", "query_timer", "timer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _INTERNAL = SpanKind.INTERNAL
@@ -233,3 +233,15 @@ class query_timer(timer):
         self._kind = SpanKind.CLIENT
         self._attributes = attributes
         self._name = name
+
+
+def _query_timers() -> Callable[[str, Mapping[str, AttributeValue]], query_timer]:
+    """`query_timer(name, attributes)`: made in C where the C core is (the instance its
+    __init__ makes, without running it: Django's execute wrapper makes one a query)."""
+    if _TimerCore is _PyTimerCore:
+        return query_timer
+    module = set_up("setup_queries", query_timer=query_timer, client=SpanKind.CLIENT)
+    return module.new_query_timer if module is not None else query_timer
+
+
+new_query_timer = _query_timers()

@@ -646,3 +646,80 @@ def test_the_usual_requests_queries_and_figures_are_made_in_c_alone() -> None:
         }
     )
     assert text == ',"db.query_count":3,"db.query_ms":0.0,"db.duplicate_queries":2'
+
+
+_PINBA_TAGS = st.sampled_from(
+    [
+        (("group", "db"), ("op", "select")),
+        (("op", "select"), ("group", "db")),  # the same Pinba tags once sorted: merged
+        (("group", "db"), ("op", "select"), ("server", "localhost")),
+        (("group", "x"), ("many", ("a", "b")), ("n", 3), ("on", True)),
+        (),
+    ]
+)
+
+
+@pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _PINBA_TAGS,
+            st.integers(-5, 50),  # start: ties keep their order
+            st.integers(0, 10**7) | st.integers(-5, 5) | st.integers(2**62, 2**64),  # duration
+            st.integers(0, 3) | st.integers(120, 2**33) | st.integers(-1, 0),  # hits
+            st.sampled_from([0, 999, 1000, 12_345_678]),  # user CPU
+            st.sampled_from([0, 1000, 7_000]),  # system CPU
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([65507, 220]),  # the packet's bound: trimmed by the Python code
+)
+def test_pinba_packets_with_timers_made_in_c_are_the_pythons(
+    timers: list[tuple[Any, ...]], max_packet_size: int
+) -> None:
+    from benchmarks.pinba import sample_record
+    from otel_bridge.exporters.pinba import PinbaExporter
+    from otel_bridge.record import Timer
+
+    record = sample_record()._replace(
+        timers=tuple(
+            Timer("t", "db", tags, start, duration, utime, stime, None, hits)
+            for tags, start, duration, hits, utime, stime in timers
+        ),
+        timers_dropped=0,
+    )
+    packets = []
+    for compiled in (False, True):
+        exporter = PinbaExporter(
+            [("127.0.0.1", 9)], hostname="h", max_packet_size=max_packet_size, compiled=compiled
+        )
+        exporter._footprint = lambda: 4096  # type: ignore[assignment]
+        try:
+            first = exporter.packet(record)  # (the Python code keeps the tags)
+            packets.append((first, exporter.packet(record)))
+            parts = exporter._compiled_timers
+            made = parts(record.timers, exporter._tag_cache) if parts is not None else None
+        finally:
+            exporter.shutdown()
+    assert packets[1] == packets[0]
+    plain = all(0 <= d < 2**63 and h >= 0 for _, _, d, h, _, _ in timers)
+    assert (made is not None) == plain, "C makes every timer part but negative or huge ones"
+
+
+def test_a_query_timer_made_in_c_is_the_one_its_init_makes() -> None:
+    from otel_bridge.timers import new_query_timer
+
+    if WITHOUT_C:
+        assert new_query_timer is query_timer
+        return
+    attributes = dict(QUERY)
+    made, reference = new_query_timer("SELECT shop", attributes), query_timer("SELECT", {})
+    query_timer.__init__(reference, "SELECT shop", attributes)
+    assert type(made) is query_timer
+    for field in ("_attributes", "_name", "_kind", "_span", "_token", "_builder"):
+        assert getattr(made, field) == getattr(reference, field), field
+    assert made._attributes is attributes and made._kind is SpanKind.CLIENT
+    with pytest.raises(TypeError):
+        new_query_timer("SELECT shop")  # type: ignore[call-arg]

@@ -19,7 +19,7 @@ from typing import Any
 
 from otel_bridge._context import current
 from otel_bridge._database import verb
-from otel_bridge.timers import query_timer
+from otel_bridge.timers import new_query_timer
 
 __all__ = ["install"]
 
@@ -67,17 +67,19 @@ def connection_attributes(connection: Any) -> dict[str, Any]:
 # request. Bounded (past that many it starts over); longer statements are made for each query.
 KEPT_STATEMENTS = 128
 KEPT_LENGTH = 2048
+# Where: (the connection's attributes, statement -> (span name, attributes)).
+_KEPT = "_otel_bridge_queries"
 
 
 def query_of(connection: Any, sql: Any) -> tuple[str, Mapping[str, Any]]:
     """The span name and attributes of a query of `sql` on `connection`. Those of a statement
     the connection ran before are the same objects (never changed: a timer's span copies
     them wherever they could change)."""
-    state = connection.__dict__.get("_otel_bridge_queries") if connection is not None else None
+    state = connection.__dict__.get(_KEPT) if connection is not None else None
     if state is None:
         state = (connection_attributes(connection), {})
         if connection is not None:
-            connection.__dict__["_otel_bridge_queries"] = state
+            connection.__dict__[_KEPT] = state
     base: dict[str, Any] = state[0]
     known: dict[str, tuple[str, Mapping[str, Any]]] = state[1]
     plain = type(sql) is str  # (a driver's composed SQL object: made each time)
@@ -103,9 +105,14 @@ def _record_query(execute: Any, sql: Any, params: Any, many: bool, context: dict
     if builder is None:
         return execute(sql, params, many, context)
     try:
-        name, attributes = query_of(context.get("connection"), sql)
+        # A statement the connection ran before, looked up here (no call for it).
+        connection = context.get("connection")
+        state = connection.__dict__.get(_KEPT) if connection is not None else None
+        found = state[1].get(sql) if state is not None and type(sql) is str else None
+        if found is None:
+            found = query_of(connection, sql)
     except Exception as exc:  # noqa: BLE001 - the query runs whatever happens here
         builder.bridge.health.error("django.db", exc)
         return execute(sql, params, many, context)
-    with query_timer(name, attributes):
+    with new_query_timer(*found):
         return execute(sql, params, many, context)

@@ -140,12 +140,26 @@ class PacketEncoder:
         timers: Sequence[PacketTimer],
     ) -> bytes:
         """Same output as `assemble()` for timers merged, tags sorted, times finite and ≥ 0."""
-        if request_tags or timers:
+        if not timers:
+            return self.encode_parts(fields, request_tags, (), b"", b"")
+        shape = (timers[0].tags,) if len(timers) == 1 else tuple([t.tags for t in timers])
+        front, back = self._timer_fields(timers)
+        return self.encode_parts(fields, request_tags, shape, front, back)
+
+    def encode_parts(
+        self,
+        fields: PacketFields,
+        request_tags: Mapping[str, str],
+        timer_tags: tuple[tuple[tuple[str, str], ...], ...],
+        front: bytes,
+        back: bytes,
+    ) -> bytes:
+        """`encode` with the timers' part made: their tags, the bytes of their hit counts and
+        values (`front`), those of their CPU times (`back`), as `_timer_fields` makes them
+        (or otel_bridge._speedups' pinba_timers)."""
+        if request_tags or timer_tags:
             middle, tail = self._shape(
-                (
-                    tuple(request_tags.items()) if request_tags else (),
-                    (timers[0].tags,) if len(timers) == 1 else tuple([t.tags for t in timers]),
-                )
+                (tuple(request_tags.items()) if request_tags else (), timer_tags)
             )
         else:
             middle = tail = b""  # what _shape() gives for no tags and no timers
@@ -182,8 +196,12 @@ class PacketEncoder:
         status += _varint(fields.memory_footprint)
         if fields.schema:
             status += self._text(b"\x9a\x01", fields.schema)
-        if not timers:
+        if not timer_tags:
             return head + middle + status + tail
+        return b"".join((head, front, middle, status, tail, back))
+
+    def _timer_fields(self, timers: Sequence[PacketTimer]) -> tuple[bytes, bytes]:
+        """The timers' hit counts (field 10) then values (11); their CPU times (22, 23)."""
         values, rusage, zeros = self._structs(len(timers))
         hits = bytearray()
         flat_values: list[float | int] = []
@@ -201,4 +219,4 @@ class PacketEncoder:
                 flat_utime += (0x01B5, timer.ru_utime)
                 flat_stime += (0x01BD, timer.ru_stime)
             zeros = rusage.pack(*flat_utime) + rusage.pack(*flat_stime)
-        return b"".join((head, hits, values.pack(*flat_values), middle, status, tail, zeros))
+        return bytes(hits) + values.pack(*flat_values), zeros
