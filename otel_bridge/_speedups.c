@@ -1106,12 +1106,12 @@ typedef struct {
 /* (setup_fold's own copy of the descriptors: the fold works without the timers' setup) */
 #define fold_slot(span, slot) slot_of(F.slots, (span), (slot))
 
-/* attributes[key] (borrowed) where it is absent or a str; *odd = 1 for another value (the
- * Python code reads those). */
+/* attributes[key] (a new reference, or NULL) where it is absent or a str; *odd = 1 for
+ * another value (the Python code reads those). */
 static PyObject *
 text_at(PyObject *attributes, int key, int *odd)
 {
-    PyObject *value = PyDict_GetItemWithError(attributes, F.keys[key]);
+    PyObject *value = Py_XNewRef(PyDict_GetItemWithError(attributes, F.keys[key]));
     if (value != NULL && !PyUnicode_CheckExact(value))
         *odd = 1;
     return value;
@@ -1146,28 +1146,31 @@ verb_of(PyObject *text, char *word)
     return letters;
 }
 
-/* A query's span's tags as _database.db_tags makes them (borrowed from its table), and its
- * statement (borrowed, or NULL); NULL tags with no error set where the Python code must (an
- * attribute of another type, tags not made yet). */
+/* A query's span's tags as _database.db_tags makes them, and its statement (or NULL), both new
+ * references; NULL tags with no error set where the Python code must (an attribute of
+ * another type, tags not made yet). */
 static PyObject *
 query_tags(PyObject *name, PyObject *attributes, PyObject **statement)
 {
     int odd = 0;
     char word[17];
     int letters = 0;
-    PyObject *operation = text_at(attributes, KEY_OPERATION_NAME, &odd);
-    if (operation == NULL || PyUnicode_GET_LENGTH(operation) == 0)
+    PyObject *tags = NULL, *operation = NULL, *text = NULL, *server = NULL;
+    operation = text_at(attributes, KEY_OPERATION_NAME, &odd);
+    if (operation == NULL || PyUnicode_GET_LENGTH(operation) == 0) {
+        Py_XDECREF(operation);
         operation = text_at(attributes, KEY_OPERATION, &odd);
-    PyObject *text = text_at(attributes, KEY_QUERY_TEXT, &odd);
+    }
+    text = text_at(attributes, KEY_QUERY_TEXT, &odd);
     if (text == NULL)
         text = text_at(attributes, KEY_STATEMENT, &odd);
-    PyObject *server = text_at(attributes, KEY_SERVER_ADDRESS, &odd);
+    server = text_at(attributes, KEY_SERVER_ADDRESS, &odd);
     if (server == NULL || PyUnicode_GET_LENGTH(server) == 0) {
-        PyObject *peer = text_at(attributes, KEY_NET_PEER_NAME, &odd);
-        server = peer != NULL ? peer : NULL; /* ("" or None: None) */
+        Py_XDECREF(server); /* ("" or None: None) */
+        server = text_at(attributes, KEY_NET_PEER_NAME, &odd);
     }
     if (odd || PyErr_Occurred() || !PyUnicode_CheckExact(name))
-        return NULL;
+        goto done;
     if (operation != NULL && PyUnicode_GET_LENGTH(operation) > 0)
         letters = verb_of(operation, word);
     if (letters == 0 && text != NULL)
@@ -1176,14 +1179,21 @@ query_tags(PyObject *name, PyObject *attributes, PyObject **statement)
         letters = verb_of(name, word);
     PyObject *op = letters > 0 ? PyUnicode_FromStringAndSize(word, letters) : Py_NewRef(F.query);
     if (op == NULL)
-        return NULL;
+        goto done;
     PyObject *key = PyTuple_Pack(2, op, server != NULL ? server : Py_None);
     Py_DECREF(op);
     if (key == NULL)
-        return NULL;
-    PyObject *tags = PyDict_GetItemWithError(F.db_tags, key);
+        goto done;
+    tags = Py_XNewRef(PyDict_GetItemWithError(F.db_tags, key));
     Py_DECREF(key);
-    *statement = text;
+    if (tags != NULL) {
+        *statement = text;
+        text = NULL;
+    }
+done:
+    Py_XDECREF(operation);
+    Py_XDECREF(text);
+    Py_XDECREF(server);
     return tags;
 }
 
@@ -1213,8 +1223,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
             database = PyDict_Contains(attributes, F.keys[KEY_SYSTEM]);
         if (database <= 0)
             goto done; /* (another client span: the Python code's) */
-        tags = query_tags(name, attributes, &statement);
-        if (tags == NULL || !PyTuple_CheckExact(tags))
+        tags = query_tags(name, attributes, &statement); /* (new references) */
+        if (tags == NULL)
             goto done;
         timer_kind = F.db;
         query = 1;
@@ -1252,11 +1262,9 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         }
         if (!PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != 2)
             goto done;
-        tags = PyTuple_GET_ITEM(kept, 0);
+        tags = Py_NewRef(PyTuple_GET_ITEM(kept, 0));
         timer_kind = PyTuple_GET_ITEM(kept, 1);
     }
-    Py_INCREF(tags); /* (held across the reads below) */
-    Py_XINCREF(statement);
     if ((start = fold_slot(span, SLOT_START_TIME)) == NULL
         || (end = fold_slot(span, SLOT_END_TIME)) == NULL
         || (error = fold_slot(span, SLOT_ERROR)) == NULL
@@ -1285,7 +1293,13 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
     lasted = lasted > 0 ? lasted : 0;
     /* A "db" timer: the Python code orders them when one starts before another has ended
      * (nested queries, an app's timer(group="db") around one). */
-    if (query || (PyUnicode_Check(timer_kind) && PyUnicode_CompareWithASCIIString(timer_kind, "db") == 0)) {
+    if (query
+        || (PyUnicode_Check(timer_kind) && PyUnicode_CompareWithASCIIString(timer_kind, "db") == 0)) {
+        /* An app's timer(group="db") with a database system among its tags counts as a query
+         * in the Python code: there, then. */
+        if (!query && (PyDict_Contains(attributes, F.keys[KEY_SYSTEM_NAME]) != 0
+                       || PyDict_Contains(attributes, F.keys[KEY_SYSTEM]) != 0))
+            goto release; /* (-1: the error stays set) */
         if (state->any_db && since <= state->last_end)
             state->overlap = 1;
         if (!state->any_db || since + lasted > state->last_end)

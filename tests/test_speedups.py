@@ -44,6 +44,8 @@ QUERY: dict[str, Any] = {
     "db.operation.name": "SELECT",
     "db.query.text": 'SELECT "id" FROM "item" WHERE "id" = %s',
 }
+# An app's timer(group="db") that names its database system: a query, to the figures.
+APP_QUERY = {"group": "db", "db.system.name": "redis", "db.statement": "GET k"}
 _TEXTS = st.one_of(
     st.sampled_from(["SELECT", "select 1", " ( Insert into", "\u00a0update x", "x" * 16, "x" * 17]),
     st.sampled_from(["", "(", "1", "é", "vacuum;", "\u2003 (( delete"]),
@@ -360,7 +362,7 @@ def test_a_requests_timers_folded_in_c_are_the_pythons(
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([QUERY, {"group": "db"}, {"group": "cache"}]) | QUERIES,
+            st.sampled_from([QUERY, {"group": "db"}, {"group": "cache"}, APP_QUERY]) | QUERIES,
             st.integers(0, 30),  # after the last one started
             st.integers(0, 30),  # duration
             st.one_of(st.none(), st.tuples(st.just("OperationalError"), st.just("gone"))),
@@ -378,7 +380,8 @@ def test_a_requests_queries_folded_in_c_are_the_pythons(spans: list[tuple[Any, .
     start = 1_700_000_000 * 10**9
     for attributes, gap, duration, error, parent in spans:
         start += gap
-        kind = SpanKind.CLIENT if "db.system.name" in attributes else SpanKind.INTERNAL
+        database = "db.system.name" in attributes and "group" not in attributes
+        kind = SpanKind.CLIENT if database else SpanKind.INTERNAL
         context = SpanContext(1, len(made) + 3, False)
         span = TimerSpan(
             context, "SELECT shop", SpanContext(1, parent, False), attributes, (), start, kind

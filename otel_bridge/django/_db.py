@@ -10,6 +10,10 @@ Its timer is tagged ``group=db``, ``op`` (the SQL verb) and ``server`` (the data
 any instrumentation's query is; the wide event's ``db.query_count``, ``db.query_ms`` and
 ``db.duplicate_queries`` are counted from the request's queries (otel_bridge._database). With
 psycopg's instrumentation on too, its span sits inside this one and the query counts once.
+
+A connection keeps the span name and attributes of the statements it runs (Django builds the
+same SQL text again for every query of a shape: an N+1's statement, a page's few), so a query
+it ran before costs a lookup; bounded (`KEPT_STATEMENTS` of up to `KEPT_LENGTH` characters).
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ def connection_attributes(connection: Any) -> dict[str, Any]:
 
 # The statements whose span name and attributes a connection keeps: the same few run in every
 # request. Bounded (past that many it starts over); longer statements are made for each query.
-KEPT_STATEMENTS = 128
-KEPT_LENGTH = 2048
+KEPT_STATEMENTS = 64
+KEPT_LENGTH = 1024
 # Where: (the connection's attributes, statement -> (span name, attributes)).
 _KEPT = "_otel_bridge_queries"
 
