@@ -6,8 +6,11 @@
 A raw ASGI app runs N timers per request (N = 1, 10, 100, 1,000), each a block tagged
 ``group=db, op=select``. All CPU of the process is counted, export threads drained before the
 clock stops; the cost per timer is (CPU per request with N timers minus with none) / N, so what
-the request itself costs is left out. Cells, each in an interpreter of its own, three rounds
-interleaved, medians:
+the request itself costs is left out. Both are measured in one process, in batches of
+requests with N timers and batches with none, interleaved (`paired`): the machine's drift
+over a run, which made a cell of one timer a request vary by a third from run to run when
+the two were separate processes, cancels. Cells (config and N), each in an interpreter of
+its own, three rounds interleaved, medians:
 
 - ``sdk``: no otel_bridge; each timer is the SDK's own child span (``start_as_current_span``),
   to a discarding BatchSpanProcessor: the floor.
@@ -29,8 +32,8 @@ interleaved, medians:
   (``start_as_current_span``, the same name and attributes, made by the same code) in place
   of the timer, to a discarding BatchSpanProcessor.
 
-For one timer a request, where its CPU goes is measured per thread too (``--split``; Linux
-thread CPU clocks): the request's thread and each export thread, 1 timer minus none.
+For one timer a request, where its CPU goes is measured per thread too (Linux thread CPU
+clocks, the same batches): the request's thread and each export thread, 1 timer minus none.
 """
 
 from __future__ import annotations
@@ -69,8 +72,11 @@ def floor_of(config: str) -> str:
 WARM_TIMERS = 10_000
 # The configs whose first timer is split by thread.
 SPLIT = ("sdk", "views", "views_python", "queries_sdk", "queries")
-# CPU µs per request of each thread group in the last `cell()` (a thread's CPU clock).
+# CPU µs of each thread group in the last `cell()` (per request) or `paired()` (per timer),
+# from each thread's CPU clock.
 last_split: dict[str, float] = {}
+# Batch pairs a `paired()` measure runs (each batch a quarter of `_requests_for` requests).
+PAIRS = 8
 
 
 def _thread_group(name: str) -> str:
@@ -102,74 +108,118 @@ def _requests_for(timers: int) -> int:
     return max(60, 20_000 // max(1, timers))
 
 
-def cell(config: str, timers: int, requests: int | None = None) -> float:
-    """CPU µs per request of `config` with `timers` timers (in this process); `requests`
-    measured (default: by the timer count)."""
-    from opentelemetry.sdk.metrics import MeterProvider
+class _Served:
+    """`config`'s app, wrapped, in this process: each request runs `count[0]` timed blocks."""
 
-    import otel_bridge
-    from benchmarks.apps import PinbaCollector
-    from benchmarks.inprocess import run_asgi
+    def __init__(self, config: str) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
 
-    provider = _provider(config)
-    collector = None
-    if config in ("sdk", "queries_sdk"):
-        tracer = provider.get_tracer("bench")
+        import otel_bridge
+        from benchmarks.apps import PinbaCollector
+
+        self.config = config
+        self.count = [0]
+        count = self.count
+        provider = self.provider = _provider(config)
         block = _block(config, provider)
+        self.collector = None
+        if config in FLOORS:
+            tracer = provider.get_tracer("bench")
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            with tracer.start_as_current_span("request"):
-                for _ in range(timers):
-                    block()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                with tracer.start_as_current_span("request"):
+                    for _ in range(count[0]):
+                        block()
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"ok"})
 
-        wrapped: Any = app
-
-        def flush() -> None:
-            provider.force_flush()
-
-    else:
-        collector = PinbaCollector()
-
-        block = _block(config, provider)
+            self.app: Any = app
+            return
+        self.collector = PinbaCollector()
 
         async def plain(scope: Any, receive: Any, send: Any) -> None:
-            for _ in range(timers):
+            for _ in range(count[0]):
                 block()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        settings = _settings(config, collector.port, 1_000).replace(queue_size=100_000)
-        wrapped = otel_bridge.instrument(
+        settings = _settings(config, self.collector.port, 1_000).replace(queue_size=100_000)
+        self.app = otel_bridge.instrument(
             plain, settings=settings, tracer_provider=provider, meter_provider=MeterProvider()
         )
 
-        def flush() -> None:
-            wrapped.bridge.force_flush()
-            provider.force_flush()
+    def flush(self) -> None:
+        if self.config not in FLOORS:
+            self.app.bridge.force_flush()
+        self.provider.force_flush()
 
-    n = requests or _requests_for(timers)
-    try:
-        run_asgi(wrapped, max(20, n // 10))
-        flush()
+    def measure(self, timers: int, requests: int) -> tuple[float, dict[str, float]]:
+        """CPU seconds of `requests` requests with `timers` timers each, the export threads
+        drained, and each thread group's CPU seconds in them."""
+        from benchmarks.inprocess import run_asgi
+
+        self.count[0] = timers
         threads0 = _thread_clocks()
         cpu0 = time.process_time()
-        run_asgi(wrapped, n)
-        flush()
+        run_asgi(self.app, requests)
+        self.flush()
         cpu = time.process_time() - cpu0
         threads1 = _thread_clocks()
-        last_split.clear()
-        for group, seconds in threads1.items():
-            last_split[group] = (seconds - threads0.get(group, 0.0)) / n * 1e6
-        if config not in ("sdk", "queries_sdk"):
-            dropped = sum(wrapped.bridge.health.dropped.values())
+        return cpu, {
+            group: seconds - threads0.get(group, 0.0) for group, seconds in threads1.items()
+        }
+
+    def close(self) -> None:
+        if self.config not in FLOORS:
+            dropped = sum(self.app.bridge.health.dropped.values())
             if dropped:
-                raise SystemExit(f"{config} {timers}: {dropped} dropped")
+                raise SystemExit(f"{self.config}: {dropped} dropped")
+        if self.collector is not None:
+            self.collector.kill()
+
+
+def cell(config: str, timers: int, requests: int | None = None) -> float:
+    """CPU µs per request of `config` with `timers` timers (in this process); `requests`
+    measured (default: by the timer count)."""
+    served = _Served(config)
+    n = requests or _requests_for(timers)
+    try:
+        served.measure(timers, max(20, n // 10))
+        cpu, threads = served.measure(timers, n)
+        last_split.clear()
+        last_split.update({group: seconds / n * 1e6 for group, seconds in threads.items()})
     finally:
-        if collector is not None:
-            collector.kill()
+        served.close()
     return cpu / n * 1e6
+
+
+def paired(config: str, timers: int, pairs: int = PAIRS) -> float:
+    """CPU µs per timer of `config` with `timers` timers a request (in this process): batches
+    with `timers` timers and batches with none, interleaved (none, some, some, none, …), the
+    difference of their sums over the timers run. The two kinds share the process, its warm
+    code and its drift: what a request costs without timers cancels, and so does most of
+    what the machine does meanwhile. `last_split`: the same by thread group."""
+    served = _Served(config)
+    n = _requests_for(timers) // 4
+    cpu = {0: 0.0, timers: 0.0}
+    threads: dict[int, dict[str, float]] = {0: {}, timers: {}}
+    try:
+        served.measure(timers, n)
+        served.measure(0, n)
+        for pair in range(pairs):
+            for count in (0, timers) if pair % 2 == 0 else (timers, 0):
+                seconds, by_thread = served.measure(count, n)
+                cpu[count] += seconds
+                for group, spent in by_thread.items():
+                    threads[count][group] = threads[count].get(group, 0.0) + spent
+    finally:
+        served.close()
+    runs = pairs * n * timers
+    last_split.clear()
+    for group in threads[0].keys() | threads[timers].keys():
+        spent = threads[timers].get(group, 0.0) - threads[0].get(group, 0.0)
+        last_split[group] = spent / runs * 1e6
+    return (cpu[timers] - cpu[0]) / runs * 1e6
 
 
 # The query of the `queries` cells: an N+1's, the same statement each time (Django's SQL).
@@ -354,30 +404,23 @@ def _own_process(*arguments: str) -> float:
     return float(_last_line(*arguments))
 
 
-def _own_split(config: str, timers: int) -> dict[str, float]:
-    split: dict[str, float] = json.loads(_last_line("--cell", config, str(timers), "--split"))
-    return split
-
-
 Result = dict[str, dict[Any, float]]
 
 
 def run(rounds: int = 3) -> Result:
-    """µs per timer, per config and timer count (median of `rounds`); under ``"warm"``, per
+    """µs per timer, per config and timer count (`paired`, median of `rounds`), and for
+    one timer a request, by thread group (under ``"split CONFIG"``); under ``"warm"``, per
     config, the request thread's µs per timer in a loop (`warm`)."""
     samples: dict[tuple[str, Any], list[float]] = {}
     for _ in range(rounds):
         for config in CONFIGS:
-            base = _own_process("--cell", config, "0")
             for timers in TIMERS:
-                per_request = _own_process("--cell", config, str(timers))
-                samples.setdefault((config, timers), []).append((per_request - base) / timers)
+                measured = json.loads(_last_line("--paired", config, str(timers)))
+                samples.setdefault((config, timers), []).append(measured["per_timer"])
+                if timers == 1 and config in SPLIT:
+                    for group, spent in measured["split"].items():
+                        samples.setdefault((f"split {config}", group), []).append(spent)
             samples.setdefault(("warm", config), []).append(_own_process("--warm", config))
-        for config in SPLIT:
-            none, one = _own_split(config, 0), _own_split(config, 1)
-            for group in one.keys() | none.keys():
-                difference = one.get(group, 0.0) - none.get(group, 0.0)
-                samples.setdefault((f"split {config}", group), []).append(difference)
     result: Result = {config: {} for config in (*CONFIGS, "warm")}
     for (config, key), values in samples.items():
         result.setdefault(config, {})[key] = statistics.median(values)
@@ -418,7 +461,9 @@ def section(result: Result, command: str) -> str:
             "same wrapper with the SDK's CLIENT span in place of the timer). Targets: views",
             "only ≤ 0.35x the SDK's span (`otel_bridge.timer()` and Django's query timers),",
             "spans exported and other instrumentations' spans ≤ 1.3x.",
-            "Each cell in its own interpreter, median of 3 rounds. Command:",
+            "Each cell in its own interpreter, batches of N timers a request and batches of",
+            "none interleaved in it (their difference is the cost), median of 3 rounds.",
+            "Command:",
             f"`{command}` (alone: `python -m benchmarks.timers`).",
             "",
             table(result),
@@ -513,10 +558,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cell", nargs=2, metavar=("CONFIG", "TIMERS"))
+    parser.add_argument(
+        "--paired", nargs=2, metavar=("CONFIG", "TIMERS"), help="µs per timer and by thread"
+    )
     parser.add_argument("--warm", metavar="CONFIG")
     parser.add_argument("--requests", type=int, help="with --cell: how many to measure")
     parser.add_argument("--split", action="store_true", help="with --cell: CPU by thread")
     options = parser.parse_args()
+    if options.paired:
+        per_timer = paired(options.paired[0], int(options.paired[1]))
+        print(json.dumps({"per_timer": per_timer, "split": last_split}))
+        return
     if options.cell:
         per_request = cell(options.cell[0], int(options.cell[1]), options.requests)
         print(json.dumps(last_split) if options.split else per_request)

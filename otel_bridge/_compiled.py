@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # The C source's SPEEDUPS_VERSION this Python code works with.
-EXPECTED_VERSION = 8
+EXPECTED_VERSION = 9
 
 
 class _State:

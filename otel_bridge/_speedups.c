@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 8
+#define SPEEDUPS_VERSION 9
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1075,6 +1075,8 @@ static struct {
     Py_ssize_t max_statements;
     PyObject *figures;       /* _database.FIGURES: the figures' names, in QueryCounts.fields' order */
     PyObject *fields;        /* the Python QueryCounts.fields */
+    PyObject *export;        /* otel_bridge._timer_spans: its _export, a timer's span to its
+                                processors, looked up at each call as the Python code does */
     PyObject *fallback;      /* the Python fold_timers */
     PyObject *error_type;    /* "error.type" */
     PyObject *db;            /* "db": a query's timer kind */
@@ -1373,6 +1375,53 @@ done:
     return result;
 }
 
+/* _timer_spans.export_timer_spans(spans, timing): each of a request's timers' spans (a
+ * TimerSpan, or a subclass: another instrumentation's) closed, and handed to `_export` where
+ * it has processors to go to. */
+static PyObject *
+close_timer_spans(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "close_timer_spans(spans, timing)");
+        return NULL;
+    }
+    if (!F.ready || F.export == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_fold() was not called");
+        return NULL;
+    }
+    PyObject *spans = PySequence_Fast(args[0], "close_timer_spans(): spans is no sequence");
+    if (spans == NULL)
+        return NULL;
+    PyObject *closed = PyTuple_GET_ITEM(F.slots, SLOT_CLOSED);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(spans); i++) {
+        PyObject *span = Py_NewRef(PySequence_Fast_GET_ITEM(spans, i));
+        int failed = 0;
+        if (PyObject_TypeCheck(span, F.timer_span)) {
+            PyObject *exporters = NULL;
+            int some = 0;
+            failed = Py_TYPE(closed)->tp_descr_set(closed, span, Py_True) < 0
+                     || (exporters = fold_slot(span, SLOT_EXPORTERS)) == NULL
+                     || (some = PyObject_IsTrue(exporters)) < 0;
+            Py_XDECREF(exporters);
+            if (!failed && some) {
+                PyObject *call[2] = {span, args[1]};
+                PyObject *export = PyObject_GetAttrString(F.export, "_export");
+                PyObject *done = export != NULL ? PyObject_Vectorcall(export, call, 2, NULL) : NULL;
+                failed = done == NULL;
+                Py_XDECREF(export);
+                Py_XDECREF(done);
+            }
+        }
+        Py_DECREF(span);
+        if (failed) {
+            Py_DECREF(spans);
+            return NULL;
+        }
+    }
+    Py_DECREF(spans);
+    Py_RETURN_NONE;
+}
+
 /* _database.QueryCounts of the request's queries, its slots set as its __init__ and add() set
  * them (a new reference). */
 static PyObject *
@@ -1546,16 +1595,16 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"timer_span", "timer", "slots", "internal", "client", "given",
                             "db_tags", "counts", "count_slots", "max_statements", "figures",
-                            "fields", "fallback", NULL};
+                            "fields", "export", "fallback", NULL};
     PyObject *timer_span, *timer, *slots, *internal, *client, *given, *db_tags, *counts,
-        *count_slots, *figures, *fields, *fallback;
+        *count_slots, *figures, *fields, *export, *fallback;
     Py_ssize_t max_statements;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO!OO", names, &PyType_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO!OOO", names, &PyType_Type,
                                      &timer_span, &PyType_Type, &timer, &PyTuple_Type, &slots,
                                      &internal, &client, &PyDict_Type, &given, &PyDict_Type,
                                      &db_tags, &PyType_Type, &counts, &PyTuple_Type,
                                      &count_slots, &max_statements, &PyTuple_Type, &figures,
-                                     &fields, &fallback))
+                                     &fields, &export, &fallback))
         return NULL;
     if (PyTuple_GET_SIZE(slots) != SLOT_COUNT || PyTuple_GET_SIZE(count_slots) != 4
         || PyTuple_GET_SIZE(figures) != 3
@@ -1581,6 +1630,7 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(F.fallback, Py_NewRef(fallback));
     Py_XSETREF(F.figures, Py_NewRef(figures));
     Py_XSETREF(F.fields, Py_NewRef(fields));
+    Py_XSETREF(F.export, Py_NewRef(export));
     F.max_statements = max_statements;
     if (F.error_type == NULL && (F.error_type = PyUnicode_InternFromString("error.type")) == NULL)
         return NULL;
@@ -1841,6 +1891,8 @@ static PyMethodDef module_methods[] = {
      "The wide event's timer summary of a record (as _timers_text)."},
     {"figures_text", (PyCFunction)figures_text, METH_O,
      "The wide event's database figures (as _figures_text)."},
+    {"close_timer_spans", (PyCFunction)(void (*)(void))close_timer_spans, METH_FASTCALL,
+     "A request's timers' spans closed and exported (as export_timer_spans)."},
     {"query_fields", (PyCFunction)(void (*)(void))query_fields, METH_FASTCALL,
      "A request's database figures (as QueryCounts.fields)."},
     {NULL, NULL, 0, NULL},

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_bridge import _database
+from otel_bridge import _database, _timer_spans
 from otel_bridge._compiled import set_up
 from otel_bridge._database import (
     COUNT_SLOTS,
@@ -182,7 +182,8 @@ class Closing:
     ) -> None:
         if builder.spans:
             # Its timers' spans first, as the SDK ends children before their parent.
-            export_timer_spans(builder.spans, self.timer_plan)
+            close = _COMPILED_CLOSE if not self.settings.pure_python else export_timer_spans
+            close(builder.spans, self.timer_plan)
         if span is None:
             return
         renamed = None
@@ -331,7 +332,8 @@ def _compiled() -> Any:
     are all timers' the app did not change, with tags seen before (`child_spans.timer_of`),
     or queries' (Django's) with tags made before, none of its database timers overlapping
     another in time (it calls `fold_timers` for any other); its `query_fields`, as
-    `QueryCounts.fields`. None without the C core."""
+    `QueryCounts.fields`; its `close_timer_spans`, as `export_timer_spans`. None without the
+    C core."""
     return set_up(
         "setup_fold",
         timer_span=TimerSpan,
@@ -346,6 +348,7 @@ def _compiled() -> Any:
         max_statements=MAX_STATEMENTS,
         figures=FIGURES,
         fields=QueryCounts.fields,
+        export=_timer_spans,
         fallback=fold_timers,
     )
 
@@ -356,4 +359,7 @@ _COMPILED_FOLD: Callable[[Sequence[Any], int], Folded] | None = (
 )
 _COMPILED_FIELDS: Callable[[QueryCounts, int, int], dict[str, int | float]] = (
     _COMPILED.query_fields if _COMPILED is not None else QueryCounts.fields
+)
+_COMPILED_CLOSE: Callable[[list[Any], Any], None] = (
+    _COMPILED.close_timer_spans if _COMPILED is not None else export_timer_spans
 )

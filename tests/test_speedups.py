@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind
 
 import otel_bridge
-from otel_bridge import _compiled, _timer_spans
+from otel_bridge import _compiled, closing
 from otel_bridge._database import FIGURES, QueryCounts
 from otel_bridge._timer_spans import TIMER_SPAN_SLOTS, TimerSpan
 from otel_bridge.timers import _PyTimerCore, query_timer
@@ -141,13 +141,14 @@ def test_the_c_core_records_and_exports_what_the_python_code_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kept: list[TimerSpan] = []
-    original = _timer_spans.export_timer_spans
+    for name in ("export_timer_spans", "_COMPILED_CLOSE"):  # the Python code's, the C core's
+        original = getattr(closing, name)
 
-    def keeping(spans: list[Any], timing: Any) -> None:
-        kept.extend(span for span in spans if isinstance(span, TimerSpan))
-        original(spans, timing)
+        def keeping(spans: list[Any], timing: Any, original: Any = original) -> None:
+            kept.extend(span for span in spans if isinstance(span, TimerSpan))
+            original(spans, timing)
 
-    monkeypatch.setattr("otel_bridge.closing.export_timer_spans", keeping)
+        monkeypatch.setattr(closing, name, keeping)
     initialised: list[str] = []
     init = TimerSpan.__init__
 
@@ -337,7 +338,6 @@ def test_the_wide_events_timer_summary_in_c_is_the_pythons(
 def test_a_requests_timers_folded_in_c_are_the_pythons(
     spans: list[tuple[Any, ...]], request_start: int
 ) -> None:
-    from otel_bridge import closing
 
     made: list[TimerSpan] = []
     for attributes, kind, offset, duration, error, changed, name, parent in spans:
@@ -374,7 +374,6 @@ def test_a_requests_timers_folded_in_c_are_the_pythons(
 def test_a_requests_queries_folded_in_c_are_the_pythons(spans: list[tuple[Any, ...]]) -> None:
     """Django's queries in a row (the usual request: C), nested, touching, or held by an app's
     timer(group="db") (the Python code decides which one stands), and their figures."""
-    from otel_bridge import closing
 
     made: list[TimerSpan] = []
     start = 1_700_000_000 * 10**9
@@ -407,7 +406,6 @@ def test_the_usual_requests_timers_and_summary_are_made_in_c_alone() -> None:
     import sys
 
     from benchmarks.pinba import sample_record
-    from otel_bridge import closing
     from otel_bridge.exporters.wide_events import _event
 
     span = TimerSpan(CONTEXT, "db select", CONTEXT, {"group": "db", "op": "select"}, (), 5)
@@ -582,7 +580,6 @@ def test_the_events_database_figures_written_in_c_are_the_pythons(fields: dict[s
 def test_a_requests_database_figures_made_in_c_are_the_pythons(
     counted: tuple[int, int, int], dropped: int, dropped_ns: int
 ) -> None:
-    from otel_bridge import closing
     from otel_bridge._database import QueryCounts
 
     counts = QueryCounts()
@@ -600,7 +597,6 @@ def test_the_usual_requests_queries_and_figures_are_made_in_c_alone() -> None:
     the event's text of them, with no Python code run."""
     import sys
 
-    from otel_bridge import closing
     from otel_bridge.exporters.wide_events import _event
 
     spans = []

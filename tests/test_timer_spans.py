@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace import Status, StatusCode
 
 import otel_bridge
-from otel_bridge import _current_span, _timer_spans
+from otel_bridge import _current_span, _timer_spans, closing
 from otel_bridge._timer_spans import TimerSpan
 from otel_bridge.record import RequestRecord
 from tests.conftest import Harness, StartWatcher, make_harness
@@ -108,13 +108,14 @@ def timer_spans_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     its request is exported: timers that made no SDK span (the C core makes them without
     calling `TimerSpan.__init__`)."""
     made: list[str] = []
-    original = _timer_spans.export_timer_spans
+    for name in ("export_timer_spans", "_COMPILED_CLOSE"):  # the Python code's, the C core's
+        original = getattr(closing, name)
 
-    def counting(spans: list[Any], timing: Any) -> None:
-        made.extend(span.name for span in spans if isinstance(span, TimerSpan))
-        original(spans, timing)
+        def counting(spans: list[Any], timing: Any, original: Any = original) -> None:
+            made.extend(span.name for span in spans if isinstance(span, TimerSpan))
+            original(spans, timing)
 
-    monkeypatch.setattr("otel_bridge.closing.export_timer_spans", counting)
+        monkeypatch.setattr(closing, name, counting)
     return made
 
 

@@ -158,9 +158,9 @@ class PacketEncoder:
         values (`front`), those of their CPU times (`back`), as `_timer_fields` makes them
         (or otel_bridge._speedups' pinba_timers)."""
         if request_tags or timer_tags:
-            middle, tail = self._shape(
-                (tuple(request_tags.items()) if request_tags else (), timer_tags)
-            )
+            shape = (tuple(request_tags.items()) if request_tags else (), timer_tags)
+            found = self._shapes.get(shape)  # (made before, the usual case: no call)
+            middle, tail = found if found is not None else self._shape(shape)
         else:
             middle = tail = b""  # what _shape() gives for no tags and no timers
         names_key = (fields.hostname, fields.server_name, fields.script_name)
