@@ -75,8 +75,10 @@ SPLIT = ("sdk", "views", "views_python", "queries_sdk", "queries")
 # CPU µs of each thread group in the last `cell()` (per request) or `paired()` (per timer),
 # from each thread's CPU clock.
 last_split: dict[str, float] = {}
-# Batch pairs a `paired()` measure runs (each batch a quarter of `_requests_for` requests).
+# Batch pairs a `paired()` measure runs (each batch a quarter of `_requests_for` requests),
+# and the rounds `make bench` runs (medians).
 PAIRS = 8
+ROUNDS = 5
 
 
 def _thread_group(name: str) -> str:
@@ -445,7 +447,7 @@ def table(result: Result) -> str:
     return "\n".join(lines)
 
 
-def section(result: Result, command: str) -> str:
+def section(result: Result, command: str, rounds: int = 3) -> str:
     """The RESULTS.md section for `result`."""
     return "\n".join(
         [
@@ -462,7 +464,7 @@ def section(result: Result, command: str) -> str:
             "only ≤ 0.35x the SDK's span (`otel_bridge.timer()` and Django's query timers),",
             "spans exported and other instrumentations' spans ≤ 1.3x.",
             "Each cell in its own interpreter, batches of N timers a request and batches of",
-            "none interleaved in it (their difference is the cost), median of 3 rounds.",
+            f"none interleaved in it (their difference is the cost), median of {rounds} rounds.",
             "Command:",
             f"`{command}` (alone: `python -m benchmarks.timers`).",
             "",
@@ -556,7 +558,7 @@ def warm_table(result: Result) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--cell", nargs=2, metavar=("CONFIG", "TIMERS"))
     parser.add_argument(
         "--paired", nargs=2, metavar=("CONFIG", "TIMERS"), help="µs per timer and by thread"

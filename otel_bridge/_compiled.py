@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # The C source's SPEEDUPS_VERSION this Python code works with.
-EXPECTED_VERSION = 9
+EXPECTED_VERSION = 10
 
 
 class _State:

@@ -722,3 +722,24 @@ def test_a_query_timer_made_in_c_is_the_one_its_init_makes() -> None:
     assert made._attributes is attributes and made._kind is SpanKind.CLIENT
     with pytest.raises(TypeError):
         new_query_timer("SELECT shop")  # type: ignore[call-arg]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["group", "op", "name", "a", "b", "c"]),
+        st.text(alphabet=st.sampled_from(["a", " ", "é", "ÿ", "Ā", "日", "😀"]), max_size=4),
+        max_size=5,
+    )
+)
+def test_a_timers_string_tags_and_name_are_the_pythons(tags: dict[str, str]) -> None:
+    """Every width of str (ASCII, Latin-1, two and four bytes a character), empty ones."""
+    from otel_bridge.timers import timer
+
+    reference = timer.__new__(timer)
+    _PyTimerCore.__init__(reference, **tags)
+    for made in (timer(**tags), timer(**dict(tags))):  # (the second: a dict only the call holds)
+        assert made._name == reference._name and made._attributes == reference._attributes
+        assert made._attributes is not tags
+        # The same compact form as Python's own str (its narrowest width): the same size.
+        assert sys.getsizeof(made._name) == sys.getsizeof(reference._name)
