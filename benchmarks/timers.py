@@ -72,8 +72,7 @@ def floor_of(config: str) -> str:
 WARM_TIMERS = 10_000
 # The configs whose first timer is split by thread.
 SPLIT = ("sdk", "views", "views_python", "queries_sdk", "queries")
-# CPU µs of each thread group in the last `cell()` (per request) or `paired()` (per timer),
-# from each thread's CPU clock.
+# CPU µs per timer of each thread group in the last `paired()`, from each thread's CPU clock.
 last_split: dict[str, float] = {}
 # Batch pairs a `paired()` measure runs (each batch a quarter of `_requests_for` requests),
 # and the rounds `make bench` runs (medians).
@@ -178,21 +177,6 @@ class _Served:
                 raise SystemExit(f"{self.config}: {dropped} dropped")
         if self.collector is not None:
             self.collector.kill()
-
-
-def cell(config: str, timers: int, requests: int | None = None) -> float:
-    """CPU µs per request of `config` with `timers` timers (in this process); `requests`
-    measured (default: by the timer count)."""
-    served = _Served(config)
-    n = requests or _requests_for(timers)
-    try:
-        served.measure(timers, max(20, n // 10))
-        cpu, threads = served.measure(timers, n)
-        last_split.clear()
-        last_split.update({group: seconds / n * 1e6 for group, seconds in threads.items()})
-    finally:
-        served.close()
-    return cpu / n * 1e6
 
 
 def paired(config: str, timers: int, pairs: int = PAIRS) -> float:
@@ -559,21 +543,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--cell", nargs=2, metavar=("CONFIG", "TIMERS"))
     parser.add_argument(
         "--paired", nargs=2, metavar=("CONFIG", "TIMERS"), help="µs per timer and by thread"
     )
     parser.add_argument("--warm", metavar="CONFIG")
-    parser.add_argument("--requests", type=int, help="with --cell: how many to measure")
-    parser.add_argument("--split", action="store_true", help="with --cell: CPU by thread")
     options = parser.parse_args()
     if options.paired:
         per_timer = paired(options.paired[0], int(options.paired[1]))
         print(json.dumps({"per_timer": per_timer, "split": last_split}))
-        return
-    if options.cell:
-        per_request = cell(options.cell[0], int(options.cell[1]), options.requests)
-        print(json.dumps(last_split) if options.split else per_request)
         return
     if options.warm:
         print(warm(options.warm))
