@@ -183,8 +183,19 @@ def test_a_killed_workers_answered_requests_are_in_a_view_or_counted_lost(
     assert [e["process.pid"] for e in exits] == [workers[0]], (server, recorded, answered, out)
     assert exits[0]["worker.records_lost"] == lost
     assert lost > 0, "records were on their way when the worker died"
-    # No answered request is in no view and no counter.
-    assert recorded + lost == answered, (recorded, lost, answered, out)
+    # No answered request is in no view and no counter. The one request the worker died in
+    # (a `worker_killed` event) may have been answered too: its last chunk went out, the
+    # kernel closed the socket at the kill, and ab read a whole close-delimited response.
+    # (`lost` counts records some view missed: one the wide events got while expvar's lane
+    # was behind is in both figures, so the sum may pass `answered`.)
+    died_in = sum(1 for e in exits if e["event"] == "worker_killed")
+    assert recorded <= answered <= recorded + lost + died_in, (
+        recorded,
+        lost,
+        died_in,
+        answered,
+        out,
+    )
 
 
 def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_each(
