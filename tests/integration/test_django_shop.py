@@ -2,7 +2,8 @@
 (a private cluster: tests/integration/postgres.py) with psycopg's own instrumentation on beside
 Django's query spans, served by gunicorn (sync, gthread) and uvicorn. A visitor browses, signs
 in and orders; every view is then read as its consumer reads it: the wide events, Pinba's
-packets decoded, /debug/vars, the spans (console exporter) and the healthcheck dry run."""
+packets decoded, /debug/vars, the spans (console exporter) and the healthcheck dry run. The
+same project without the driver's instrumentation checks the query figures against the spans."""
 
 from __future__ import annotations
 
@@ -271,3 +272,88 @@ def test_healthchecks_of_a_url_conf_included_twice_have_namespaced_keys(
     keys = re.findall(r'"key": "([^"]+)"', result.stdout)
     assert sorted(keys) == ["shop-catalog-books", "shop-health", "shop-staff-books"]
     assert "3 monitors; nothing sent (dry run)" in result.stdout + result.stderr
+
+
+# The shop with Django's query spans alone (most projects instrument no driver): each query a
+# timer of its own, one after the other, which the C core folds (tests/integration/shop_plain).
+PLAIN = {
+    "gunicorn-sync": "tests.integration.shop_plain:wsgi",
+    "uvicorn": "tests.integration.shop_plain:asgi",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "core"), [("gunicorn-sync", "c"), ("uvicorn", "c"), ("gunicorn-sync", "python")]
+)
+def test_each_query_is_counted_and_timed_in_every_view(
+    name: str, core: str, database: Postgres, tmp_path: Path
+) -> None:
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaReader()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **database.environ(),
+        "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
+        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_BRIDGE_PURE_PYTHON": "true" if core == "python" else "false",
+    }
+    if name == "uvicorn":
+        args = uvicorn(PLAIN[name], port)
+    else:
+        args = gunicorn(PLAIN[name], port, "--workers", "1")
+    try:
+        with serve(args, port, env) as server:
+            for _ in range(3):
+                assert httpx.get(base + "/catalog/books/", timeout=20).status_code == 200
+            assert httpx.get(base + "/catalog/books/2/", timeout=20).status_code == 200
+            assert wait_for(lambda: len(pinba.packets) >= 4, 10)
+            timers = httpx.get(base + "/debug/vars", timeout=10).json()["otel_bridge"]["timers"]
+            out, _ = stop(server)
+    finally:
+        pinba.close()
+    assert timers.startswith(core), timers
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    spans = [json.loads(chunk) for chunk in _json_objects(out)]
+    packets = {
+        (packet.request_time, packet.script_name): packet
+        for packet in pinba.packets
+        if packet.script_name.startswith("/catalog/")
+    }
+    assert len(events) == len(packets) == 4
+    for event in events:
+        queries = 1 + BOOKS if event["url.path"] == "/catalog/books/" else 1
+        assert event["db.query_count"] == event["timers.db.count"] == queries
+        assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 1 else 0)
+        # The figures are the spans' own: Django's query spans in this request's trace.
+        in_trace = [
+            s
+            for s in spans
+            if s["context"]["trace_id"] == "0x" + event["trace_id"] and s["name"] == "SELECT shop"
+        ]
+        assert len(in_trace) == queries
+        milliseconds = sum(
+            (_instant(s["end_time"]) - _instant(s["start_time"])).total_seconds() * 1e3
+            for s in in_trace
+        )
+        assert abs(event["db.query_ms"] - milliseconds) < 0.01, (event, milliseconds)
+        assert event["timers.db.ms"] == event["db.query_ms"]
+    for packet in packets.values():
+        words = packet.dictionary
+        tags = {
+            words[n]: words[v]
+            for n, v in zip(packet.timer_tag_name, packet.timer_tag_value, strict=True)
+        }
+        assert tags == {"group": "db", "op": "select", "server": "127.0.0.1"}
+    hits = sorted(list(packet.timer_hit_count) for packet in packets.values())
+    assert hits == [[1], [1 + BOOKS], [1 + BOOKS], [1 + BOOKS]]
+
+
+def _instant(text: str) -> Any:
+    import datetime
+
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
