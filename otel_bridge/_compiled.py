@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # The C source's SPEEDUPS_VERSION this Python code works with.
-EXPECTED_VERSION = 10
+EXPECTED_VERSION = 11
 
 
 class _State:

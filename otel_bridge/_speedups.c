@@ -10,7 +10,7 @@
 
 /* What otel_bridge._compiled expects: raised whenever setup() or the behaviour changes, so that
  * a module built from an older source is left unused (the Python code runs). */
-#define SPEEDUPS_VERSION 10
+#define SPEEDUPS_VERSION 11
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1101,12 +1101,15 @@ setup_views(PyObject *module, PyObject *args, PyObject *kwargs)
 }
 
 /* ---- A request's timers from its spans (otel_bridge.closing.fold_timers), when every span is
- * a timer's the app did not change, with tags seen before, or a query's (Django's) whose tags
- * were made before, and no two database timers overlap in time. */
+ * a timer's the app did not change, with tags seen before, or a query's (Django's timer, or
+ * another instrumentation's span: child_spans.foreign_timer) whose tags were made before, and
+ * its database timers come one after another in time, or as a query's span holding its own
+ * child query's span (Django's around the driver's). */
 
 static struct {
     int ready;
     PyTypeObject *timer_span;
+    PyTypeObject *foreign_span; /* otel_bridge._foreign_spans.ForeignSpan */
     PyTypeObject *timer;     /* otel_bridge.record.Timer */
     PyObject *slots;         /* TimerSpan's member descriptors, in SLOT_ order */
     PyObject *internal;      /* SpanKind.INTERNAL */
@@ -1136,7 +1139,10 @@ static const char *key_names[8] = {
     "db.statement", "server.address", "net.peer.name",
 };
 
-/* What the fold learns of a request's database timers as it goes (fold_timers). */
+/* What the fold learns of a request's database timers as it goes (fold_timers), in the
+ * spans' order (their end order). The "db" timers come one after another, or as a query's span
+ * holding its own child query's span (Django's holding the driver's: the same query, whose
+ * inner span the Python code leaves out); anything else goes to the Python code. */
 typedef struct {
     int any_query;       /* a query's span is among them */
     int any_db;          /* a timer of kind "db" (a query's, or an app's group="db") */
@@ -1146,7 +1152,92 @@ typedef struct {
     long long nanoseconds;
     long long duplicates;
     PyObject *seen;      /* the statements' hashes (a set), made with the first */
+    Py_ssize_t index;    /* the span being folded, in the request's spans */
+    Py_ssize_t size;     /* how many they are */
+    /* The last "db" timer: where it is, when, whose, and its query's statement not counted
+     * yet (its holder, if one comes next, is the one counted). */
+    Py_ssize_t last_index;
+    long long last_since, last_lasted;
+    int last_query;      /* a query's span, its ids known */
+    int last_holds;      /* it holds a query's span already */
+    unsigned long long last_parent;
+    int group_before;    /* a "db" timer ended before the last one's group */
+    long long before_end;  /* the latest end of those */
+    int pending;         /* the last one is a query not counted yet */
+    PyObject *pending_statement; /* (or NULL: not a statement, not counted) */
+    long long pending_lasted;
+    char *inner;         /* spans left out: a query's span held by its parent's (or NULL) */
 } FoldState;
+
+/* _database.QueryCounts.add for the last query's span, once it is known to stand for its
+ * query: 0, or -1 on error. */
+static int
+count_pending(FoldState *state)
+{
+    if (!state->pending)
+        return 0;
+    state->pending = 0;
+    PyObject *statement = state->pending_statement;
+    state->pending_statement = NULL;
+    if (statement == NULL) /* a "connect" */
+        return 0;
+    int result = -1;
+    if (__builtin_add_overflow(state->nanoseconds, state->pending_lasted, &state->nanoseconds))
+        goto done; /* (no error set: the Python code) */
+    state->count++;
+    Py_hash_t hash = PyObject_Hash(statement);
+    if (hash == -1)
+        goto done;
+    if (state->seen == NULL && (state->seen = PySet_New(NULL)) == NULL)
+        goto done;
+    PyObject *hashed = PyLong_FromSsize_t(hash);
+    if (hashed == NULL)
+        goto done;
+    int found = PySet_Contains(state->seen, hashed);
+    if (found > 0)
+        state->duplicates++;
+    else if (found == 0 && PySet_GET_SIZE(state->seen) < F.max_statements)
+        found = PySet_Add(state->seen, hashed);
+    Py_DECREF(hashed);
+    result = found < 0 ? -1 : 0;
+done:
+    Py_DECREF(statement);
+    return result;
+}
+
+/* A span's id and its parent's (0 for none, as the Python fold reads them): 1, 0 where the
+ * Python code must (ids of another shape), -1 on error. */
+static int
+span_ids(PyObject *span, int foreign, unsigned long long *id, unsigned long long *parent_id)
+{
+    PyObject *context = slot_of(F.slots, span, SLOT_CONTEXT);
+    if (context == NULL)
+        return -1;
+    PyObject *parent = slot_of(F.slots, span, SLOT_PARENT);
+    if (parent == NULL) {
+        Py_DECREF(context);
+        return -1;
+    }
+    int known = 0;
+    *parent_id = 0;
+    if (PyTuple_Check(context) && PyTuple_GET_SIZE(context) > 1
+        && PyLong_CheckExact(PyTuple_GET_ITEM(context, 1))
+        && ((parent == Py_None && foreign) /* (a timer's parent[1]: the Python code raises) */
+            || (PyTuple_Check(parent) && PyTuple_GET_SIZE(parent) > 1
+                && PyLong_CheckExact(PyTuple_GET_ITEM(parent, 1))))) {
+        *id = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(context, 1));
+        known = !(*id == (unsigned long long)-1 && PyErr_Occurred());
+        if (known && parent != Py_None) {
+            *parent_id = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(parent, 1));
+            known = !(*parent_id == (unsigned long long)-1 && PyErr_Occurred());
+        }
+        if (!known)
+            PyErr_Clear(); /* (negative, or past 64 bits) */
+    }
+    Py_DECREF(context);
+    Py_DECREF(parent);
+    return known;
+}
 
 /* (setup_fold's own copy of the descriptors: the fold works without the timers' setup) */
 #define fold_slot(span, slot) slot_of(F.slots, (span), (slot))
@@ -1242,8 +1333,9 @@ done:
     return tags;
 }
 
-/* The record's Timer for one span, as child_spans.timer_of makes it: NULL with no error set
- * where the Python code must (a changed span, an unusual one, new tags). */
+/* The record's Timer for one span, as child_spans.timer_of (or foreign_timer, for another
+ * instrumentation's query) makes it: NULL with no error set where the Python code must (a
+ * changed span, an unusual one, new tags). */
 static PyObject *
 fold_one(PyObject *span, long long request_start, FoldState *state)
 {
@@ -1253,6 +1345,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
              *system = NULL, *offset = NULL, *duration = NULL;
     PyObject *tags, *timer_kind, *statement = NULL;
     int query = 0;
+    /* Another instrumentation's span (child_spans.foreign_timer): here when it is a query's. */
+    int foreign = Py_TYPE(span) == F.foreign_span;
     if ((changes = fold_slot(span, SLOT_CHANGES)) == NULL
         || (kind = fold_slot(span, SLOT_KIND)) == NULL
         || (attributes = fold_slot(span, SLOT_START_ATTRIBUTES)) == NULL
@@ -1261,8 +1355,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
     int changed = PyObject_IsTrue(changes);
     if (changed != 0 || !PyDict_CheckExact(attributes))
         goto done; /* (-1: the error stays set) */
-    if (kind == F.client) {
-        /* A query's span (Django's), tagged as every instrumentation's query is. */
+    if (kind == F.client || foreign) {
+        /* A query's span (Django's, the driver's), tagged as every instrumentation's query is. */
         int database = PyDict_Contains(attributes, F.keys[KEY_SYSTEM_NAME]);
         if (database == 0)
             database = PyDict_Contains(attributes, F.keys[KEY_SYSTEM]);
@@ -1318,6 +1412,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         goto release;
     if (!PyLong_CheckExact(start) || (end != Py_None && !PyLong_CheckExact(end)))
         goto release;
+    if (foreign && error != Py_None)
+        goto release; /* (its status is in its changes: the Python code reads those) */
     int overflow;
     long long started = PyLong_AsLongLongAndOverflow(start, &overflow);
     if (overflow || (started == -1 && PyErr_Occurred()))
@@ -1345,36 +1441,55 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         if (!query && (PyDict_Contains(attributes, F.keys[KEY_SYSTEM_NAME]) != 0
                        || PyDict_Contains(attributes, F.keys[KEY_SYSTEM]) != 0))
             goto release; /* (-1: the error stays set) */
-        if (state->any_db && since <= state->last_end)
-            state->overlap = 1;
-        if (!state->any_db || since + lasted > state->last_end)
-            state->last_end = since + lasted;
+        unsigned long long id = 0, parent_id = 0;
+        int ids = query ? span_ids(span, foreign, &id, &parent_id) : 0;
+        if (ids < 0)
+            goto release;
+        long long finish = since + lasted;
+        /* This query's span holds the last one, its child, and nothing else: the last one is
+         * the same query seen from inside (the Python fold's stack, in this one case). */
+        int holds = state->any_db && since <= state->last_end && ids == 1 && state->last_query
+                    && !state->last_holds && state->last_parent == id
+                    && (!state->group_before || state->before_end < since)
+                    && (since < state->last_since
+                        || (since == state->last_since && lasted > state->last_lasted))
+                    && finish >= state->last_since + state->last_lasted;
+        if (holds) {
+            if (state->inner == NULL
+                && (state->inner = PyMem_Calloc(state->size, 1)) == NULL) {
+                PyErr_NoMemory();
+                goto release;
+            }
+            state->inner[state->last_index] = 1;
+            state->pending = 0; /* the inner span is not counted */
+            Py_CLEAR(state->pending_statement);
+        }
+        else {
+            if (state->any_db && since <= state->last_end)
+                state->overlap = 1;
+            if (count_pending(state) < 0 || PyErr_Occurred())
+                goto release;
+            state->group_before = state->any_db;
+            state->before_end = state->last_end;
+        }
+        if (!state->any_db || finish > state->last_end)
+            state->last_end = finish;
         state->any_db = 1;
-    }
-    if (query) {
-        state->any_query = 1;
-        if (statement != NULL) { /* (not a "connect"): _database.QueryCounts.add */
-            if (__builtin_add_overflow(state->nanoseconds, lasted, &state->nanoseconds))
-                goto release;
-            state->count++;
-            Py_hash_t hash = PyObject_Hash(statement);
-            if (hash == -1)
-                goto release;
-            if (state->seen == NULL && (state->seen = PySet_New(NULL)) == NULL)
-                goto release;
-            PyObject *hashed = PyLong_FromSsize_t(hash);
-            if (hashed == NULL)
-                goto release;
-            int found = PySet_Contains(state->seen, hashed);
-            if (found > 0)
-                state->duplicates++;
-            else if (found == 0 && PySet_GET_SIZE(state->seen) < F.max_statements)
-                found = PySet_Add(state->seen, hashed);
-            Py_DECREF(hashed);
-            if (found < 0)
-                goto release;
+        state->last_index = state->index;
+        state->last_since = since;
+        state->last_lasted = lasted;
+        state->last_query = ids == 1;
+        state->last_holds = holds;
+        state->last_parent = parent_id;
+        if (query) {
+            state->pending = 1;
+            state->pending_statement = statement; /* (NULL for a "connect") */
+            statement = NULL;
+            state->pending_lasted = lasted;
         }
     }
+    if (query)
+        state->any_query = 1;
     if ((offset = PyLong_FromLongLong(since)) == NULL
         || (duration = PyLong_FromLongLong(lasted)) == NULL)
         goto release;
@@ -1492,6 +1607,15 @@ query_counts(FoldState *state)
     return counts;
 }
 
+static void
+fold_state_clear(FoldState *state)
+{
+    Py_CLEAR(state->seen);
+    Py_CLEAR(state->pending_statement);
+    PyMem_Free(state->inner);
+    state->inner = NULL;
+}
+
 static PyObject *
 fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1501,6 +1625,7 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *spans = args[0];
     FoldState state = {0};
+    PyObject *timers = NULL;
     if (!F.ready || !(PyList_CheckExact(spans) || PyTuple_CheckExact(spans))
         || !PyLong_CheckExact(args[1]))
         goto slow;
@@ -1511,35 +1636,42 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto slow;
     }
     Py_ssize_t count = PySequence_Fast_GET_SIZE(spans);
-    PyObject *timers = PyTuple_New(count);
-    if (timers == NULL)
+    state.size = count;
+    if ((timers = PyTuple_New(count)) == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *span = Py_NewRef(PySequence_Fast_GET_ITEM(spans, i));
-        PyObject *timer = Py_TYPE(span) == F.timer_span ? fold_one(span, start, &state) : NULL;
+        state.index = i;
+        PyTypeObject *type = Py_TYPE(span);
+        PyObject *timer = type == F.timer_span || type == F.foreign_span
+                              ? fold_one(span, start, &state)
+                              : NULL;
         Py_DECREF(span);
-        if (timer == NULL) {
-            Py_DECREF(timers);
-            Py_CLEAR(state.seen);
-            if (PyErr_Occurred())
-                return NULL;
-            goto slow;
-        }
+        if (timer == NULL)
+            goto fail;
         PyTuple_SET_ITEM(timers, i, timer);
-        if (PySequence_Fast_GET_SIZE(spans) != count) { /* (a request still running) */
-            Py_DECREF(timers);
-            Py_CLEAR(state.seen);
-            goto slow;
-        }
+        if (PySequence_Fast_GET_SIZE(spans) != count) /* (a request still running) */
+            goto fail;
     }
-    if (state.any_query && state.overlap) { /* nested queries: which one stands, in Python */
-        Py_DECREF(timers);
-        Py_CLEAR(state.seen);
-        goto slow;
+    if (state.any_query && state.overlap) /* nested queries: which one stands, in Python */
+        goto fail;
+    if (count_pending(&state) < 0)
+        goto fail;
+    if (state.inner != NULL) { /* without the spans held by their query's */
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t i = 0; i < count; i++)
+            kept += !state.inner[i];
+        PyObject *outer = PyTuple_New(kept);
+        if (outer == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0, j = 0; i < count; i++)
+            if (!state.inner[i])
+                PyTuple_SET_ITEM(outer, j++, Py_NewRef(PyTuple_GET_ITEM(timers, i)));
+        Py_SETREF(timers, outer);
     }
     PyObject_GC_UnTrack(timers); /* of untracked timers only */
     PyObject *counts = state.count > 0 ? query_counts(&state) : Py_NewRef(Py_None);
-    Py_CLEAR(state.seen);
+    fold_state_clear(&state);
     if (counts == NULL) {
         Py_DECREF(timers);
         return NULL;
@@ -1548,6 +1680,11 @@ fold_timers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(timers);
     Py_DECREF(counts);
     return result;
+fail: /* an error, or the Python code's case */
+    Py_XDECREF(timers);
+    fold_state_clear(&state);
+    if (PyErr_Occurred())
+        return NULL;
 slow:
     if (F.fallback == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "setup_fold() was not called");
@@ -1636,14 +1773,15 @@ slow:
 static PyObject *
 setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"timer_span", "timer", "slots", "internal", "client", "given",
-                            "db_tags", "counts", "count_slots", "max_statements", "figures",
-                            "fields", "export", "fallback", NULL};
-    PyObject *timer_span, *timer, *slots, *internal, *client, *given, *db_tags, *counts,
-        *count_slots, *figures, *fields, *export, *fallback;
+    static char *names[] = {"timer_span", "foreign_span", "timer", "slots", "internal",
+                            "client", "given", "db_tags", "counts", "count_slots",
+                            "max_statements", "figures", "fields", "export", "fallback", NULL};
+    PyObject *timer_span, *foreign_span, *timer, *slots, *internal, *client, *given, *db_tags,
+        *counts, *count_slots, *figures, *fields, *export, *fallback;
     Py_ssize_t max_statements;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!OOO!O!O!O!nO!OOO", names, &PyType_Type,
-                                     &timer_span, &PyType_Type, &timer, &PyTuple_Type, &slots,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$O!O!O!O!OOO!O!O!O!nO!OOO", names,
+                                     &PyType_Type, &timer_span, &PyType_Type, &foreign_span,
+                                     &PyType_Type, &timer, &PyTuple_Type, &slots,
                                      &internal, &client, &PyDict_Type, &given, &PyDict_Type,
                                      &db_tags, &PyType_Type, &counts, &PyTuple_Type,
                                      &count_slots, &max_statements, &PyTuple_Type, &figures,
@@ -1651,7 +1789,8 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     if (PyTuple_GET_SIZE(slots) != SLOT_COUNT || PyTuple_GET_SIZE(count_slots) != 4
         || PyTuple_GET_SIZE(figures) != 3
-        || !PyType_IsSubtype((PyTypeObject *)timer, &PyTuple_Type)) {
+        || !PyType_IsSubtype((PyTypeObject *)timer, &PyTuple_Type)
+        || !PyType_IsSubtype((PyTypeObject *)foreign_span, (PyTypeObject *)timer_span)) {
         PyErr_SetString(PyExc_ValueError, "setup_fold(): unexpected slots or Timer type");
         return NULL;
     }
@@ -1662,6 +1801,7 @@ setup_fold(PyObject *module, PyObject *args, PyObject *kwargs)
         }
     F.ready = 0;
     Py_XSETREF(F.timer_span, (PyTypeObject *)Py_NewRef(timer_span));
+    Py_XSETREF(F.foreign_span, (PyTypeObject *)Py_NewRef(foreign_span));
     Py_XSETREF(F.timer, (PyTypeObject *)Py_NewRef(timer));
     Py_XSETREF(F.slots, Py_NewRef(slots));
     Py_XSETREF(F.internal, Py_NewRef(internal));

@@ -330,13 +330,16 @@ def _same_query(query: _Query, outer: _Query) -> bool:
 def _compiled() -> Any:
     """otel_bridge._speedups set up for the fold: its `fold_timers` for a request whose spans
     are all timers' the app did not change, with tags seen before (`child_spans.timer_of`),
-    or queries' (Django's) with tags made before, none of its database timers overlapping
-    another in time (it calls `fold_timers` for any other); its `query_fields`, as
+    or queries' (Django's, or another instrumentation's: `foreign_timer`) with tags made
+    before, its database timers one after another in time or a query's span holding its own
+    child query's span, left out as `fold_timers` leaves it (it calls `fold_timers` for any
+    other); its `query_fields`, as
     `QueryCounts.fields`; its `close_timer_spans`, as `export_timer_spans`. None without the
     C core."""
     return set_up(
         "setup_fold",
         timer_span=TimerSpan,
+        foreign_span=ForeignSpan,
         timer=Timer,
         slots=tuple(vars(TimerSpan)[name] for name in TIMER_SPAN_SLOTS),
         internal=SpanKind.INTERNAL,
