@@ -1443,8 +1443,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
             goto release; /* (-1: the error stays set) */
         unsigned long long id = 0, parent_id = 0;
         int ids = query ? span_ids(span, foreign, &id, &parent_id) : 0;
-        if (ids < 0)
-            goto release;
+        if (ids < 0 || (query && ids == 0))
+            goto release; /* (ids of another shape: the Python code reads them, or raises) */
         long long finish = since + lasted;
         /* This query's span holds the last one, its child, and nothing else: the last one is
          * the same query seen from inside (the Python fold's stack, in this one case). */

@@ -29,7 +29,9 @@ SERVER = SpanContext(1, 1, False)
 DRIVER: dict[str, Any] = {
     "db.system": "postgresql",
     "db.name": "shop",
-    "db.statement": 'SELECT "id" FROM "item" WHERE "id" = %s',
+    # (the driver's own text of Django's statement: counting it in place of Django's would
+    # show in the figures' statements)
+    "db.statement": 'SELECT "id" FROM "item" WHERE "id" = $1',
     "db.user": "shop",
     "net.peer.name": "localhost",
     "net.peer.port": 5432,
@@ -71,7 +73,10 @@ def driver_span(
 
 def folded(result: Any) -> tuple[Any, ...]:
     timers, counts = result
-    return timers, None if counts is None else (counts.fields(0, 0), counts.seen)
+    if counts is None:
+        return timers, None
+    raw = (counts.count, counts.nanoseconds, counts.duplicates, counts.seen)
+    return timers, raw, counts.fields(0, 0)
 
 
 def test_the_usual_request_is_folded_in_c_alone() -> None:
@@ -103,60 +108,148 @@ def test_the_usual_request_is_folded_in_c_alone() -> None:
     }
 
 
-@settings(max_examples=500, deadline=None)
+US = 1_000  # the generated times' unit (ns): whole microseconds, so query_ms tells them apart
+
+
+@settings(max_examples=600, deadline=None)
 @given(
     st.lists(
         st.tuples(
             st.integers(-3, 30),  # after the last query ended (negative: overlapping it)
             st.integers(1, 30),  # the query's duration
-            # the driver's span: none, or where it starts and ends inside Django's
-            st.none() | st.tuples(st.integers(-2, 31), st.integers(-2, 31)),
-            # who the driver's span is a child of: Django's span, the request, nobody
+            # the inner span: none, just inside the outer one (as the driver's is in
+            # Django's), or where it starts and ends from the outer one's start
+            st.sampled_from([None, "inside", "inside"])
+            | st.tuples(st.integers(-2, 31), st.integers(-2, 31)),
+            # who the inner span is a child of: the outer span, the request, nobody
             st.sampled_from(["outer", "outer", "outer", "request", "none"]),
-            # what else it is: the driver's, another instrumentation's, not a query, a
-            # failed one, one the instrumentation changed, one of another statement
+            # what the inner span is: the driver's, another instrumentation's query, not a
+            # query, a failed one, one the instrumentation changed, one of another statement
             st.sampled_from(["driver", "driver", "driver", "other", "plain", "failed", "changed"])
             | st.just("statement"),
-            st.booleans(),  # Django's span a query of its own (else a "connect": no statement)
+            # what the outer span is: Django's query, Django's "connect" (no statement),
+            # another instrumentation's query (SQLAlchemy's: a ForeignSpan around the timer
+            # inside), an app's timer(group="db")
+            st.sampled_from(["django", "django", "connect", "foreign", "app"]),
         ),
         max_size=6,
     ),
+    st.integers(0, 2_000),  # the request's start (µs): some spans may start before it
 )
 def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
-    queries: list[tuple[Any, ...]],
+    queries: list[tuple[Any, ...]], request_start: int
 ) -> None:
     spans: list[Any] = []
-    end = 1_000
-    for gap, duration, inner, parent_of, what, statement in queries:
-        start = end + gap
-        end = start + duration
+    end = 1_000 * US
+    # Each query's (start, end, its inner span's (start, end) or None), when it is one C folds
+    # alone: a query's span, alone or holding its own child query's span as it is.
+    shapes: list[tuple[int, int, tuple[int, int] | None]] | None = []
+    for gap, duration, inner, parent_of, what, outer_is in queries:
+        start = end + gap * US
+        end = start + duration * US
         outer_id = 10 + len(spans)
-        attributes = QUERY if statement else {"db.system.name": "postgresql"}
-        outer = django_span(outer_id, start, duration, attributes)
-        if inner is not None:
-            offset, length = inner
-            parent = {"outer": outer._context, "request": SERVER, "none": None}[parent_of]
-            tracer = OTHER_TRACER if what == "other" else DRIVER_TRACER
-            driver_attributes = {
-                "plain": {"http.request.method": "GET"},
-                "statement": {**DRIVER, "db.statement": "SELECT 2"},
-            }.get(what, DRIVER)
-            span = driver_span(
-                outer_id + 1,
-                parent,
-                start + offset,
-                max(0, length - offset),
-                driver_attributes,
-                tracer,
+        outer: Any
+        if outer_is == "foreign":
+            outer = driver_span(outer_id, SERVER, start, duration * US, DRIVER, OTHER_TRACER)
+        elif outer_is == "app":
+            outer = TimerSpan(
+                SpanContext(1, outer_id, False), "db", SERVER, {"group": "db"}, (), start
             )
-            if what == "failed":
-                span.error = ("OperationalError", "gone")
-            if what == "changed":
-                span.changes = [("set_attribute", ("db.rows", 1), {})]
+            outer.end_time, outer.closed = end, True
+        else:
+            attributes = QUERY if outer_is == "django" else {"db.system.name": "postgresql"}
+            outer = django_span(outer_id, start, duration * US, attributes)
+        held = None
+        if inner is not None:
+            if inner == "inside":
+                inner_start, inner_end = start + 1, end - 1
+            else:
+                offset, length = inner
+                inner_start = start + offset * US
+                inner_end = start + max(offset, length) * US
+            parent = {"outer": outer._context, "request": SERVER, "none": None}[parent_of]
+            span: Any
+            if outer_is == "foreign":  # Django's timer inside SQLAlchemy's span, say
+                parent = parent or SERVER  # (a timer's span always has a parent)
+                span = django_span(outer_id + 1, inner_start, inner_end - inner_start)
+                span.parent = parent
+                span.changes = [("update_name", ("x",), {})] if what == "changed" else None
+                span.error = ("OperationalError", "gone") if what == "failed" else None
+            else:
+                driver_attributes = {
+                    "plain": {"http.request.method": "GET"},
+                    "statement": {**DRIVER, "db.statement": "SELECT 2"},
+                }.get(what, DRIVER)
+                tracer = OTHER_TRACER if what == "other" else DRIVER_TRACER
+                span = driver_span(
+                    outer_id + 1,
+                    parent,
+                    inner_start,
+                    inner_end - inner_start,
+                    driver_attributes,
+                    tracer,
+                )
+                if what == "failed":
+                    span.error = ("OperationalError", "gone")
+                if what == "changed":
+                    span.changes = [("set_attribute", ("db.rows", 1), {})]
+            held = (inner_start, inner_end)
+            if (
+                parent_of != "outer"
+                or what == "changed"
+                or (outer_is != "foreign" and what in ("plain", "failed"))
+            ):
+                shapes = None
             spans.append(span)
+        if outer_is == "app":
+            shapes = None
+        if shapes is not None:
+            shapes.append((start, end, held))
         spans.append(outer)
     spans.sort(key=lambda span: span.end_time or span.start_time)  # in end order
-    python = folded(closing.fold_timers(spans, 500))  # (makes the tags)
-    assert closing._COMPILED_FOLD is not None
-    assert folded(closing._COMPILED_FOLD(spans, 500)) == python
-    assert folded(closing._COMPILED_FOLD(tuple(spans), 500)) == python
+    python = folded(closing.fold_timers(spans, request_start * US))  # (makes the tags)
+    compiled = closing._COMPILED_FOLD
+    assert compiled is not None
+    fell_back: list[str] = []
+    sys.setprofile(
+        lambda frame, event, arg: (
+            fell_back.append(frame.f_code.co_name)
+            if event == "call" and frame.f_code.co_name == "fold_timers"
+            else None
+        )
+    )
+    try:
+        result = folded(compiled(spans, request_start * US))
+    finally:
+        sys.setprofile(None)
+    assert result == python
+    assert folded(compiled(tuple(spans), request_start * US)) == python
+    if shapes is not None and _apart(shapes, request_start * US):
+        assert fell_back == [], "queries alone or each holding its own: folded in C"
+
+
+def _apart(shapes: list[tuple[int, int, tuple[int, int] | None]], request_start: int) -> bool:
+    """Whether the queries come one after another and each inner span is inside its query's,
+    as the fold sees their times: from the request's start (0 for one that started before
+    it), each lasting what it lasted."""
+
+    def seen(start: int, end: int) -> tuple[int, int]:
+        since = max(0, start - request_start)
+        return since, since + (end - start)
+
+    last_end = None
+    for start, end, inner in shapes:
+        since, until = seen(start, end)
+        if last_end is not None and since <= last_end:
+            return False
+        if inner is not None:
+            inner_since, inner_until = seen(*inner)
+            if inner[1] > end:  # (ended after its query's: after it in the spans' order)
+                return False
+            if not (
+                (inner_since > since or (inner_since == since and inner_until < until))
+                and inner_until <= until
+            ):
+                return False
+        last_end = until
+    return True
