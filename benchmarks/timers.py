@@ -33,8 +33,9 @@ its own, five rounds interleaved, medians:
   of the timer, to a discarding BatchSpanProcessor.
 - ``driver``: ``queries`` with the driver instrumented too, as the Django shop is
   (examples/django_shop): each query also a span of psycopg's instrumentation (its tracer's
-  name, its attributes) inside Django's, which otel_bridge makes a timer and leaves out of the
-  counts (the outer span stands for the query: otel_bridge._database).
+  name, its attributes set after its start as dbapi's instrumentation sets them) inside
+  Django's, which otel_bridge makes a timer and leaves out of the counts (the outer span
+  stands for the query: otel_bridge._database).
 - ``driver_sdk``: the floor for ``driver``: ``queries_sdk`` with the SDK's span for the
   driver's inside each query's.
 
@@ -259,14 +260,20 @@ def _block(config: str, provider: Any) -> Any:
     if config in ("driver", "driver_sdk"):
         driver = provider.get_tracer("opentelemetry.instrumentation.psycopg")
         attributes = {**DRIVER_ATTRIBUTES, "db.statement": STATEMENT}
+        database = {key: attributes[key] for key in ("db.system", "db.name", "db.statement")}
+        connection_attributes = [
+            (key, attributes[key]) for key in attributes if key not in database
+        ]
         connection = _Connection()
         context = {"connection": connection}
 
         def driver_execute(sql: str, params: Any, many: bool, context: Any) -> None:
-            with driver.start_as_current_span(
-                "SELECT", kind=SpanKind.CLIENT, attributes=attributes
-            ):
-                pass
+            # As dbapi's instrumentation does: the span started, then its attributes set.
+            with driver.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
+                if span.is_recording():
+                    span.set_attributes(database)
+                    for key, value in connection_attributes:
+                        span.set_attribute(key, value)
 
         if config == "driver":
 

@@ -1333,6 +1333,63 @@ done:
     return tags;
 }
 
+/* A value the SDK's attribute cleaning keeps as it is (BoundedAttributes, no length limit). */
+static int
+plain_attribute(PyObject *key, PyObject *value)
+{
+    return PyUnicode_CheckExact(key) && PyUnicode_GET_LENGTH(key) > 0
+           && (PyUnicode_CheckExact(value) || PyBool_Check(value) || PyLong_CheckExact(value)
+               || PyFloat_CheckExact(value));
+}
+
+/* TimerSpan.attributes_with({}) for a span whose changes only set attributes of plain values
+ * (a new dict), or NULL: with an error set, or none where the Python code must (another
+ * change: a name, a status, an event; a value the SDK would clean). */
+static PyObject *
+merged_attributes(PyObject *start, PyObject *changes)
+{
+    if (!PyList_CheckExact(changes) || !(start == Py_None || PyDict_CheckExact(start)))
+        return NULL;
+    PyObject *merged = start == Py_None ? PyDict_New() : PyDict_Copy(start);
+    if (merged == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(changes); i++) {
+        PyObject *change = PyList_GET_ITEM(changes, i);
+        if (!PyTuple_CheckExact(change) || PyTuple_GET_SIZE(change) != 3
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(change, 0))
+            || !PyTuple_CheckExact(PyTuple_GET_ITEM(change, 1)))
+            goto other;
+        PyObject *method = PyTuple_GET_ITEM(change, 0), *args = PyTuple_GET_ITEM(change, 1);
+        if (PyUnicode_CompareWithASCIIString(method, "set_attribute") == 0) {
+            if (PyTuple_GET_SIZE(args) != 2
+                || !plain_attribute(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1)))
+                goto other;
+            if (PyDict_SetItem(merged, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1)) < 0)
+                goto failed;
+        }
+        else if (PyUnicode_CompareWithASCIIString(method, "set_attributes") == 0) {
+            if (PyTuple_GET_SIZE(args) != 1 || !PyDict_CheckExact(PyTuple_GET_ITEM(args, 0)))
+                goto other;
+            PyObject *given = PyTuple_GET_ITEM(args, 0), *key, *value;
+            Py_ssize_t position = 0;
+            while (PyDict_Next(given, &position, &key, &value))
+                if (!plain_attribute(key, value))
+                    goto other;
+            if (PyDict_Update(merged, given) < 0)
+                goto failed;
+        }
+        else
+            goto other;
+    }
+    return merged;
+other:
+    Py_DECREF(merged);
+    return NULL;
+failed:
+    Py_DECREF(merged);
+    return NULL;
+}
+
 /* The record's Timer for one span, as child_spans.timer_of (or foreign_timer, for another
  * instrumentation's query) makes it: NULL with no error set where the Python code must (a
  * changed span, an unusual one, new tags). */
@@ -1353,6 +1410,15 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         || (name = fold_slot(span, SLOT_NAME)) == NULL)
         goto done;
     int changed = PyObject_IsTrue(changes);
+    if (changed > 0 && foreign) {
+        /* Attributes set after the start (dbapi's instrumentation sets all of psycopg's so):
+         * the ones the span ends with (TimerSpan.attributes_with). */
+        PyObject *merged = merged_attributes(attributes, changes);
+        if (merged == NULL)
+            goto done; /* (an error set, or the Python code's case) */
+        Py_SETREF(attributes, merged);
+        changed = 0;
+    }
     if (changed != 0 || !PyDict_CheckExact(attributes))
         goto done; /* (-1: the error stays set) */
     if (kind == F.client || foreign) {

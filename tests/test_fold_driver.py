@@ -83,7 +83,13 @@ def test_the_usual_request_is_folded_in_c_alone() -> None:
     spans: list[Any] = []
     for n in range(3):  # an N+1: each query Django's span around the driver's
         outer = django_span(10 + 2 * n, 100_000 * n + 5_000, 50_000)
-        spans.append(driver_span(11 + 2 * n, outer._context, 100_000 * n + 10_000, 40_000))
+        driver = driver_span(11 + 2 * n, outer._context, 100_000 * n + 10_000, 40_000, {})
+        # dbapi's instrumentation sets its attributes once the span has started
+        driver.changes = [
+            ("set_attributes", ({k: DRIVER[k] for k in list(DRIVER)[:3]},), {}),
+            *(("set_attribute", (k, DRIVER[k]), {}) for k in list(DRIVER)[3:]),
+        ]
+        spans.append(driver)
         spans.append(outer)  # (ended after the one it holds)
     timers, counts = closing.fold_timers(spans, 1)  # the Python code makes the tags
     called: list[str] = []
@@ -123,10 +129,13 @@ US = 1_000  # the generated times' unit (ns): whole microseconds, so query_ms te
             | st.tuples(st.integers(-2, 31), st.integers(-2, 31)),
             # who the inner span is a child of: the outer span, the request, nobody
             st.sampled_from(["outer", "outer", "outer", "request", "none"]),
-            # what the inner span is: the driver's, another instrumentation's query, not a
-            # query, a failed one, one the instrumentation changed, one of another statement
-            st.sampled_from(["driver", "driver", "driver", "other", "plain", "failed", "changed"])
-            | st.just("statement"),
+            # what the inner span is: the driver's, with its attributes set after its start as
+            # dbapi's instrumentation sets them ("late"), another instrumentation's query,
+            # not a query, a failed one, one of another statement; one changed: an attribute
+            # added, one of a value the SDK cleans (a list), a new name, the database system
+            # or the statement set late
+            st.sampled_from(["driver", "late", "late", "other", "plain", "failed", "statement"])
+            | st.sampled_from(["changed", "listed", "renamed", "system", "late_statement"]),
             # what the outer span is: Django's query, Django's "connect" (no statement),
             # another instrumentation's query (SQLAlchemy's: a ForeignSpan around the timer
             # inside), an app's timer(group="db")
@@ -173,12 +182,15 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
                 parent = parent or SERVER  # (a timer's span always has a parent)
                 span = django_span(outer_id + 1, inner_start, inner_end - inner_start)
                 span.parent = parent
-                span.changes = [("update_name", ("x",), {})] if what == "changed" else None
+                span.changes = [("update_name", ("x",), {})] if what == "renamed" else None
                 span.error = ("OperationalError", "gone") if what == "failed" else None
             else:
                 driver_attributes = {
                     "plain": {"http.request.method": "GET"},
                     "statement": {**DRIVER, "db.statement": "SELECT 2"},
+                    "late": {},
+                    "system": {"db.statement": "SELECT 3"},  # a database's span once set
+                    "late_statement": {"db.system": "postgresql"},
                 }.get(what, DRIVER)
                 tracer = OTHER_TRACER if what == "other" else DRIVER_TRACER
                 span = driver_span(
@@ -191,12 +203,24 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
                 )
                 if what == "failed":
                     span.error = ("OperationalError", "gone")
-                if what == "changed":
-                    span.changes = [("set_attribute", ("db.rows", 1), {})]
+                span.changes = {
+                    "changed": [("set_attribute", ("db.rows", 1), {})],
+                    "listed": [("set_attribute", ("db.rows", [1, 2]), {})],
+                    "renamed": [("update_name", ("SELECT 1",), {})],
+                    # as dbapi's _populate_span: the database's attributes, then the
+                    # connection's
+                    "late": [
+                        ("set_attributes", ({k: DRIVER[k] for k in list(DRIVER)[:3]},), {}),
+                        *(("set_attribute", (k, DRIVER[k]), {}) for k in list(DRIVER)[3:]),
+                    ],
+                    "system": [("set_attributes", ({"db.system": "mysql"},), {})],
+                    "late_statement": [("set_attribute", ("db.statement", "DELETE x"), {})],
+                }.get(what)
             held = (inner_start, inner_end)
             if (
                 parent_of != "outer"
-                or what == "changed"
+                or what in ("listed", "renamed")
+                or (outer_is == "foreign" and what == "changed")
                 or (outer_is != "foreign" and what in ("plain", "failed"))
             ):
                 shapes = None
