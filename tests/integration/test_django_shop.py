@@ -357,3 +357,39 @@ def _instant(text: str) -> Any:
     import datetime
 
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_shops_queries_seen_twice_are_folded_in_c(database: Postgres, tmp_path: Path) -> None:
+    # psycopg's instrumentation sets its span's attributes after its start, inside Django's
+    # query span: each query is counted once, and, but for the process's first request (its
+    # tags new), the request's timers are folded in C (otel_bridge._speedups).
+    events_file = tmp_path / "events.jsonl"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(
+        database.environ(),
+        PYTHONPATH=python_path(),
+        DJANGO_SETTINGS_MODULE="examples.django_shop.shop.settings",
+        OTEL_SERVICE_NAME="shop",
+        OTEL_BRIDGE_EXPORTERS="wide_events",
+        OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events_file}",
+    )
+    paths = ["/catalog/books/"] * 4 + ["/catalog/books/2/"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.integration.fold_probe", str(events_file), *paths],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    events = found["events"]
+    assert [event["url.path"] for event in events] == paths
+    for event in events:
+        # Each request opens its connection (CONN_MAX_AGE 0): psycopg's span of the setup
+        # query, outside Django's, is one query more.
+        queries = (1 + BOOKS if event["url.path"] == "/catalog/books/" else 1) + 1
+        assert event["db.query_count"] == event["timers.db.count"] == queries, event
+        assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 2 else 0)
+    assert found["python_folds"] <= 1, "the Python fold for the first request's new tags only"
