@@ -33,11 +33,17 @@ def main(events_file: str, paths: list[str]) -> None:
         environ: dict[str, Any] = {"PATH_INFO": path, "HTTP_HOST": "127.0.0.1"}
         setup_testing_defaults(environ)
         statuses: list[str] = []
-        body = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+
+        def start_response(
+            status: str, headers: Any, exc_info: Any = None, seen: list[str] = statuses
+        ) -> None:
+            seen.append(status)
+
+        body = application(environ, start_response)
         b"".join(body)
         getattr(body, "close", lambda: None)()  # as a server does: the request ends here
         assert statuses[0].startswith("200"), statuses
-    application.bridge.force_flush()
+    application.bridge.force_flush()  # type: ignore[attr-defined]
     threading.setprofile(None)
     with open(events_file) as lines:
         events = [json.loads(line) for line in lines]
