@@ -118,13 +118,10 @@ EXPECTED = [
 ]
 
 
-@pytest.mark.parametrize("name", SERVERS)
-def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -> None:
-    events_file = tmp_path / "events.jsonl"
-    pinba = PinbaReader()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
+def every_view(database: Postgres, pinba: PinbaReader, events_file: Path) -> dict[str, str]:
+    """The shop's environment with every view on, read by `pinba` and in `events_file`, and
+    the spans printed."""
+    return {
         **database.environ(),
         "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
         "OTEL_SERVICE_NAME": "shop",
@@ -133,6 +130,15 @@ def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -
         "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
         "OTEL_TRACES_EXPORTER": "console",
     }
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -> None:
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaReader()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = every_view(database, pinba, events_file)
     try:
         with serve(command(name, port), port, env) as server:
             seen = visit(base)
@@ -293,13 +299,7 @@ def test_each_query_is_counted_and_timed_in_every_view(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
-        **database.environ(),
-        "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
-        "OTEL_SERVICE_NAME": "shop",
-        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
-        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
-        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
-        "OTEL_TRACES_EXPORTER": "console",
+        **every_view(database, pinba, events_file),
         "OTEL_BRIDGE_PURE_PYTHON": "true" if core == "python" else "false",
     }
     if name == "uvicorn":
