@@ -238,15 +238,11 @@ def _execute(sql: str, params: Any, many: bool, context: Any) -> None:
     """A query that returns at once: the timer's cost alone is measured."""
 
 
-# What psycopg's instrumentation (opentelemetry-instrumentation-dbapi) sets on its span.
-DRIVER_ATTRIBUTES = {
-    "db.system": "postgresql",
-    "db.name": "shop",
-    "db.statement": "",  # (the statement, set below)
-    "db.user": "shop",
-    "net.peer.name": "localhost",
-    "net.peer.port": 5432,
-}
+# What psycopg's instrumentation (opentelemetry-instrumentation-dbapi) sets on its span once
+# started, in its order: the database's attributes at once (with the statement), then the
+# connection's one by one.
+DRIVER_DATABASE = {"db.system": "postgresql", "db.name": "shop"}
+DRIVER_CONNECTION = (("db.user", "shop"), ("net.peer.name", "localhost"), ("net.peer.port", 5432))
 
 
 def _block(config: str, provider: Any) -> Any:
@@ -259,11 +255,7 @@ def _block(config: str, provider: Any) -> Any:
     tracer = provider.get_tracer("other.instrumentation")
     if config in ("driver", "driver_sdk"):
         driver = provider.get_tracer("opentelemetry.instrumentation.psycopg")
-        attributes = {**DRIVER_ATTRIBUTES, "db.statement": STATEMENT}
-        database = {key: attributes[key] for key in ("db.system", "db.name", "db.statement")}
-        connection_attributes = [
-            (key, attributes[key]) for key in attributes if key not in database
-        ]
+        database = {**DRIVER_DATABASE, "db.statement": STATEMENT}
         connection = _Connection()
         context = {"connection": connection}
 
@@ -272,7 +264,7 @@ def _block(config: str, provider: Any) -> Any:
             with driver.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
                 if span.is_recording():
                     span.set_attributes(database)
-                    for key, value in connection_attributes:
+                    for key, value in DRIVER_CONNECTION:
                         span.set_attribute(key, value)
 
         if config == "driver":

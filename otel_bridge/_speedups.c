@@ -1158,7 +1158,7 @@ typedef struct {
      * yet (its holder, if one comes next, is the one counted). */
     Py_ssize_t last_index;
     long long last_since, last_lasted;
-    int last_query;      /* a query's span, its ids known */
+    int last_query;      /* a query's span (its ids known: the Python code's otherwise) */
     int last_holds;      /* it holds a query's span already */
     unsigned long long last_parent;
     int group_before;    /* a "db" timer ended before the last one's group */
@@ -1365,7 +1365,7 @@ merged_attributes(PyObject *start, PyObject *changes)
                 || !plain_attribute(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1)))
                 goto other;
             if (PyDict_SetItem(merged, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1)) < 0)
-                goto failed;
+                goto other;
         }
         else if (PyUnicode_CompareWithASCIIString(method, "set_attributes") == 0) {
             if (PyTuple_GET_SIZE(args) != 1 || !PyDict_CheckExact(PyTuple_GET_ITEM(args, 0)))
@@ -1376,16 +1376,13 @@ merged_attributes(PyObject *start, PyObject *changes)
                 if (!plain_attribute(key, value))
                     goto other;
             if (PyDict_Update(merged, given) < 0)
-                goto failed;
+                goto other;
         }
         else
             goto other;
     }
     return merged;
-other:
-    Py_DECREF(merged);
-    return NULL;
-failed:
+other: /* (an error set by a failed insertion, or none) */
     Py_DECREF(merged);
     return NULL;
 }
@@ -1514,7 +1511,7 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         long long finish = since + lasted;
         /* This query's span holds the last one, its child, and nothing else: the last one is
          * the same query seen from inside (the Python fold's stack, in this one case). */
-        int holds = state->any_db && since <= state->last_end && ids == 1 && state->last_query
+        int holds = state->any_db && since <= state->last_end && query && state->last_query
                     && !state->last_holds && state->last_parent == id
                     && (!state->group_before || state->before_end < since)
                     && (since < state->last_since
@@ -1544,7 +1541,7 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         state->last_index = state->index;
         state->last_since = since;
         state->last_lasted = lasted;
-        state->last_query = ids == 1;
+        state->last_query = query;
         state->last_holds = holds;
         state->last_parent = parent_id;
         if (query) {

@@ -6,7 +6,6 @@ times; the usual shape runs no Python code."""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 from otel_bridge import closing
 from otel_bridge._foreign_spans import ForeignSpan
 from otel_bridge._timer_spans import TimerSpan
-from tests.test_speedups import QUERY
+from tests.test_speedups import QUERY, python_calls
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("OTEL_BRIDGE_TEST_WITHOUT_C") == "1", reason="the C core is hidden"
@@ -92,15 +91,9 @@ def test_the_usual_request_is_folded_in_c_alone() -> None:
         spans.append(driver)
         spans.append(outer)  # (ended after the one it holds)
     timers, counts = closing.fold_timers(spans, 1)  # the Python code makes the tags
-    called: list[str] = []
-    sys.setprofile(
-        lambda frame, event, arg: called.append(frame.f_code.co_name) if event == "call" else None
-    )
-    try:
-        assert closing._COMPILED_FOLD is not None
+    assert closing._COMPILED_FOLD is not None
+    with python_calls() as called:
         result = closing._COMPILED_FOLD(spans, 1)
-    finally:
-        sys.setprofile(None)
     assert called == []  # no Python code ran
     assert folded(result) == folded((timers, counts))
     tags = (("group", "db"), ("op", "select"), ("server", "localhost"))
@@ -220,7 +213,6 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
             if (
                 parent_of != "outer"
                 or what in ("listed", "renamed")
-                or (outer_is == "foreign" and what == "changed")
                 or (outer_is != "foreign" and what in ("plain", "failed"))
             ):
                 shapes = None
@@ -234,22 +226,12 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
     python = folded(closing.fold_timers(spans, request_start * US))  # (makes the tags)
     compiled = closing._COMPILED_FOLD
     assert compiled is not None
-    fell_back: list[str] = []
-    sys.setprofile(
-        lambda frame, event, arg: (
-            fell_back.append(frame.f_code.co_name)
-            if event == "call" and frame.f_code.co_name == "fold_timers"
-            else None
-        )
-    )
-    try:
-        result = folded(compiled(spans, request_start * US))
-    finally:
-        sys.setprofile(None)
-    assert result == python
+    with python_calls() as called:
+        result = compiled(spans, request_start * US)
+    assert folded(result) == python
     assert folded(compiled(tuple(spans), request_start * US)) == python
     if shapes is not None and _apart(shapes, request_start * US):
-        assert fell_back == [], "queries alone or each holding its own: folded in C"
+        assert called == [], "queries alone or each holding its own: folded in C alone"
 
 
 def _apart(shapes: list[tuple[int, int, tuple[int, int] | None]], request_start: int) -> bool:

@@ -8,12 +8,14 @@ a C compiler runs it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import json
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
@@ -123,6 +125,24 @@ def served(h: Harness, pure_python: bool, ran: set[str]) -> Harness:
 
 
 WATCHED = ("otel_bridge/timers.py", "otel_bridge/_timer_spans.py", "otel_bridge/closing.py")
+
+
+@contextlib.contextmanager
+def python_calls() -> Iterator[list[str]]:
+    """The Python functions this thread calls inside the block: none where C did all of it
+    (leaving the block calls this helper's own code, not counted)."""
+    called: list[str] = []
+    own = (__file__, contextlib.__file__)
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename not in own:
+            called.append(frame.f_code.co_name)
+
+    sys.setprofile(watch)
+    try:
+        yield called
+    finally:
+        sys.setprofile(None)
 
 
 def test_timers_have_the_c_core_where_it_is_built() -> None:
@@ -403,8 +423,6 @@ def _folded(folded: Any) -> tuple[Any, ...]:
 
 @pytest.mark.skipif(WITHOUT_C, reason="the C core is hidden")
 def test_the_usual_requests_timers_and_summary_are_made_in_c_alone() -> None:
-    import sys
-
     from benchmarks.pinba import sample_record
     from otel_bridge.exporters.wide_events import _event
 
@@ -413,16 +431,10 @@ def test_the_usual_requests_timers_and_summary_are_made_in_c_alone() -> None:
     timers, counts = closing.fold_timers([span], 1)  # the Python code keeps the tags
     record = sample_record()._replace(timers=timers, timers_dropped=0)
     summary = _event._timers_text(record)  # … and the kind's keys
-    called: list[str] = []
-    sys.setprofile(
-        lambda frame, event, arg: called.append(frame.f_code.co_name) if event == "call" else None
-    )
-    try:
-        assert closing._COMPILED_FOLD is not None and _event._COMPILED_TIMERS_TEXT is not None
+    assert closing._COMPILED_FOLD is not None and _event._COMPILED_TIMERS_TEXT is not None
+    with python_calls() as called:
         folded = closing._COMPILED_FOLD([span], 1)
         text = _event._COMPILED_TIMERS_TEXT(record)
-    finally:
-        sys.setprofile(None)
     assert (
         folded
         == (timers, counts)
@@ -595,8 +607,6 @@ def test_a_requests_database_figures_made_in_c_are_the_pythons(
 def test_the_usual_requests_queries_and_figures_are_made_in_c_alone() -> None:
     """Django's queries in a row, an N+1: their timers, the request's database figures and
     the event's text of them, with no Python code run."""
-    import sys
-
     from otel_bridge.exporters.wide_events import _event
 
     spans = []
@@ -615,18 +625,11 @@ def test_the_usual_requests_queries_and_figures_are_made_in_c_alone() -> None:
     timers, counts = closing.fold_timers(spans, 1)  # the Python code keeps the tags
     assert counts is not None
     python = QueryCounts.fields(counts, 0, 0)
-    called: list[str] = []
-    sys.setprofile(
-        lambda frame, event, arg: called.append(frame.f_code.co_name) if event == "call" else None
-    )
-    try:
-        assert closing._COMPILED_FOLD is not None
+    assert closing._COMPILED_FOLD is not None and _event._COMPILED_FIGURES_TEXT is not None
+    with python_calls() as called:
         folded = closing._COMPILED_FOLD(spans, 1)
         figures = closing._COMPILED_FIELDS(folded[1] or counts, 0, 0)
-        assert _event._COMPILED_FIGURES_TEXT is not None
         text = _event._COMPILED_FIGURES_TEXT(MappingProxyType(figures))
-    finally:
-        sys.setprofile(None)
     assert called == []  # no Python code ran
     assert type(folded[1]) is QueryCounts and folded[1].seen == counts.seen
     tags = (("group", "db"), ("op", "select"), ("server", "localhost"))

@@ -1,7 +1,8 @@
 """Run by tests/integration/test_django_shop.py in a process of its own: examples/django_shop's
 WSGI application (psycopg's instrumentation on beside Django's query spans, as the project
-ships) called in this process for each path given, as a WSGI server calls it; prints one JSON
-object: how many requests the Python fold (otel_bridge.closing.fold_timers) took, and the
+ships) served by the standard library's WSGI server on a free loopback port, in this process,
+so that its export thread can be watched; each path given is requested over HTTP. Prints one
+JSON object: how many requests the Python fold (otel_bridge.closing.fold_timers) took, and the
 wide events. The database comes from the SHOP_DB_* variables."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import urllib.request
 from typing import Any
-from wsgiref.util import setup_testing_defaults
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 python_folds: list[str] = []
 
@@ -25,24 +27,26 @@ def _watch(frame: Any, event: str, arg: Any) -> None:
         python_folds.append(code.co_name)
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def main(events_file: str, paths: list[str]) -> None:
     threading.setprofile(_watch)  # the export thread, started with the first request
     from examples.django_shop.shop.wsgi import application
 
-    for path in paths:
-        environ: dict[str, Any] = {"PATH_INFO": path, "HTTP_HOST": "127.0.0.1"}
-        setup_testing_defaults(environ)
-        statuses: list[str] = []
-
-        def start_response(
-            status: str, headers: Any, exc_info: Any = None, seen: list[str] = statuses
-        ) -> None:
-            seen.append(status)
-
-        body = application(environ, start_response)
-        b"".join(body)
-        getattr(body, "close", lambda: None)()  # as a server does: the request ends here
-        assert statuses[0].startswith("200"), statuses
+    server = make_server("127.0.0.1", 0, application, handler_class=_Quiet)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        for path in paths:
+            url = f"http://127.0.0.1:{server.server_port}{path}"
+            with urllib.request.urlopen(url, timeout=20) as response:
+                assert response.status == 200, (path, response.status)
+                response.read()
+    finally:
+        server.shutdown()
     application.bridge.force_flush()  # type: ignore[attr-defined]
     threading.setprofile(None)
     with open(events_file) as lines:

@@ -7,6 +7,7 @@ same project without the driver's instrumentation checks the query figures again
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -353,9 +354,7 @@ def test_each_query_is_counted_and_timed_in_every_view(
     assert hits == [[1], [1 + BOOKS], [1 + BOOKS], [1 + BOOKS]]
 
 
-def _instant(text: str) -> Any:
-    import datetime
-
+def _instant(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
