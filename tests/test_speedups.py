@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import importlib
 import json
 import os
@@ -130,7 +131,9 @@ WATCHED = ("otel_bridge/timers.py", "otel_bridge/_timer_spans.py", "otel_bridge/
 @contextlib.contextmanager
 def python_calls() -> Iterator[list[str]]:
     """The Python functions this thread calls inside the block: none where C did all of it
-    (leaving the block calls this helper's own code, not counted)."""
+    (leaving the block calls this helper's own code, not counted). The cyclic collector is
+    off inside the block: a collection could run anyone's `gc.callbacks` (hypothesis has one),
+    and those are not the code under watch."""
     called: list[str] = []
     own = (__file__, contextlib.__file__)
 
@@ -138,11 +141,15 @@ def python_calls() -> Iterator[list[str]]:
         if event == "call" and frame.f_code.co_filename not in own:
             called.append(frame.f_code.co_name)
 
+    collecting = gc.isenabled()
+    gc.disable()
     sys.setprofile(watch)
     try:
         yield called
     finally:
         sys.setprofile(None)
+        if collecting:
+            gc.enable()
 
 
 def test_timers_have_the_c_core_where_it_is_built() -> None:
