@@ -13,7 +13,9 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +354,52 @@ def test_each_query_is_counted_and_timed_in_every_view(
         assert tags == {"group": "db", "op": "select", "server": "127.0.0.1"}
     hits = sorted(list(packet.timer_hit_count) for packet in packets.values())
     assert hits == [[1], [1 + BOOKS], [1 + BOOKS], [1 + BOOKS]]
+
+
+@pytest.mark.parametrize("name", ["uvicorn", "gunicorn-gthread"])
+def test_requests_served_at_once_each_count_their_own_queries(
+    name: str, database: Postgres, tmp_path: Path
+) -> None:
+    # Under uvicorn the async view's queries (`aget`) all run on asgiref's one thread for sync
+    # code, in turn with other requests' queries; under gthread, requests share a process on
+    # four threads. Each request's figures must still be its own queries, no other's.
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaReader()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    if name == "uvicorn":
+        args = uvicorn(PLAIN[name], port)
+    else:
+        args = gunicorn(PLAIN["gunicorn-sync"], port, "--workers", "1", "--threads", "4")
+        args += ["-k", "gthread"]
+    paths = [f"/catalog/books/{1 + n % BOOKS}/" if n % 2 else "/catalog/books/" for n in range(100)]
+    try:
+        with serve(args, port, every_view(database, pinba, events_file)) as server:
+            with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
+            assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
+            out, _ = stop(server)
+    finally:
+        pinba.close()
+    assert statuses == [200] * len(paths)
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert sorted(event["url.path"] for event in events) == sorted(paths)
+    queries_in_trace = Counter(
+        span["context"]["trace_id"]
+        for span in map(json.loads, _json_objects(out))
+        if span["name"] == "SELECT shop"
+    )
+    for event in events:
+        queries = 1 + BOOKS if event["url.path"] == "/catalog/books/" else 1
+        assert event["db.query_count"] == event["timers.db.count"] == queries, event
+        assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 1 else 0), event
+        assert queries_in_trace["0x" + event["trace_id"]] == queries, event
+    hits = Counter(
+        (packet.script_name, tuple(packet.timer_hit_count))
+        for packet in pinba.packets
+        if packet.script_name.startswith("/catalog/")
+    )
+    assert hits == {("/catalog/books/", (1 + BOOKS,)): 50, ("/catalog/books/<int:pk>/", (1,)): 50}
 
 
 def _instant(text: str) -> datetime.datetime:
