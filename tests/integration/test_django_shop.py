@@ -378,6 +378,11 @@ def test_requests_served_at_once_each_count_their_own_queries(
             with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(16) as pool:
                 statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
+
+            def written() -> bool:
+                return events_file.exists() and len(events_file.read_text().splitlines()) >= len(paths)
+
+            assert wait_for(written, 20)
             out, _ = stop(server)
     finally:
         pinba.close()
