@@ -380,7 +380,8 @@ def test_requests_served_at_once_each_count_their_own_queries(
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
 
             def written() -> bool:
-                return events_file.exists() and len(events_file.read_text().splitlines()) >= len(paths)
+                lines = events_file.read_text().splitlines() if events_file.exists() else []
+                return len(lines) >= len(paths)
 
             assert wait_for(written, 20)
             out, _ = stop(server)
