@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,11 @@ def wait_for(check: Any, timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(check())
+
+
+def lines_written(path: Path, count: int) -> Callable[[], bool]:
+    """A check for `wait_for`: `path` exists and holds at least `count` lines."""
+    return lambda: path.exists() and len(path.read_text().splitlines()) >= count
 
 
 def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:

@@ -24,7 +24,17 @@ import pytest
 
 from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
-from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
+from .servers import (
+    ROOT,
+    free_port,
+    gunicorn,
+    lines_written,
+    python_path,
+    serve,
+    stop,
+    uvicorn,
+    wait_for,
+)
 from .test_fastapi_shop import comparable_spans
 from .test_uvicorn import _json_objects
 
@@ -60,12 +70,12 @@ def database() -> Iterator[Postgres]:
         yield server
 
 
-def command(name: str, port: int) -> list[str]:
+def command(name: str, port: int, wsgi: str = WSGI, asgi: str = ASGI) -> list[str]:
     if name == "uvicorn":
-        return uvicorn(ASGI, port)
+        return uvicorn(asgi, port)
     if name == "gunicorn-gthread":
-        return gunicorn(WSGI, port, "--workers", "1", "--threads", "4", "-k", "gthread")
-    return gunicorn(WSGI, port, "--workers", "2")
+        return gunicorn(wsgi, port, "--workers", "1", "--threads", "4", "-k", "gthread")
+    return gunicorn(wsgi, port, "--workers", "2")
 
 
 def visit(base: str) -> list[tuple[str, str, int]]:
@@ -145,11 +155,7 @@ def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -
     try:
         with serve(command(name, port), port, env) as server:
             seen = visit(base)
-
-            def all_events() -> bool:
-                return events_file.exists() and len(events_file.read_text().splitlines()) >= 13
-
-            assert wait_for(all_events, 15)
+            assert wait_for(lines_written(events_file, len(EXPECTED)), 15)
             document: dict[str, Any] = httpx.get(base + "/debug/vars", timeout=10).json()
             assert wait_for(lambda: len(pinba.packets) >= len(EXPECTED), 10)
             out, _ = stop(server)
@@ -285,10 +291,16 @@ def test_healthchecks_of_a_url_conf_included_twice_have_namespaced_keys(
 
 # The shop with Django's query spans alone (most projects instrument no driver): each query a
 # timer of its own, one after the other, which the C core folds (tests/integration/shop_plain).
-PLAIN = {
-    "gunicorn-sync": "tests.integration.shop_plain:wsgi",
-    "uvicorn": "tests.integration.shop_plain:asgi",
-}
+PLAIN = {"wsgi": "tests.integration.shop_plain:wsgi", "asgi": "tests.integration.shop_plain:asgi"}
+
+
+def plain_queries(event: dict[str, Any]) -> int:
+    """The queries the plain shop's page in `event` makes (the list's N+1, one for a book's
+    page), once the event's figures are checked to count them so."""
+    queries = 1 + BOOKS if event["url.path"] == "/catalog/books/" else 1
+    assert event["db.query_count"] == event["timers.db.count"] == queries, event
+    assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 1 else 0), event
+    return queries
 
 
 @pytest.mark.parametrize(
@@ -305,12 +317,8 @@ def test_each_query_is_counted_and_timed_in_every_view(
         **every_view(database, pinba, events_file),
         "OTEL_BRIDGE_PURE_PYTHON": "true" if core == "python" else "false",
     }
-    if name == "uvicorn":
-        args = uvicorn(PLAIN[name], port)
-    else:
-        args = gunicorn(PLAIN[name], port, "--workers", "1")
     try:
-        with serve(args, port, env) as server:
+        with serve(command(name, port, **PLAIN), port, env) as server:
             for _ in range(3):
                 assert httpx.get(base + "/catalog/books/", timeout=20).status_code == 200
             assert httpx.get(base + "/catalog/books/2/", timeout=20).status_code == 200
@@ -329,9 +337,7 @@ def test_each_query_is_counted_and_timed_in_every_view(
     }
     assert len(events) == len(packets) == 4
     for event in events:
-        queries = 1 + BOOKS if event["url.path"] == "/catalog/books/" else 1
-        assert event["db.query_count"] == event["timers.db.count"] == queries
-        assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 1 else 0)
+        queries = plain_queries(event)
         # The figures are the spans' own: Django's query spans in this request's trace.
         in_trace = [
             s
@@ -367,23 +373,15 @@ def test_requests_served_at_once_each_count_their_own_queries(
     pinba = PinbaReader()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    if name == "uvicorn":
-        args = uvicorn(PLAIN[name], port)
-    else:
-        args = gunicorn(PLAIN["gunicorn-sync"], port, "--workers", "1", "--threads", "4")
-        args += ["-k", "gthread"]
     paths = [f"/catalog/books/{1 + n % BOOKS}/" if n % 2 else "/catalog/books/" for n in range(100)]
     try:
-        with serve(args, port, every_view(database, pinba, events_file)) as server:
+        with serve(
+            command(name, port, **PLAIN), port, every_view(database, pinba, events_file)
+        ) as server:
             with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(16) as pool:
                 statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
-
-            def written() -> bool:
-                lines = events_file.read_text().splitlines() if events_file.exists() else []
-                return len(lines) >= len(paths)
-
-            assert wait_for(written, 20)
+            assert wait_for(lines_written(events_file, len(paths)), 20)
             out, _ = stop(server)
     finally:
         pinba.close()
@@ -396,10 +394,7 @@ def test_requests_served_at_once_each_count_their_own_queries(
         if span["name"] == "SELECT shop"
     )
     for event in events:
-        queries = 1 + BOOKS if event["url.path"] == "/catalog/books/" else 1
-        assert event["db.query_count"] == event["timers.db.count"] == queries, event
-        assert event["db.duplicate_queries"] == (BOOKS - 1 if queries > 1 else 0), event
-        assert queries_in_trace["0x" + event["trace_id"]] == queries, event
+        assert queries_in_trace["0x" + event["trace_id"]] == plain_queries(event), event
     hits = Counter(
         (packet.script_name, tuple(packet.timer_hit_count))
         for packet in pinba.packets

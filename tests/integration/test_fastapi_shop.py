@@ -21,7 +21,17 @@ import pytest
 from tests.exporters.pinba.test_exporter import tags_of
 
 from .pinba_reader import PinbaReader
-from .servers import ROOT, free_port, gunicorn, python_path, serve, stop, uvicorn, wait_for
+from .servers import (
+    ROOT,
+    free_port,
+    gunicorn,
+    lines_written,
+    python_path,
+    serve,
+    stop,
+    uvicorn,
+    wait_for,
+)
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -86,13 +96,7 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
             with httpx.Client(base_url=base, timeout=20) as client:
                 for method, path, headers, _, _ in VISIT:
                     statuses.append(client.request(method, path, headers=headers).status_code)
-
-            def written() -> bool:
-                return events_file.exists() and len(events_file.read_text().splitlines()) >= len(
-                    VISIT
-                )
-
-            assert wait_for(written, 15)
+            assert wait_for(lines_written(events_file, len(VISIT)), 15)
             document: dict[str, Any] = httpx.get(base + "/debug/vars", timeout=10).json()
             assert wait_for(lambda: len(pinba.packets) >= len(VISIT), 10)
             out, _ = stop(server)

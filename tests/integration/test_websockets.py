@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from .pinba_reader import PinbaReader
-from .servers import free_port, serve, stop, uvicorn, wait_for
+from .servers import free_port, lines_written, serve, stop, uvicorn, wait_for
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -48,11 +48,7 @@ def test_a_websocket_connection_is_one_record_in_every_view(tmp_path: Path) -> N
                 connect(url, open_timeout=10)  # no token: closed before it was accepted
             assert refused.value.response.status_code == 403
             base = f"http://127.0.0.1:{port}"
-
-            def both() -> bool:
-                return events.exists() and len(events.read_text().splitlines()) >= 2
-
-            assert wait_for(both, 10)
+            assert wait_for(lines_written(events, 2), 10)
             document: dict[str, Any] = httpx.get(base + "/debug/vars", timeout=10).json()
             assert wait_for(lambda: sum(pinba.script_names.values()) >= 2, 10)
             out, _ = stop(server)
