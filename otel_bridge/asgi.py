@@ -58,6 +58,8 @@ class OtelBridgeASGIMiddleware:
         if expvar is not None and (path == expvar.path or path == expvar.ui_path):
             from otel_bridge.exporters.expvar._serve import serve_asgi
 
+            if not bridge.bound:
+                bridge.bind()  # /debug/vars shows the providers and timers a request gets
             await serve_asgi(expvar, scope, send)
             return
         try:

@@ -48,6 +48,8 @@ class OtelBridgeWSGIMiddleware:
             if expvar is not None and (path == expvar.path or path == expvar.ui_path):
                 from otel_bridge.exporters.expvar._serve import serve_wsgi
 
+                if not bridge.bound:
+                    bridge.bind()  # /debug/vars shows what a request gets
                 return serve_wsgi(expvar, environ, start_response)
             excluded = bridge.excluded
             if excluded is not None and excluded.search(path):

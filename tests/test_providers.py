@@ -137,6 +137,66 @@ def test_expvar_shows_the_otel_metrics_of_the_provider_it_creates() -> None:
         assert lookup(otel, ".".join(path)) == value
 
 
+def test_a_first_read_of_debug_vars_binds_to_the_providers_set_after_instrument() -> None:
+    # A worker whose first request is a scraper's read of /debug/vars (two gunicorn workers,
+    # expvarmon polling one) shows what its requests get, and binds to the app's providers.
+    result = run(
+        """
+        import io
+        from wsgiref.util import setup_testing_defaults
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        def wsgi_app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        served = {
+            "asgi": otel_bridge.instrument(app, exporters="expvar"),
+            "wsgi": otel_bridge.instrument_wsgi(wsgi_app, exporters="expvar"),
+        }
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()  # the app's, set after instrument()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+
+        async def read_asgi():
+            transport = httpx.ASGITransport(served["asgi"], client=("127.0.0.1", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                return (await c.get("/debug/vars")).json()
+
+        def read_wsgi():
+            environ = {"PATH_INFO": "/debug/vars", "REMOTE_ADDR": "127.0.0.1"}
+            setup_testing_defaults(environ)
+            body = b"".join(served["wsgi"](environ, lambda status, headers: None))
+            return json.loads(body)
+
+        timers = {
+            "asgi": asyncio.run(read_asgi())["otel_bridge"]["timers"],
+            "wsgi": read_wsgi()["otel_bridge"]["timers"],
+        }
+        drive(served["asgi"])
+        print(json.dumps({
+            "timers": timers,
+            "same_provider": trace.get_tracer_provider() is provider,
+            "exported": sorted(span.name for span in exporter.get_finished_spans()),
+        }))
+        """,
+        OTEL_BRIDGE_PURE_PYTHON="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "timers": {
+            "asgi": "python (OTEL_BRIDGE_PURE_PYTHON)",
+            "wsgi": "python (OTEL_BRIDGE_PURE_PYTHON)",
+        },
+        "same_provider": True,
+        "exported": ["GET", "work"],  # the request's spans, to the app's own exporter
+    }
+
+
 def leaves(node: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:
     if isinstance(node, dict):
         for key, child in node.items():
