@@ -12,6 +12,8 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,81 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     quote_span = server_spans["GET /api/v1/users/{uid}/quote/{sku}"]
     outgoing = [s for s in spans if s["parent_id"] == quote_span["context"]["span_id"]]
     assert [s["kind"] for s in outgoing] == ["SpanKind.CLIENT"]
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_requests_served_at_once_each_count_their_own_timers(name: str, tmp_path: Path) -> None:
+    # One event loop serves many requests at once: SQLAlchemy's queries and httpx's calls of
+    # one request interleave with the others' at every await. Each request's figures, in every
+    # view, must be its own timers, no other's.
+    events_file = tmp_path / "events.jsonl"
+    pinba = PinbaReader()
+    pricing_port, port = free_port(), free_port()
+    env = shop_env(
+        tmp_path,
+        pricing_port,
+        OTEL_BRIDGE_EXPORTERS="pinba,wide_events",
+        OTEL_EXPORTER_PINBA_ENDPOINT=f"127.0.0.1:{pinba.port}",
+        OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events_file}",
+    )
+    products, quote = "/api/v1/users/1/products", "/api/v1/users/1/quote/sku-1"
+    paths = [quote if n % 2 else products for n in range(100)]
+    try:
+        with (
+            serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
+            serve(command(name, port), port, env) as server,
+        ):
+            with (
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+                ThreadPoolExecutor(16) as pool,
+            ):
+                statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
+            assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
+            assert wait_for(lines_written(events_file, len(paths)), 20)
+            out, _ = stop(server)
+    finally:
+        pinba.close()
+    assert statuses == [200] * len(paths)
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert sorted(event["url.path"] for event in events) == sorted(paths)
+    spans = [json.loads(chunk) for chunk in _json_objects(out)]
+    # SQLAlchemy's spans by trace: its queries, and a `connect` when the request opened one of
+    # the pool's connections (a db timer, not a query).
+    in_trace: dict[str, Counter[str]] = {}
+    for span in spans:
+        if "db.system" in span["attributes"]:
+            kind = "connect" if span["name"] == "connect" else "query"
+        elif span["kind"] == "SpanKind.CLIENT":
+            kind = "call"
+        else:
+            continue
+        in_trace.setdefault(span["context"]["trace_id"], Counter())[kind] += 1
+    for event in events:
+        found = in_trace.get("0x" + event["trace_id"], Counter())
+        if event["url.path"] == products:
+            # The lines, then each line's product (3): 4 queries, 2 of one shape.
+            assert (event["db.query_count"], event["db.duplicate_queries"]) == (4, 2), event
+            assert (found["query"], found["call"]) == (4, 0)
+            assert event["timers.db.count"] == 4 + found["connect"], event
+            assert "timers.http.count" not in event, event
+        else:
+            assert found == {"call": 1}
+            assert event["timers.http.count"] == 1, event
+            assert "db.query_count" not in event, event
+    # Pinba: each page's timers, one packet each; the connects, as many as the spans say.
+    hits: Counter[tuple[str, str, int]] = Counter()
+    connects = 0
+    for packet in pinba.packets:
+        for tags, count in zip(tags_of(packet), packet.timer_hit_count, strict=True):
+            if tags["op"] == "connect":
+                connects += count
+            else:
+                hits[(packet.script_name, tags["op"], count)] += 1
+    assert hits == {
+        ("/api/v1/users/{uid}/products", "select", 4): 50,
+        ("/api/v1/users/{uid}/quote/{sku}", "GET", 1): 50,
+    }
+    assert connects == sum(found["connect"] for found in in_trace.values())
 
 
 def test_the_fastapi_shops_healthchecks_dry_run() -> None:
