@@ -67,10 +67,12 @@ CONFIGS = (
     "queries",
     "driver_sdk",
     "driver",
+    "orm_sdk",
+    "orm",
 )
 # The floors (the SDK alone), and each other config's: the SDK doing the same.
-FLOORS = ("sdk", "queries_sdk", "driver_sdk")
-FLOOR = {"queries": "queries_sdk", "driver": "driver_sdk"}
+FLOORS = ("sdk", "queries_sdk", "driver_sdk", "orm_sdk")
+FLOOR = {"queries": "queries_sdk", "driver": "driver_sdk", "orm": "orm_sdk"}
 
 
 def floor_of(config: str) -> str:
@@ -80,7 +82,17 @@ def floor_of(config: str) -> str:
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
 # The configs whose first timer is split by thread.
-SPLIT = ("sdk", "views", "views_python", "queries_sdk", "queries", "driver_sdk", "driver")
+SPLIT = (
+    "sdk",
+    "views",
+    "views_python",
+    "queries_sdk",
+    "queries",
+    "driver_sdk",
+    "driver",
+    "orm_sdk",
+    "orm",
+)
 # CPU µs per timer of each thread group in the last `paired()`, from each thread's CPU clock.
 last_split: dict[str, float] = {}
 # Batch pairs a `paired()` measure runs (each batch a quarter of `_requests_for` requests),
@@ -243,6 +255,17 @@ def _execute(sql: str, params: Any, many: bool, context: Any) -> None:
 # connection's one by one.
 DRIVER_DATABASE = {"db.system": "postgresql", "db.name": "shop"}
 DRIVER_CONNECTION = (("db.user", "shop"), ("net.peer.name", "localhost"), ("net.peer.port", 5432))
+# What SQLAlchemy's instrumentation sets on its span, one by one, in its order: the engine URL's
+# attributes, then the statement's.
+ORM_ATTRIBUTES = (
+    ("net.peer.name", "localhost"),
+    ("net.peer.port", 5432),
+    ("db.name", "shop"),
+    ("db.user", "shop"),
+    ("db.statement", STATEMENT),
+    ("db.system", "postgresql"),
+    ("db.operation", "SELECT shop"),
+)
 
 
 def _block(config: str, provider: Any) -> Any:
@@ -253,19 +276,38 @@ def _block(config: str, provider: Any) -> Any:
     from otel_bridge.django._db import _record_query, query_of
 
     tracer = provider.get_tracer("other.instrumentation")
+    driver = provider.get_tracer("opentelemetry.instrumentation.psycopg")
+    database = {**DRIVER_DATABASE, "db.statement": STATEMENT}
+
+    def driver_execute(sql: str, params: Any, many: bool, context: Any) -> None:
+        # As dbapi's instrumentation does: the span started, then its attributes set.
+        with driver.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
+            if span.is_recording():
+                span.set_attributes(database)
+                for key, value in DRIVER_CONNECTION:
+                    span.set_attribute(key, value)
+
+    if config in ("orm", "orm_sdk"):
+        from opentelemetry.trace import use_span
+
+        orm = provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+
+        def orm_query() -> None:
+            # As SQLAlchemy's instrumentation does around the cursor's execute: its span
+            # started out of the context (the driver's span is its sibling), its attributes
+            # set one by one, ended after the driver's.
+            span = orm.start_span("SELECT shop", kind=SpanKind.CLIENT)
+            with use_span(span, end_on_exit=False):
+                if span.is_recording():
+                    for key, value in ORM_ATTRIBUTES:
+                        span.set_attribute(key, value)
+            driver_execute(STATEMENT, (1,), False, None)
+            span.end()
+
+        return orm_query
     if config in ("driver", "driver_sdk"):
-        driver = provider.get_tracer("opentelemetry.instrumentation.psycopg")
-        database = {**DRIVER_DATABASE, "db.statement": STATEMENT}
         connection = _Connection()
         context = {"connection": connection}
-
-        def driver_execute(sql: str, params: Any, many: bool, context: Any) -> None:
-            # As dbapi's instrumentation does: the span started, then its attributes set.
-            with driver.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
-                if span.is_recording():
-                    span.set_attributes(database)
-                    for key, value in DRIVER_CONNECTION:
-                        span.set_attribute(key, value)
 
         if config == "driver":
 
@@ -330,7 +372,7 @@ def _provider(config: str) -> Any:
             pass
 
     provider = TracerProvider()
-    if config not in ("views", "views_python", "queries", "driver"):
+    if config not in ("views", "views_python", "queries", "driver", "orm"):
         provider.add_span_processor(
             BatchSpanProcessor(NullSpanExporter(), max_queue_size=2_000_000)
         )
@@ -494,7 +536,9 @@ def section(result: Result, command: str, rounds: int = 3) -> str:
             "each timer a query through Django's execute wrapper, against `queries_sdk`, the",
             "same wrapper with the SDK's CLIENT span in place of the timer; `driver` is",
             "`queries` with psycopg's span inside each query, as in a project that instruments",
-            "its driver too, against `driver_sdk`, both spans the SDK's). Targets: views",
+            "its driver too, against `driver_sdk`, both spans the SDK's; `orm` is",
+            "SQLAlchemy's span and psycopg's beside it for each query, as with both",
+            "instrumented, views only, against `orm_sdk`, both the SDK's). Targets: views",
             "only ≤ 0.35x the SDK's span (`otel_bridge.timer()` and Django's query timers),",
             "spans exported and other instrumentations' spans ≤ 1.3x.",
             "Each cell in its own interpreter, batches of N timers a request and batches of",
@@ -561,6 +605,12 @@ def targets(result: Result) -> str:
             "driver",
             1.3,
         ),
+        (
+            "SQLAlchemy's span and psycopg's beside it, views only: other instrumentations' "
+            "bound, ≤ 1.3x",
+            "orm",
+            1.3,
+        ),
     ]
     lines = ["| target (1 / 10 / 100 / 1,000 timers) | measured | met |", "|---|---|---|"]
     for text, config, bound in rows:
@@ -575,7 +625,7 @@ def targets(result: Result) -> str:
             )
         )
         lines.append(f"| {text} | {shown} | {met} |")
-    for config in ("views", "queries", "exported", "other", "driver"):
+    for config in ("views", "queries", "exported", "other", "driver", "orm"):
         costs = [result[config][timers] for timers in TIMERS]
         grows = any(later > costs[0] for later in costs[1:])
         shown = " / ".join(f"{cost:.1f}" for cost in costs)

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from otel_bridge._current_span import attach_span, detach_span
+from otel_bridge._spans import PLAIN_VALUES
 from otel_bridge._timer_plan import TimerPlan, sdk_metrics_off
 from otel_bridge._timer_spans import TimerSpan, start_timer
 from otel_bridge.builder import TIMER_SCOPE, RequestBuilder
@@ -39,8 +40,6 @@ __all__ = ["ForeignSpan", "intercept"]
 _INTERNAL = SpanKind.INTERNAL
 _OK = StatusCode.OK
 _UNSET = StatusCode.UNSET
-# Attribute values the SDK keeps as they are; any other goes through its cleaning.
-_PLAIN = frozenset((str, bool, int, float))
 # Tracers otel_bridge makes spans with itself (the server span's plan, timers).
 _OWN = frozenset(("otel_bridge", TIMER_SCOPE))
 _lock = threading.Lock()
@@ -263,7 +262,7 @@ def _start(
     given: dict[str, Any] = {}
     if attributes:
         for key, value in attributes.items():
-            if type(value) not in _PLAIN or type(key) is not str or not key:
+            if type(value) not in PLAIN_VALUES or type(key) is not str or not key:
                 return None  # the SDK converts or drops it (and warns): let it
         # A copy, as the SDK's: the instrumentation may reuse its dict.
         given = dict(attributes)

@@ -35,7 +35,10 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_bridge import clock
 
-__all__ = ["SAMPLED", "Ending", "Recorded", "ServerSpan", "SpanPlan", "end_span"]
+# The types of attribute values the SDK's cleaning keeps as they are.
+PLAIN_VALUES = frozenset((str, bool, int, float))
+
+__all__ = ["PLAIN_VALUES", "SAMPLED", "Ending", "Recorded", "ServerSpan", "SpanPlan", "end_span"]
 
 SDK = "sdk"
 DEFERRED = "deferred"
@@ -111,7 +114,10 @@ class Recorded:
             elif method == "set_attributes":
                 merged.update(args[0])
         merged.update(final)
-        return BoundedAttributes(attributes=merged, immutable=True)
+        for key, value in merged.items():
+            if type(value) not in PLAIN_VALUES or type(key) is not str or not key:
+                return BoundedAttributes(attributes=merged, immutable=True)
+        return merged  # only values the SDK's cleaning keeps as they are: no copy
 
     def is_recording(self) -> bool:
         return not self.closed

@@ -293,11 +293,15 @@ def changed_timer(span: TimerSpan, request_start_ns: int) -> Timer:
     )
 
 
-def foreign_timer(span: ForeignSpan, request_start_ns: int) -> Timer:
+def foreign_timer(
+    span: ForeignSpan, request_start_ns: int, attributes: Mapping[str, Any] | None = None
+) -> Timer:
     """`span_to_timer` for another instrumentation's span that was never the SDK's
-    (otel_bridge._foreign_spans): the same timer its SDK span would have made."""
+    (otel_bridge._foreign_spans): the same timer its SDK span would have made; `attributes`:
+    its `attributes`, when already read."""
     name, code = span.final()
-    attributes = span.attributes
+    if attributes is None:
+        attributes = span.attributes
     found = getattr(attributes, "_dict", None)  # BoundedAttributes, read as its plain dict
     return _fold(
         name,

@@ -227,6 +227,8 @@ def fold_timers(spans: Sequence[Any], start: int) -> Folded:
     # again (an app's timers alone are neither deduplicated nor counted), so a request
     # without queries pays one comparison per timer.
     any_query = False
+    # Other instrumentations' spans' attributes, by index, as read once (merged when set late).
+    foreign: dict[int, Mapping[str, Any]] = {}
     for entry in spans:
         kind = type(entry)
         if kind is TimerSpan:
@@ -234,7 +236,8 @@ def fold_timers(spans: Sequence[Any], start: int) -> Folded:
             if entry.kind is _CLIENT and timer.kind == "db":
                 any_query = True
         elif kind is ForeignSpan:
-            timer = foreign_timer(entry, start)
+            foreign[len(timers)] = attributes = entry.attributes
+            timer = foreign_timer(entry, start, attributes)
             if timer.kind == "db":
                 any_query = True
         else:
@@ -261,7 +264,7 @@ def fold_timers(spans: Sequence[Any], start: int) -> Folded:
             attributes = span.start_attributes or {}
             span_id, parent_id, scope = span._context[1], span.parent[1], TIMER_SCOPE
         else:
-            attributes = span.attributes or {}
+            attributes = foreign.get(index) or span.attributes or {}
             parent = span.parent
             span_id = span.context.span_id
             parent_id = parent.span_id if parent is not None else 0

@@ -226,6 +226,47 @@ def test_with_nothing_exported_no_span_is_built_and_the_views_see_the_same(
                 wrapped.bridge.shutdown()
 
 
+async def late_values(scope: Any, receive: Any, send: Any) -> None:
+    # A query's span whose attributes all come after its start (as dbapi's and SQLAlchemy's
+    # instrumentations set them), some of them values the SDK cleans: a list it makes a
+    # tuple, an empty key it drops, bytes (kept or decoded, by the SDK's version).
+    with other().start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
+        span.set_attribute("db.system", b"postgresql")
+        span.set_attributes({"db.statement": "SELECT 1", "server.address": "db.invalid"})
+        span.set_attribute("db.rows", [1, 2])
+        span.set_attribute("", "dropped")
+    with other().start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
+        span.set_attributes({"db.system": "sqlite", "db.statement": "SELECT 2"})
+        span.set_attribute("server.address", "other.invalid")
+    with other().start_as_current_span("SELECT", kind=SpanKind.CLIENT) as span:
+        span.set_attributes({"db.system": "sqlite", "db.statement": "SELECT 3"})
+        span.set_attribute("server.address", ["listed.invalid"])  # a tag of the tuple's text
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_attributes_set_after_the_start_are_cleaned_as_the_sdk_cleans_them(
+    pair: tuple[Harness, Harness, StartWatcher], routed: Any
+) -> None:
+    deferred, sdk, _ = pair
+    for h in (deferred, sdk):
+        routed(h)
+        request(h.asgi(app=late_values))
+    [mine], [yours] = deferred.records(), sdk.records()
+    assert timers(mine) == timers(yours)
+    servers = sorted(dict(t.tags)["server"] for t in mine.timers)
+    assert servers == ["('listed.invalid',)", "db.invalid", "other.invalid"]
+    assert mine.fields[".db.query_count"] == yours.fields[".db.query_count"] == 3
+    # Both exported spans, as the SDK ends its own: the list a tuple, the empty key dropped.
+    first = [
+        dict(span.attributes or {})
+        for h in (deferred, sdk)
+        for span in h.finished_spans()
+        if (span.attributes or {}).get("db.statement") == "SELECT 1"
+    ]
+    assert first[0] == first[1] and first[0]["db.rows"] == (1, 2) and "" not in first[0]
+
+
 def test_outside_a_request_or_on_another_provider_it_is_the_sdk_span(
     harness: Harness,
 ) -> None:
