@@ -106,7 +106,8 @@ class Closing:
         )
         if not attributes:
             if type(span) is ServerSpan and span.changes:
-                attributes = span.attributes_with(final)  # what the app set on it, too
+                # What the app set on it, too (read-only, as the SDK span's are).
+                attributes = MappingProxyType(span.attributes_with(final))
             else:
                 attributes = MappingProxyType({**builder.start_attributes, **final})
         context = span.get_span_context() if span is not None else None
