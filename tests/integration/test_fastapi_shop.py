@@ -191,8 +191,8 @@ def test_requests_served_at_once_each_count_their_own_timers(name: str, tmp_path
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert sorted(event["url.path"] for event in events) == sorted(paths)
     spans = [json.loads(chunk) for chunk in _json_objects(out)]
-    # SQLAlchemy's spans by trace: its queries, and a `connect` when the request opened one of
-    # the pool's connections (a db timer, not a query).
+    # SQLAlchemy's spans by trace: its queries, and a `connect` around each Engine.connect()
+    # (a connection taken from the pool, or opened: a db timer, not a query).
     in_trace: dict[str, Counter[str]] = {}
     for span in spans:
         if "db.system" in span["attributes"]:
