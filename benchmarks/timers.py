@@ -81,17 +81,9 @@ def floor_of(config: str) -> str:
 
 # Timers a warm-loop measure runs inside its one request (under OTEL_BRIDGE_MAX_TIMERS's bound).
 WARM_TIMERS = 10_000
-# The configs whose first timer is split by thread.
-SPLIT = (
-    "sdk",
-    "views",
-    "views_python",
-    "queries_sdk",
-    "queries",
-    "driver_sdk",
-    "driver",
-    "orm_sdk",
-    "orm",
+# The configs whose first timer is split by thread: all but the exported and other ones.
+SPLIT = tuple(
+    config for config in CONFIGS if config not in ("exported", "exported_cpu", "other", "other_sdk")
 )
 # CPU µs per timer of each thread group in the last `paired()`, from each thread's CPU clock.
 last_split: dict[str, float] = {}

@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +105,13 @@ def wait_for(check: Any, timeout: float = 15.0) -> bool:
 def lines_written(path: Path, count: int) -> Callable[[], bool]:
     """A check for `wait_for`: `path` exists and holds at least `count` lines."""
     return lambda: path.exists() and len(path.read_text().splitlines()) >= count
+
+
+def get_at_once(base: str, paths: Sequence[str], at_once: int) -> list[httpx.Response]:
+    """GET each of `paths` from `base`, `at_once` at a time (threads sharing one client's
+    connection pool, as a busy site's visitors come); the responses, in the paths' order."""
+    with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(at_once) as pool:
+        return list(pool.map(client.get, paths))
 
 
 def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:

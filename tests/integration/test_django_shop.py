@@ -15,7 +15,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from .postgres import Postgres, postgres_server
 from .servers import (
     ROOT,
     free_port,
+    get_at_once,
     gunicorn,
     lines_written,
     python_path,
@@ -378,8 +378,7 @@ def test_requests_served_at_once_each_count_their_own_queries(
         with serve(
             command(name, port, **PLAIN), port, every_view(database, pinba, events_file)
         ) as server:
-            with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(16) as pool:
-                statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
+            statuses = [answer.status_code for answer in get_at_once(base, paths, 16)]
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
             assert wait_for(lines_written(events_file, len(paths)), 20)
             out, _ = stop(server)

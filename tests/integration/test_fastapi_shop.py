@@ -13,7 +13,8 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .pinba_reader import PinbaReader
 from .servers import (
     ROOT,
     free_port,
+    get_at_once,
     gunicorn,
     lines_written,
     python_path,
@@ -70,6 +72,29 @@ def shop_env(directory: Path, pricing_port: int, **more: str) -> dict[str, str]:
     }
 
 
+def every_view(pinba: PinbaReader, events_file: Path) -> dict[str, str]:
+    """The views on: expvar, Pinba to `pinba`, wide events to `events_file`."""
+    return {
+        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
+        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+    }
+
+
+@contextmanager
+def served(
+    args: list[str], port: int, directory: Path, **more: str
+) -> Iterator[subprocess.Popen[str]]:
+    """The shop served by `args` on `port` (`shop_env`: its database in `directory`, and
+    `more`), with its pricing service on a port of its own."""
+    pricing_port = free_port()
+    with (
+        serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
+        serve(args, port, shop_env(directory, pricing_port, **more)) as server,
+    ):
+        yield server
+
+
 def command(name: str, port: int) -> list[str]:
     if name == "uvicorn":
         return uvicorn(APP, port)
@@ -80,20 +105,12 @@ def command(name: str, port: int) -> list[str]:
 def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     pinba = PinbaReader()
-    pricing_port, port = free_port(), free_port()
-    env = shop_env(
-        tmp_path,
-        pricing_port,
-        OTEL_BRIDGE_EXPORTERS="expvar,pinba,wide_events",
-        OTEL_EXPORTER_PINBA_ENDPOINT=f"127.0.0.1:{pinba.port}",
-        OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events_file}",
-    )
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     try:
-        with (
-            serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
-            serve(command(name, port), port, env) as server,
-        ):
+        with served(
+            command(name, port), port, tmp_path, **every_view(pinba, events_file)
+        ) as server:
             statuses = []
             with httpx.Client(base_url=base, timeout=20) as client:
                 for method, path, headers, _, _ in VISIT:
@@ -162,32 +179,20 @@ def test_requests_served_at_once_each_count_their_own_timers(name: str, tmp_path
     # view, must be its own timers, no other's.
     events_file = tmp_path / "events.jsonl"
     pinba = PinbaReader()
-    pricing_port, port = free_port(), free_port()
-    env = shop_env(
-        tmp_path,
-        pricing_port,
-        OTEL_BRIDGE_EXPORTERS="pinba,wide_events",
-        OTEL_EXPORTER_PINBA_ENDPOINT=f"127.0.0.1:{pinba.port}",
-        OTEL_EXPORTER_WIDE_EVENTS_SINK=f"file:{events_file}",
-    )
+    port = free_port()
     products, quote = "/api/v1/users/1/products", "/api/v1/users/1/quote/sku-1"
     paths = [quote if n % 2 else products for n in range(100)]
     try:
-        with (
-            serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
-            serve(command(name, port), port, env) as server,
-        ):
-            with (
-                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-                ThreadPoolExecutor(16) as pool,
-            ):
-                statuses = list(pool.map(lambda path: client.get(path).status_code, paths))
+        with served(
+            command(name, port), port, tmp_path, **every_view(pinba, events_file)
+        ) as server:
+            answers = get_at_once(f"http://127.0.0.1:{port}", paths, 16)
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)
             assert wait_for(lines_written(events_file, len(paths)), 20)
             out, _ = stop(server)
     finally:
         pinba.close()
-    assert statuses == [200] * len(paths)
+    assert [answer.status_code for answer in answers] == [200] * len(paths)
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert sorted(event["url.path"] for event in events) == sorted(paths)
     spans = [json.loads(chunk) for chunk in _json_objects(out)]
@@ -289,12 +294,9 @@ def _shop_spans(made_by: str, directory: Path) -> tuple[list[dict[str, Any]], st
     by `made_by` (tests/integration/watching.py), its database in `directory`; and what the
     server wrote to stderr."""
     directory.mkdir()
-    pricing_port, port = free_port(), free_port()
-    env = shop_env(directory, pricing_port, SPANS_MADE_BY=made_by)
-    with (
-        serve(uvicorn("examples.shop.pricing:app", pricing_port), pricing_port),
-        serve(uvicorn("tests.integration.watched_shop:app", port), port, env) as server,
-    ):
+    port = free_port()
+    app = uvicorn("tests.integration.watched_shop:app", port)
+    with served(app, port, directory, SPANS_MADE_BY=made_by) as server:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
             for method, path, headers, status, _ in VISIT:
                 assert client.request(method, path, headers=headers).status_code == status

@@ -7,17 +7,24 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.exporters.pinba.test_exporter import tags_of
 
 from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
-from .servers import free_port, gunicorn, lines_written, serve, stop, uvicorn, wait_for
+from .servers import (
+    free_port,
+    get_at_once,
+    gunicorn,
+    lines_written,
+    serve,
+    stop,
+    uvicorn,
+    wait_for,
+)
 from .test_uvicorn import _json_objects
 
 pytestmark = pytest.mark.integration
@@ -55,11 +62,7 @@ def test_each_query_counts_once_though_two_instrumentations_see_it(
     requests = 40
     try:
         with serve(args, port, env) as server:
-            with (
-                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-                ThreadPoolExecutor(8) as pool,
-            ):
-                answers = list(pool.map(lambda _: client.get(f"/items/{ITEMS}"), range(requests)))
+            answers = get_at_once(f"http://127.0.0.1:{port}", [f"/items/{ITEMS}"] * requests, 8)
             assert wait_for(lines_written(events_file, requests), 20)
             assert wait_for(lambda: len(pinba.packets) >= requests, 20)
             out, _ = stop(server)
