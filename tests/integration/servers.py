@@ -107,6 +107,16 @@ def lines_written(path: Path, count: int) -> Callable[[], bool]:
     return lambda: path.exists() and len(path.read_text().splitlines()) >= count
 
 
+def every_view(pinba_port: int, events_file: Path) -> dict[str, str]:
+    """The environment that turns every view on: expvar, Pinba to 127.0.0.1:`pinba_port`,
+    wide events to `events_file`."""
+    return {
+        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
+        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba_port}",
+        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+    }
+
+
 def get_at_once(base: str, paths: Sequence[str], at_once: int) -> list[httpx.Response]:
     """GET each of `paths` from `base`, `at_once` at a time (threads sharing one client's
     connection pool, as a busy site's visitors come); the responses, in the paths' order."""

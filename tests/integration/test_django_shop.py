@@ -25,6 +25,7 @@ from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
 from .servers import (
     ROOT,
+    every_view,
     free_port,
     get_at_once,
     gunicorn,
@@ -131,16 +132,14 @@ EXPECTED = [
 ]
 
 
-def every_view(database: Postgres, pinba: PinbaReader, events_file: Path) -> dict[str, str]:
+def shop_views(database: Postgres, pinba: PinbaReader, events_file: Path) -> dict[str, str]:
     """The shop's environment with every view on, read by `pinba` and in `events_file`, and
     the spans printed."""
     return {
         **database.environ(),
+        **every_view(pinba.port, events_file),
         "DJANGO_SETTINGS_MODULE": "examples.django_shop.shop.settings",
         "OTEL_SERVICE_NAME": "shop",
-        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
-        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
-        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
         "OTEL_TRACES_EXPORTER": "console",
     }
 
@@ -151,7 +150,7 @@ def test_the_shop_in_every_view(name: str, database: Postgres, tmp_path: Path) -
     pinba = PinbaReader()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = every_view(database, pinba, events_file)
+    env = shop_views(database, pinba, events_file)
     try:
         with serve(command(name, port), port, env) as server:
             seen = visit(base)
@@ -314,7 +313,7 @@ def test_each_query_is_counted_and_timed_in_every_view(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
-        **every_view(database, pinba, events_file),
+        **shop_views(database, pinba, events_file),
         "OTEL_BRIDGE_PURE_PYTHON": "true" if core == "python" else "false",
     }
     try:
@@ -376,7 +375,7 @@ def test_requests_served_at_once_each_count_their_own_queries(
     paths = [f"/catalog/books/{1 + n % BOOKS}/" if n % 2 else "/catalog/books/" for n in range(100)]
     try:
         with serve(
-            command(name, port, **PLAIN), port, every_view(database, pinba, events_file)
+            command(name, port, **PLAIN), port, shop_views(database, pinba, events_file)
         ) as server:
             statuses = [answer.status_code for answer in get_at_once(base, paths, 16)]
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)

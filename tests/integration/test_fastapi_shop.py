@@ -26,6 +26,7 @@ from tests.exporters.pinba.test_exporter import tags_of
 from .pinba_reader import PinbaReader
 from .servers import (
     ROOT,
+    every_view,
     free_port,
     get_at_once,
     gunicorn,
@@ -72,15 +73,6 @@ def shop_env(directory: Path, pricing_port: int, **more: str) -> dict[str, str]:
     }
 
 
-def every_view(pinba: PinbaReader, events_file: Path) -> dict[str, str]:
-    """The views on: expvar, Pinba to `pinba`, wide events to `events_file`."""
-    return {
-        "OTEL_BRIDGE_EXPORTERS": "expvar,pinba,wide_events",
-        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
-        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
-    }
-
-
 @contextmanager
 def served(
     args: list[str], port: int, directory: Path, **more: str
@@ -109,7 +101,7 @@ def test_the_fastapi_shop_in_every_view(name: str, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         with served(
-            command(name, port), port, tmp_path, **every_view(pinba, events_file)
+            command(name, port), port, tmp_path, **every_view(pinba.port, events_file)
         ) as server:
             statuses = []
             with httpx.Client(base_url=base, timeout=20) as client:
@@ -184,7 +176,7 @@ def test_requests_served_at_once_each_count_their_own_timers(name: str, tmp_path
     paths = [quote if n % 2 else products for n in range(100)]
     try:
         with served(
-            command(name, port), port, tmp_path, **every_view(pinba, events_file)
+            command(name, port), port, tmp_path, **every_view(pinba.port, events_file)
         ) as server:
             answers = get_at_once(f"http://127.0.0.1:{port}", paths, 16)
             assert wait_for(lambda: len(pinba.packets) >= len(paths), 20)

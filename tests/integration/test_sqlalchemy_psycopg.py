@@ -16,6 +16,7 @@ from tests.exporters.pinba.test_exporter import tags_of
 from .pinba_reader import PinbaReader
 from .postgres import Postgres, postgres_server
 from .servers import (
+    every_view,
     free_port,
     get_at_once,
     gunicorn,
@@ -49,9 +50,7 @@ def test_each_query_counts_once_though_two_instrumentations_see_it(
     d = database
     env = {
         "ORM_DATABASE_URL": f"postgresql+psycopg://{d.user}:{d.password}@{d.host}:{d.port}/{d.database}",
-        "OTEL_BRIDGE_EXPORTERS": "pinba,wide_events",
-        "OTEL_EXPORTER_PINBA_ENDPOINT": f"127.0.0.1:{pinba.port}",
-        "OTEL_EXPORTER_WIDE_EVENTS_SINK": f"file:{events_file}",
+        **every_view(pinba.port, events_file),
         "OTEL_TRACES_EXPORTER": "console",
     }
     args = (
