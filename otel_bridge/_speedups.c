@@ -1141,8 +1141,10 @@ static const char *key_names[8] = {
 
 /* What the fold learns of a request's database timers as it goes (fold_timers), in the
  * spans' order (their end order). The "db" timers come one after another, or as a query's span
- * holding its own child query's span (Django's holding the driver's: the same query, whose
- * inner span the Python code leaves out); anything else goes to the Python code. */
+ * holding its own child query's span (Django's holding the driver's), or another
+ * instrumentation's span of the same query beside it (SQLAlchemy's around the driver's): the
+ * same query, whose inner span the Python code leaves out; anything else goes to the Python
+ * code. */
 typedef struct {
     int any_query;       /* a query's span is among them */
     int any_db;          /* a timer of kind "db" (a query's, or an app's group="db") */
@@ -1161,6 +1163,8 @@ typedef struct {
     int last_query;      /* a query's span (its ids known: the Python code's otherwise) */
     int last_holds;      /* it holds a query's span already */
     unsigned long long last_parent;
+    PyObject *last_span; /* (a new reference, for its instrumentation's scope) */
+    int last_foreign;    /* another instrumentation's span (else one of otel_bridge's timers) */
     int group_before;    /* a "db" timer ended before the last one's group */
     long long before_end;  /* the latest end of those */
     int pending;         /* the last one is a query not counted yet */
@@ -1387,6 +1391,58 @@ other: /* (an error set by a failed insertion, or none) */
     return NULL;
 }
 
+/* The name of the instrumentation scope of another instrumentation's span (a new reference),
+ * as closing.fold_timers reads it: span.tracer._instrumentation_scope.name. */
+static PyObject *
+scope_name(PyObject *span)
+{
+    PyObject *tracer = PyObject_GetAttrString(span, "tracer");
+    if (tracer == NULL)
+        return NULL;
+    PyObject *scope = PyObject_GetAttrString(tracer, "_instrumentation_scope");
+    Py_DECREF(tracer);
+    if (scope == NULL)
+        return NULL;
+    /* (its slot, where the SDK has one: `name` is a property, Python code) */
+    PyObject *name = PyObject_GetAttrString(scope, "_name");
+    if (name == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        name = PyObject_GetAttrString(scope, "name");
+    }
+    Py_DECREF(scope);
+    return name;
+}
+
+/* Whether a query's span and the last "db" timer's, a query's span of the same parent (its
+ * sibling), are one query seen by two instrumentations, as closing._same_query decides: the
+ * same statement (or either without one), of two instrumentation scopes. 1, 0, or -1 with an
+ * error set. */
+static int
+same_query_beside(FoldState *state, PyObject *span, int foreign, PyObject *statement)
+{
+    if (state->pending_statement != NULL && statement != NULL) {
+        int equal = PyObject_RichCompareBool(state->pending_statement, statement, Py_EQ);
+        if (equal <= 0)
+            return equal;
+    }
+    if (state->last_foreign != foreign)
+        return 1; /* otel_bridge's timer and another instrumentation's span */
+    if (!foreign || state->last_span == NULL)
+        return 0; /* two of otel_bridge's timers: one scope */
+    PyObject *last = scope_name(state->last_span);
+    if (last == NULL)
+        return -1;
+    PyObject *this = scope_name(span);
+    if (this == NULL) {
+        Py_DECREF(last);
+        return -1;
+    }
+    int same = PyObject_RichCompareBool(last, this, Py_EQ);
+    Py_DECREF(last);
+    Py_DECREF(this);
+    return same < 0 ? -1 : !same;
+}
+
 /* The record's Timer for one span, as child_spans.timer_of (or foreign_timer, for another
  * instrumentation's query) makes it: NULL with no error set where the Python code must (a
  * changed span, an unusual one, new tags). */
@@ -1509,14 +1565,22 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         if (ids < 0 || (query && ids == 0))
             goto release; /* (ids of another shape: the Python code reads them, or raises) */
         long long finish = since + lasted;
-        /* This query's span holds the last one, its child, and nothing else: the last one is
-         * the same query seen from inside (the Python fold's stack, in this one case). */
+        /* This query's span holds the last one, and nothing else: its child, or another
+         * instrumentation's span of the same query beside it, is the same query seen from
+         * inside (the Python fold's stack, in this one case). */
         int holds = state->any_db && since <= state->last_end && query && state->last_query
-                    && !state->last_holds && state->last_parent == id
+                    && !state->last_holds
                     && (!state->group_before || state->before_end < since)
                     && (since < state->last_since
                         || (since == state->last_since && lasted > state->last_lasted))
                     && finish >= state->last_since + state->last_lasted;
+        if (holds && state->last_parent != id) {
+            holds = state->last_parent == parent_id
+                        ? same_query_beside(state, span, foreign, statement)
+                        : 0;
+            if (holds < 0)
+                goto release;
+        }
         if (holds) {
             if (state->inner == NULL
                 && (state->inner = PyMem_Calloc(state->size, 1)) == NULL) {
@@ -1544,6 +1608,8 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         state->last_query = query;
         state->last_holds = holds;
         state->last_parent = parent_id;
+        Py_XSETREF(state->last_span, Py_NewRef(span));
+        state->last_foreign = foreign;
         if (query) {
             state->pending = 1;
             state->pending_statement = statement; /* (NULL for a "connect") */
@@ -1675,6 +1741,7 @@ fold_state_clear(FoldState *state)
 {
     Py_CLEAR(state->seen);
     Py_CLEAR(state->pending_statement);
+    Py_CLEAR(state->last_span);
     PyMem_Free(state->inner);
     state->inner = NULL;
 }

@@ -336,8 +336,9 @@ def _compiled() -> Any:
     are all timers' the app did not change, with tags seen before (`child_spans.timer_of`),
     or queries' (Django's, or another instrumentation's: `foreign_timer`) with tags made
     before, its database timers one after another in time or a query's span holding its own
-    child query's span, left out as `fold_timers` leaves it (it calls `fold_timers` for any
-    other); its `query_fields`, as
+    child query's span or another instrumentation's span of the same query beside it, left
+    out as `fold_timers` leaves it (it calls `fold_timers` for any other); its
+    `query_fields`, as
     `QueryCounts.fields`; its `close_timer_spans`, as `export_timer_spans`. None without the
     C core."""
     return set_up(

@@ -107,6 +107,42 @@ def test_the_usual_request_is_folded_in_c_alone() -> None:
     }
 
 
+def test_sqlalchemys_span_beside_the_drivers_is_folded_in_c_alone() -> None:
+    # SQLAlchemy's instrumentation starts its span out of the context, so the driver's span is
+    # its sibling (the same parent); each sets its attributes after its start.
+    spans: list[Any] = []
+    late: list[Any] = [("set_attribute", (key, value), {}) for key, value in DRIVER.items()]
+    for n in range(3):
+        outer = driver_span(10 + 2 * n, SERVER, 100_000 * n + 5_000, 50_000, {}, OTHER_TRACER)
+        outer.changes = list(late)
+        driver = driver_span(11 + 2 * n, SERVER, 100_000 * n + 10_000, 40_000, {})
+        driver.changes = list(late)
+        spans.append(driver)
+        spans.append(outer)  # (ended after the driver's)
+    timers, counts = closing.fold_timers(spans, 1)
+    assert closing._COMPILED_FOLD is not None
+    with python_calls() as called:
+        result = closing._COMPILED_FOLD(spans, 1)
+    assert called == []  # no Python code ran
+    assert folded(result) == folded((timers, counts))
+    assert [timer.start_ns for timer in result[0]] == [4_999, 104_999, 204_999], "SQLAlchemy's"
+    assert result[1] is not None and result[1].fields(0, 0)[".db.query_count"] == 3
+
+
+def test_two_spans_of_one_instrumentation_at_once_are_two_queries() -> None:
+    # SQLAlchemy's two queries at once (asyncio.gather), one inside the other in time, of the
+    # same statement: not one query seen twice, as the driver's beside SQLAlchemy's is.
+    outer = driver_span(10, SERVER, 5_000, 50_000, DRIVER, OTHER_TRACER)
+    inner = driver_span(11, SERVER, 10_000, 40_000, DRIVER, OTHER_TRACER)
+    spans = [inner, outer]
+    python = folded(closing.fold_timers(spans, 1))
+    assert closing._COMPILED_FOLD is not None
+    result = closing._COMPILED_FOLD(spans, 1)
+    assert folded(result) == python
+    assert len(result[0]) == 2
+    assert result[1] is not None and result[1].fields(0, 0)[".db.query_count"] == 2
+
+
 US = 1_000  # the generated times' unit (ns): whole microseconds, so query_ms tells them apart
 
 
@@ -131,8 +167,8 @@ US = 1_000  # the generated times' unit (ns): whole microseconds, so query_ms te
             | st.sampled_from(["changed", "listed", "renamed", "system", "late_statement"]),
             # what the outer span is: Django's query, Django's "connect" (no statement),
             # another instrumentation's query (SQLAlchemy's: a ForeignSpan around the timer
-            # inside), an app's timer(group="db")
-            st.sampled_from(["django", "django", "connect", "foreign", "app"]),
+            # inside, or around the driver's span, "beside"), an app's timer(group="db")
+            st.sampled_from(["django", "django", "connect", "foreign", "beside", "app"]),
         ),
         max_size=6,
     ),
@@ -144,14 +180,15 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
     spans: list[Any] = []
     end = 1_000 * US
     # Each query's (start, end, its inner span's (start, end) or None), when it is one C folds
-    # alone: a query's span, alone or holding its own child query's span as it is.
+    # alone: a query's span, alone or holding its own child query's span as it is, or another
+    # instrumentation's span of the same query beside it (the same parent and statement).
     shapes: list[tuple[int, int, tuple[int, int] | None]] | None = []
     for gap, duration, inner, parent_of, what, outer_is in queries:
         start = end + gap * US
         end = start + duration * US
         outer_id = 10 + len(spans)
         outer: Any
-        if outer_is == "foreign":
+        if outer_is in ("foreign", "beside"):
             outer = driver_span(outer_id, SERVER, start, duration * US, DRIVER, OTHER_TRACER)
         elif outer_is == "app":
             outer = TimerSpan(
@@ -210,8 +247,14 @@ def test_queries_seen_twice_are_folded_as_the_python_code_folds_them(
                     "late_statement": [("set_attribute", ("db.statement", "DELETE x"), {})],
                 }.get(what)
             held = (inner_start, inner_end)
+            # Its sibling, and the same query: the driver's text of SQLAlchemy's statement, in
+            # another instrumentation's span; or any query in Django's "connect" (no statement).
+            beside = parent_of == "request" and (
+                (outer_is == "beside" and what in ("driver", "late", "changed"))
+                or (outer_is == "connect" and what not in ("plain", "failed"))
+            )
             if (
-                parent_of != "outer"
+                (parent_of != "outer" and not beside)
                 or what in ("listed", "renamed")
                 or (outer_is != "foreign" and what in ("plain", "failed"))
             ):
