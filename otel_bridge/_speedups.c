@@ -1164,7 +1164,6 @@ typedef struct {
     int last_holds;      /* it holds a query's span already */
     unsigned long long last_parent;
     PyObject *last_span; /* (a new reference, for its instrumentation's scope) */
-    int last_foreign;    /* another instrumentation's span (else one of otel_bridge's timers) */
     int group_before;    /* a "db" timer ended before the last one's group */
     long long before_end;  /* the latest end of those */
     int pending;         /* the last one is a query not counted yet */
@@ -1425,9 +1424,11 @@ same_query_beside(FoldState *state, PyObject *span, int foreign, PyObject *state
         if (equal <= 0)
             return equal;
     }
-    if (state->last_foreign != foreign)
+    if (state->last_span == NULL)
+        return 0;
+    if ((Py_TYPE(state->last_span) == F.foreign_span) != foreign)
         return 1; /* otel_bridge's timer and another instrumentation's span */
-    if (!foreign || state->last_span == NULL)
+    if (!foreign)
         return 0; /* two of otel_bridge's timers: one scope */
     PyObject *last = scope_name(state->last_span);
     if (last == NULL)
@@ -1609,7 +1610,6 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
         state->last_holds = holds;
         state->last_parent = parent_id;
         Py_XSETREF(state->last_span, Py_NewRef(span));
-        state->last_foreign = foreign;
         if (query) {
             state->pending = 1;
             state->pending_statement = statement; /* (NULL for a "connect") */
