@@ -1415,7 +1415,7 @@ scope_name(PyObject *span)
 /* Whether a query's span and the last "db" timer's, a query's span of the same parent (its
  * sibling), are one query seen by two instrumentations, as closing._same_query decides: the
  * same statement (or either without one), of two instrumentation scopes. 1, 0, or -1 with an
- * error set. */
+ * error set (the caller leaves the request to the Python code). */
 static int
 same_query_beside(FoldState *state, PyObject *span, int foreign, PyObject *statement)
 {
@@ -1579,8 +1579,10 @@ fold_one(PyObject *span, long long request_start, FoldState *state)
             holds = state->last_parent == parent_id
                         ? same_query_beside(state, span, foreign, statement)
                         : 0;
-            if (holds < 0)
+            if (holds < 0) {
+                PyErr_Clear(); /* (a scope of another shape: the Python code reads it, or raises) */
                 goto release;
+            }
         }
         if (holds) {
             if (state->inner == NULL
