@@ -5,7 +5,6 @@ counted, and the db figures come from the spans (otel_bridge._database)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -21,15 +20,9 @@ from starlette.routing import Route
 
 from tests.conftest import Harness
 
-from .postgres import Postgres, postgres_server
+from .postgres import Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from tests.exporters.pinba.test_exporter import tags_of
 
 from .pinba_reader import PinbaReader
-from .postgres import Postgres, postgres_server
+from .postgres import Postgres
 from .servers import (
     every_view,
     free_port,
@@ -32,12 +31,6 @@ pytestmark = pytest.mark.integration
 
 APP = "tests.integration.orm_app:app"
 ITEMS = 5
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[Postgres]:
-    with postgres_server() as server:
-        yield server
 
 
 @pytest.mark.parametrize("name", ["uvicorn", "gunicorn-uvicorn"])
