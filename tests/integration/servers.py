@@ -124,6 +124,42 @@ def get_at_once(base: str, paths: Sequence[str], at_once: int) -> list[httpx.Res
         return list(pool.map(client.get, paths))
 
 
+def waiting_to_be_accepted(port: int) -> int:
+    """How many connections to 127.0.0.1:`port` wait in its listening socket's accept queue
+    (for a listening socket, the kernel shows that queue as its rx_queue)."""
+    waiting = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            waiting += int(fields[4].split(":")[1], 16)
+    return waiting
+
+
+def held_gets(port: int, path: str, count: int) -> list[bytes]:
+    """`count` GETs of `path`, each on its own connection, held with their headers unfinished
+    until no connection waits to be accepted, then finished together; their response bodies.
+    A gunicorn sync worker serves one connection at a time, so `count` held GETs to a server
+    of `count` sync workers reach every worker once."""
+    head = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n".encode()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    try:
+        for sock in held:
+            sock.sendall(head)
+        assert wait_for(lambda: waiting_to_be_accepted(port) == 0, 10)
+        for sock in held:
+            sock.sendall(b"Connection: close\r\n\r\n")
+        bodies = []
+        for sock in held:
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            bodies.append(b"".join(chunks).partition(b"\r\n\r\n")[2])
+        return bodies
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:
     """Return once `port` accepts connections; raise if `process` exits or time runs out."""
     deadline = time.monotonic() + timeout
