@@ -51,5 +51,10 @@ def test_rss_objects_and_threads_stay_flat_under_sustained_load() -> None:
     # second's worth of this load.
     dropped = sum(result["dropped"].values())
     assert dropped <= total // 100, result["dropped"]
-    assert result["packets_sent"] == total - dropped
-    assert result["packets_received"] == total - dropped, "loopback, a 4 MB buffer: none lost"
+    assert set(result["dropped"]) <= {"queue_full", "view.pinba", "view.wide_events"}
+    # Each view has a lane of its own, which may fall behind alone (CI once saw the wide
+    # events' lane drop 64 and Pinba's none): Pinba misses what the bridge's own queue dropped
+    # and what its lane dropped, nothing else.
+    missed = result["dropped"].get("queue_full", 0) + result["dropped"].get("view.pinba", 0)
+    assert result["packets_sent"] == total - missed, result["dropped"]
+    assert result["packets_received"] == total - missed, "loopback, a 4 MB buffer: none lost"
