@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -122,6 +122,21 @@ def get_at_once(base: str, paths: Sequence[str], at_once: int) -> list[httpx.Res
     connection pool, as a busy site's visitors come); the responses, in the paths' order."""
     with httpx.Client(base_url=base, timeout=30) as client, ThreadPoolExecutor(at_once) as pool:
         return list(pool.map(client.get, paths))
+
+
+@contextmanager
+def only_worker(pid: int, workers: Iterable[int]) -> Iterator[None]:
+    """Within the block every worker but `pid` is stopped (SIGSTOP), so a new connection is
+    `pid`'s to accept, whatever the worker kind. Which worker accepts is otherwise the kernel's
+    choice, and an idle server may give every connection to the one that served the last."""
+    others = [worker for worker in workers if worker != pid]
+    for worker in others:
+        os.kill(worker, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for worker in others:
+            os.kill(worker, signal.SIGCONT)
 
 
 def waiting_to_be_accepted(port: int) -> int:

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+from typing import Any
 
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, serve, uvicorn
+from .servers import ROOT, free_port, serve, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,13 @@ def test_real_server_serves_vars_and_the_terminal_view_reads_them() -> None:
         with httpx.Client(base_url=base) as c:
             for uid in range(5):
                 c.get(f"/users/{uid}")
-        time.sleep(0.3)  # records reach the views within the exporter's 0.1 s batching
-        document = httpx.get(base + "/debug/vars").json()
+
+        def read() -> Any:
+            return httpx.get(base + "/debug/vars").json()
+
+        # Records reach the views within the exporter's 0.1 s batching.
+        assert wait_for(lambda: read()["requests"]["total"]["count"] == 5)
+        document = read()
         view = subprocess.run(
             [sys.executable, "-m", "otel_bridge.cli", "vars", f"127.0.0.1:{port}", "--once"],
             capture_output=True,

@@ -14,7 +14,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,6 +126,19 @@ FAULTS = [
 ]
 
 
+def expected_error(fault: str) -> str | None:
+    """The error kind (a prefix) `fault` is counted under in /debug/vars; None for the
+    Collector being down (the spans the SDK's exporter gives up on are counted as dropped)."""
+    return {
+        "pinba-unreachable": "exporter.pinba.send",
+        "pinba-unresolvable": "exporter.pinba.resolve",
+        "sink-enospc": "exporter.wide_events",
+        "bug-pinba": "exporter.pinba.encode",
+        "bug-wide_events": "exporter.wide_events",
+        "bug-expvar": "exporter.expvar",
+    }.get(fault, "exporter.cronitor.sync" if fault.startswith("cronitor-") else None)
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
     fault: str, tmp_path: Path
@@ -176,12 +188,13 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
             )
         with serve(uvicorn("tests.integration.fault_app:app", port), port, env) as process:
             result = ab(port, LOAD, 16)
-            assert wait_for(lambda: health(port)["queue_depth"] == 0 or True)
-            time.sleep(0.5)  # the exporter thread's batch interval, and the metric reader's
-            if fault.startswith("cronitor-"):  # retries within its time budget, then gives up
-                assert wait_for(lambda: "exporter.cronitor.sync" in health(port)["errors"], 60), (
-                    health(port)
-                )
+            # Counted once the view's thread reaches it (Cronitor's sync retries within its
+            # time budget, then gives up).
+            kind = expected_error(fault)
+            if kind is not None:
+                assert wait_for(
+                    lambda: any(k.startswith(kind) for k in health(port)["errors"]), 60
+                ), health(port)
             if fault == "otlp-down":  # the SDK's exporter gives a batch up after its retries
                 assert wait_for(lambda: "otel.traces.otlp" in health(port)["dropped"], 30)
             during = health(port)
@@ -215,16 +228,10 @@ def test_a_fault_never_reaches_the_app_is_counted_logged_once_and_recovers(
     assert result["complete"] == LOAD
     assert result["failed"] == 0 and result["non_2xx"] == 0
     assert result["length"] == len("item 7")
-    assert result["p99_ms"] < 250, f"a request stalled: p99 {result['p99_ms']} ms"
+    # The stalls this catches are a timeout's (2 s and more); a loaded machine's noise is not.
+    assert result["p99_ms"] < 1000, f"a request stalled: p99 {result['p99_ms']} ms"
     errors = during["errors"]
-    expected_kind = {
-        "pinba-unreachable": "exporter.pinba.send",
-        "pinba-unresolvable": "exporter.pinba.resolve",
-        "sink-enospc": "exporter.wide_events",
-        "bug-pinba": "exporter.pinba.encode",
-        "bug-wide_events": "exporter.wide_events",
-        "bug-expvar": "exporter.expvar",
-    }.get(fault, "exporter.cronitor.sync" if fault.startswith("cronitor-") else None)
+    expected_kind = expected_error(fault)
     if expected_kind is not None:
         matching = {kind: n for kind, n in errors.items() if kind.startswith(expected_kind)}
         assert matching, f"{fault} counted in /debug/vars: {errors}"
@@ -264,7 +271,14 @@ def test_nothing_is_lost_under_load(server: str, tmp_path: Path) -> None:
                 section = document.get("server", {}).get("total") or document["requests"]["total"]
                 return int(section.get("requests", section.get("count", 0)))
 
-            assert wait_for(lambda: lines(events) >= requests and received[0] >= requests, 60)
+            # Each view on its own thread, and gunicorn's workers publish their totals every
+            # 0.1 s: wait for all three.
+            assert wait_for(
+                lambda: (
+                    lines(events) >= requests and received[0] >= requests and total() >= requests
+                ),
+                60,
+            )
             counted = total()
             sent = [health(port)["counts"].get("pinba.packets_sent", 0)]
     assert result["complete"] == requests and result["failed"] == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import re
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 import otel_bridge.gunicorn
 
-from .servers import free_port, gunicorn, serve
+from .servers import free_port, gunicorn, held_gets, serve, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +51,21 @@ def test_preloaded_app_works_in_every_forked_worker() -> None:
     port = free_port()
     served: collections.Counter[int] = collections.Counter()
     with serve(plain_gunicorn(port, "--workers", "2", "--preload"), port):
-        # A fresh connection each time so both workers get requests. Which worker accepts is
-        # the kernel's choice, and one may take the first 40 alone (a worker still starting,
-        # or always first to accept): go on, bounded, until both have served.
-        for sent in range(400):
+        for _ in range(40):
             response = httpx.get(f"http://127.0.0.1:{port}/x", timeout=10)
             served[int(response.text.split()[0])] += 1
-            if sent >= 39 and len(served) == 2:
-                break
+        # Which worker accepts is the kernel's choice, and one may take all 40. A sync worker
+        # serves one connection at a time, so two GETs held open together reach both.
+        for body in held_gets(port, "/x", 2):
+            served[int(body.split()[0])] += 1
         seen: dict[int, int] = {}
-        for _ in range(200):
-            if len(seen) == len(served):
+        for _ in range(50):
+            if len(seen) == len(served) and sum(seen.values()) == served.total():
                 break
-            answer = httpx.get(f"http://127.0.0.1:{port}/_records", timeout=10).json()
-            seen[answer["pid"]] = len(answer["records"])
+            for body in held_gets(port, "/_records", 2):
+                answer = json.loads(body)
+                seen[answer["pid"]] = len(answer["records"])
+            time.sleep(0.1)
     assert len(served) == 2, f"both workers served requests: {served}"
     assert seen == dict(served)
 
@@ -131,7 +133,14 @@ def test_a_users_config_importing_the_documented_hooks_gets_every_server_wide_fi
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         for _ in range(10):
             httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
-        time.sleep(1.5)  # the exporter threads' batches, the master's monitor
+
+        def ready() -> bool:
+            found = httpx.get(base + "/debug/vars", timeout=10).json()["server"]
+            sampled = [w for w in found["workers"] if w.get("rss_bytes", 0) > 0]
+            return bool(found["total"]["requests"] == 10 and len(sampled) == 2)
+
+        # The exporter threads' batches (every 0.1 s), the master's monitor (every second).
+        assert wait_for(ready, 15)
         server = httpx.get(base + "/debug/vars", timeout=10).json()["server"]
     assert len(server["workers"]) == 2
     assert all(worker["rss_bytes"] > 0 for worker in server["workers"])

@@ -14,7 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from .servers import free_port, gunicorn, held_gets, serve, stop, uvicorn, wait_for
+from .servers import (
+    free_port,
+    gunicorn,
+    held_gets,
+    only_worker,
+    serve,
+    stop,
+    uvicorn,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 # The raw WSGI app served here has no router: its paths are its routes (a hostile client
@@ -61,6 +70,17 @@ async def answered_of(port: int, requests: int, concurrency: int) -> int:
     return answered
 
 
+def served_by_each(base: str, workers: list[int], requests: int) -> set[int]:
+    """GET /users/<n> from tests.integration.apps:asgi_app `requests` times, spread evenly
+    over `workers` (each in turn the only one running); the pids that answered."""
+    pids = set()
+    for uid in range(requests):
+        with only_worker(workers[uid * len(workers) // requests], workers):
+            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
+        pids.add(int(response.text.split()[-1]))
+    return pids
+
+
 def server_section(base: str) -> Any:
     return httpx.get(base + "/debug/vars", timeout=10).json()["server"]
 
@@ -90,7 +110,8 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
         # Those may all have landed on one worker: two GETs held open together reach both.
         pids.update(int(body.split()[0]) for body in held_gets(port, "/x", 2))
         sent = 42
-        time.sleep(0.4)  # the exporter threads write their slots every 0.1 s
+        # The exporter threads write their slots every 0.1 s.
+        assert wait_for(lambda: server_section(base)["total"]["requests"] == sent, 15)
         server = server_section(base)
         cmdline = httpx.get(base + "/debug/vars", timeout=10).json()["cmdline"]
         assert cmdline[0] == "gunicorn", "the program that was started, not the interpreter"
@@ -136,11 +157,8 @@ def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
         "5",
     )
     with serve(args, port, PATHS_ARE_ROUTES):
-        pids = set()
-        for uid in range(30):
-            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
-            pids.add(int(response.text.split()[-1]))
-        time.sleep(0.4)
+        pids = served_by_each(base, [w["pid"] for w in workers_in_slots(base, 2)], 30)
+        assert wait_for(lambda: server_section(base)["total"]["requests"] == 30, 15)
         server = server_section(base)
     assert {w["pid"] for w in server["workers"]} == pids
     assert server["total"]["requests"] == 30
@@ -154,12 +172,8 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     args = uvicorn("tests.integration.apps:asgi_app", port, "--workers", "2")
     with serve(args, port, PATHS_ARE_ROUTES) as process:
         segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
-        workers_in_slots(base, 2)
-        pids = set()
-        for uid in range(40):
-            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
-            pids.add(int(response.text.split()[-1]))
-        time.sleep(0.4)
+        pids = served_by_each(base, [w["pid"] for w in workers_in_slots(base, 2)], 40)
+        assert wait_for(lambda: server_section(base)["total"]["requests"] == 40, 15)
         server = server_section(base)
         assert segment.exists()
         assert segment.stat().st_mode & 0o077 == 0
@@ -256,7 +270,7 @@ def test_an_async_worker_tracks_each_request_in_flight_and_its_death_reports_eac
         waiting = [threading.Thread(target=slow, args=(f"slow-{n}",)) for n in "ab"]
         for thread in waiting:
             thread.start()
-        time.sleep(0.5)
+        assert wait_for(lambda: server_section(base)["workers"][0]["in_flight"] == 2, 15)
         assert httpx.get(f"{base}/users/1", timeout=10).status_code == 200  # done meanwhile
         [seen] = server_section(base)["workers"]
         assert (seen["busy"], seen["in_flight"]) == (True, 2)
@@ -283,7 +297,7 @@ def test_otel_bridge_vars_shows_the_server_totals_and_which_worker_answered() ->
     with serve(two_workers(port), port, PATHS_ARE_ROUTES):
         for _ in range(30):
             httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
-        time.sleep(0.4)
+        assert wait_for(lambda: server_section(base)["total"]["requests"] == 30, 15)
         server = server_section(base)
         shown = subprocess.run(
             [sys.executable, "-m", "otel_bridge.cli", "vars", f"127.0.0.1:{port}", "--once"],
