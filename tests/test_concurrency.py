@@ -149,7 +149,7 @@ def test_a_32_thread_wsgi_server_keeps_each_requests_data(tmp_path: Path) -> Non
     def check(drawn: list[Spec]) -> None:
         harness = make_harness()
         views = Views(tmp_path)
-        barrier = threading.Barrier(8, timeout=5)
+        barrier = threading.Barrier(8, timeout=30)
 
         def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
             n = int(environ["PATH_INFO"].rsplit("/", 1)[1])

@@ -59,6 +59,17 @@ def test_spans_metrics_and_wide_events_reach_the_collector_as_the_views_saw_them
             document = httpx.get(f"http://127.0.0.1:{port}/debug/vars", timeout=10).json()
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=30)
+
+        def written() -> bool:
+            # The Collector writes its files every 10 ms after it answers.
+            points = otelcol.metric_points("http.server.request.duration")
+            return (
+                len([s for s in otelcol.spans() if s["kind"] == 2]) >= requests
+                and len(otelcol.log_records()) >= requests
+                and max((int(point["count"]) for point in points), default=0) >= requests
+            )
+
+        assert wait_for(written, 10)
         expvar_total = document["requests"]["total"]["count"]
         server = [s for s in otelcol.spans() if s["kind"] == 2]  # SPAN_KIND_SERVER
         timers = [s for s in otelcol.spans() if s["kind"] == 1]  # SPAN_KIND_INTERNAL
@@ -109,6 +120,8 @@ def test_a_collector_in_trouble_never_holds_a_shutdown_past_its_bound(
             took = time.monotonic() - started
         if trouble == "hung":
             otelcol.thaw()
+        if trouble == "slow":  # the Collector writes its files every 10 ms after it answers
+            wait_for(lambda: len([s for s in otelcol.spans() if s["kind"] == 2]) >= requests, 10)
         spans = otelcol.spans()
     assert took < BOUND_S, f"exit {took:.2f} s after SIGTERM"
     said = [line for line in stderr.splitlines() if line.startswith("otel_bridge: ")]

@@ -6,26 +6,32 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from .servers import ROOT, free_port
+from .servers import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> None:
+def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otel_bridge.cli", "demo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env["PYTHONUNBUFFERED"] = "1"  # its events reach the file as they are written
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout.open("w") as out_file, stderr.open("w") as err_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "otel_bridge.cli", "demo", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -34,10 +40,12 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c() -> No
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        time.sleep(3.0)  # the built-in burst: half a second, then /stuck passes its deadline
+        # The built-in burst: half a second, then /stuck passes its deadline.
+        assert wait_for(lambda: "event=timeout" in stdout.read_text(), 30)
     finally:
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        process.wait(timeout=30)
+    out, err = stdout.read_text(), stderr.read_text()
     assert process.returncode == 0, err
     assert f"otel-bridge demo on http://127.0.0.1:{port}" in out
     assert "otel-bridge-demo-user" in out and "https://demo.example.com/users/42" in out

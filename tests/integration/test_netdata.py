@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, serve, uvicorn
+from .servers import ROOT, free_port, serve, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 NETDATA = ROOT / ".cache" / "netdata" / "usr" / "lib" / "netdata"
@@ -51,22 +50,34 @@ def test_netdata_go_expvar_collector_reads_memstats_and_our_counters(tmp_path: P
         "NETDATA_PLUGINS_DIR": str(NETDATA / "plugins.d"),
         "NETDATA_LIB_DIR": str(tmp_path / "lib"),
         "NETDATA_LOCK_DIR": str(tmp_path / "lock"),
+        "PYTHONUNBUFFERED": "1",
     }
     args = uvicorn("tests.integration.apps:asgi_app", port)
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
         for uid in range(4):
             httpx.get(f"http://127.0.0.1:{port}/users/{uid}")
-        time.sleep(0.3)
-        process = subprocess.Popen(
-            [sys.executable, str(plugin), "1", "debug", "nolock", "go_expvar"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        assert wait_for(
+            lambda: (
+                httpx.get(f"http://127.0.0.1:{port}/debug/vars").json()["requests"]["total"][
+                    "count"
+                ]
+                == 4
+            )
         )
-        time.sleep(4)
+        stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+        with stdout.open("w") as out_file, stderr.open("w") as err_file:
+            process = subprocess.Popen(
+                [sys.executable, str(plugin), "1", "debug", "nolock", "go_expvar"],
+                env=env,
+                stdout=out_file,
+                stderr=err_file,
+                text=True,
+            )
+        # Until it has collected once: the plugin checks the job, then sets every chart.
+        assert wait_for(lambda: "SET 'requests_total'" in stdout.read_text(), 30)
         process.terminate()
-        out, err = process.communicate(timeout=20)
+        process.wait(timeout=20)
+        out, err = stdout.read_text(), stderr.read_text()
     assert "check success" in err, err[-2000:]
     values = dict(re.findall(r"SET '(\w+)' = (-?\d+)", out))
     assert int(values["memstats_heap_alloc"]) > 0

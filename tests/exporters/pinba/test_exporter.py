@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -334,12 +335,12 @@ async def test_slow_dns_holds_up_only_pinba_and_is_counted_and_logged_once(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The collector's name takes 0.8 s to resolve (a DNS server that is slow to answer).
+    # The collector's name takes 2 s to resolve (a DNS server that is slow to answer).
     original = socket.getaddrinfo
 
     def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
         if host == "slow.pinba.invalid":
-            time.sleep(0.8)
+            time.sleep(2.0)
             host = "127.0.0.1"
         return original(host, *args, **kwargs)
 
@@ -354,12 +355,14 @@ async def test_slow_dns_holds_up_only_pinba_and_is_counted_and_logged_once(
         # The other views have every record before the name has even resolved.
         assert wrapped.bridge._worker.flush(5)
         assert len(harness.collector.records) == 20
-        assert time.monotonic() - started < 0.8
+        assert time.monotonic() - started < 2.0
         assert wrapped.bridge.force_flush(5_000)
     assert len(collector.packets(20)) == 20  # Pinba got them all, late
     assert wrapped.bridge.health.errors == {"exporter.pinba.resolve_slow": 1}
     logged = [r.getMessage() for r in caplog.records if "resolve_slow" in r.getMessage()]
-    assert len(logged) == 1 and "slow.pinba.invalid took 0.8 s" in logged[0]
+    assert len(logged) == 1 and "slow.pinba.invalid took " in logged[0]
+    took = re.search(r"took (\d+\.\d) s", logged[0])
+    assert took is not None and 2.0 <= float(took.group(1)) < 5, logged[0]
 
 
 async def test_a_bug_in_the_encoder_never_reaches_the_app(
