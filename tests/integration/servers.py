@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -139,40 +140,31 @@ def only_worker(pid: int, workers: Iterable[int]) -> Iterator[None]:
             os.kill(worker, signal.SIGCONT)
 
 
-def waiting_to_be_accepted(port: int) -> int:
-    """How many connections to 127.0.0.1:`port` wait in its listening socket's accept queue
-    (for a listening socket, the kernel shows that queue as its rx_queue)."""
-    waiting = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
-            waiting += int(fields[4].split(":")[1], 16)
-    return waiting
+def worker_pids(master: subprocess.Popen[str], count: int) -> list[int]:
+    """The pids of the `count` processes `master` forked (a gunicorn master's workers), once
+    it has forked them all."""
+    import psutil
+
+    found: list[int] = []
+
+    def forked() -> bool:
+        found[:] = [child.pid for child in psutil.Process(master.pid).children()]
+        return len(found) == count
+
+    assert wait_for(forked, 20), found
+    return found
 
 
-def held_gets(port: int, path: str, count: int) -> list[bytes]:
-    """`count` GETs of `path`, each on its own connection, held with their headers unfinished
-    until no connection waits to be accepted, then finished together; their response bodies.
-    A gunicorn sync worker serves one connection at a time, so `count` held GETs to a server
-    of `count` sync workers reach every worker once."""
-    head = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n".encode()
-    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
-    try:
-        for sock in held:
-            sock.sendall(head)
-        assert wait_for(lambda: waiting_to_be_accepted(port) == 0, 10)
-        for sock in held:
-            sock.sendall(b"Connection: close\r\n\r\n")
-        bodies = []
-        for sock in held:
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-            bodies.append(b"".join(chunks).partition(b"\r\n\r\n")[2])
-        return bodies
-    finally:
-        for sock in held:
-            sock.close()
+def get_from_each(base: str, paths: Sequence[str], workers: Sequence[int]) -> Counter[int]:
+    """GET each of `paths` from `base` on a connection of its own, spread evenly over
+    `workers` (each in turn the only one running); how many each worker answered, by the pid
+    each answer ends with."""
+    answered: Counter[int] = Counter()
+    for index, path in enumerate(paths):
+        with only_worker(workers[index * len(workers) // len(paths)], workers):
+            response = httpx.get(base + path, headers={"connection": "close"}, timeout=10)
+        answered[int(response.text.split()[-1])] += 1
+    return answered
 
 
 def wait_accepting(process: subprocess.Popen[str], port: int | Path, timeout: float) -> None:

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import collections
-import json
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -11,7 +8,15 @@ import pytest
 
 import otel_bridge.gunicorn
 
-from .servers import free_port, gunicorn, held_gets, serve, wait_for
+from .servers import (
+    free_port,
+    get_from_each,
+    gunicorn,
+    only_worker,
+    serve,
+    wait_for,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,23 +54,20 @@ def test_gunicorn_worker_records_every_request(worker_class: str) -> None:
 def test_preloaded_app_works_in_every_forked_worker() -> None:
     """The bridge is built in the master (--preload); each worker must export its own records."""
     port = free_port()
-    served: collections.Counter[int] = collections.Counter()
-    with serve(plain_gunicorn(port, "--workers", "2", "--preload"), port):
-        for _ in range(40):
-            response = httpx.get(f"http://127.0.0.1:{port}/x", timeout=10)
-            served[int(response.text.split()[0])] += 1
-        # Which worker accepts is the kernel's choice, and one may take all 40. A sync worker
-        # serves one connection at a time, so two GETs held open together reach both.
-        for body in held_gets(port, "/x", 2):
-            served[int(body.split()[0])] += 1
+    base = f"http://127.0.0.1:{port}"
+    with serve(plain_gunicorn(port, "--workers", "2", "--preload"), port) as master:
+        workers = worker_pids(master, 2)
+        served = get_from_each(base, ["/x"] * 40, workers)
         seen: dict[int, int] = {}
-        for _ in range(50):
-            if len(seen) == len(served) and sum(seen.values()) == served.total():
-                break
-            for body in held_gets(port, "/_records", 2):
-                answer = json.loads(body)
+
+        def exported() -> bool:
+            for pid in workers:
+                with only_worker(pid, workers):
+                    answer = httpx.get(base + "/_records", timeout=10).json()
                 seen[answer["pid"]] = len(answer["records"])
-            time.sleep(0.1)
+            return seen == dict(served)
+
+        wait_for(exported, 15)
     assert len(served) == 2, f"both workers served requests: {served}"
     assert seen == dict(served)
 

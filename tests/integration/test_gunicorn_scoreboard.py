@@ -16,9 +16,8 @@ import pytest
 
 from .servers import (
     free_port,
+    get_from_each,
     gunicorn,
-    held_gets,
-    only_worker,
     serve,
     stop,
     uvicorn,
@@ -70,17 +69,6 @@ async def answered_of(port: int, requests: int, concurrency: int) -> int:
     return answered
 
 
-def served_by_each(base: str, workers: list[int], requests: int) -> set[int]:
-    """GET /users/<n> from tests.integration.apps:asgi_app `requests` times, spread evenly
-    over `workers` (each in turn the only one running); the pids that answered."""
-    pids = set()
-    for uid in range(requests):
-        with only_worker(workers[uid * len(workers) // requests], workers):
-            response = httpx.get(f"{base}/users/{uid}", headers={"connection": "close"})
-        pids.add(int(response.text.split()[-1]))
-    return pids
-
-
 def server_section(base: str) -> Any:
     return httpx.get(base + "/debug/vars", timeout=10).json()["server"]
 
@@ -103,13 +91,9 @@ def test_totals_cover_every_worker_and_survive_a_killed_one(preload: bool) -> No
     base = f"http://127.0.0.1:{port}"
     extra = ["--preload"] if preload else []
     with serve(two_workers(port, *extra), port, PATHS_ARE_ROUTES):
-        pids: set[int] = set()
-        for _ in range(40):
-            response = httpx.get(base + "/x", headers={"connection": "close"}, timeout=10)
-            pids.add(int(response.text.split()[0]))
-        # Those may all have landed on one worker: two GETs held open together reach both.
-        pids.update(int(body.split()[0]) for body in held_gets(port, "/x", 2))
-        sent = 42
+        sent = 40
+        workers = [w["pid"] for w in workers_in_slots(base, 2)]
+        pids = set(get_from_each(base, ["/x"] * sent, workers))
         # The exporter threads write their slots every 0.1 s.
         assert wait_for(lambda: server_section(base)["total"]["requests"] == sent, 15)
         server = server_section(base)
@@ -157,7 +141,8 @@ def test_uvicorn_workers_under_the_gunicorn_master_share_totals_too() -> None:
         "5",
     )
     with serve(args, port, PATHS_ARE_ROUTES):
-        pids = served_by_each(base, [w["pid"] for w in workers_in_slots(base, 2)], 30)
+        workers = [w["pid"] for w in workers_in_slots(base, 2)]
+        pids = set(get_from_each(base, [f"/users/{uid}" for uid in range(30)], workers))
         assert wait_for(lambda: server_section(base)["total"]["requests"] == 30, 15)
         server = server_section(base)
     assert {w["pid"] for w in server["workers"]} == pids
@@ -172,7 +157,8 @@ def test_uvicorn_own_workers_share_totals_without_a_master_hook() -> None:
     args = uvicorn("tests.integration.apps:asgi_app", port, "--workers", "2")
     with serve(args, port, PATHS_ARE_ROUTES) as process:
         segment = Path("/dev/shm") / f"otel_bridge_{process.pid}"
-        pids = served_by_each(base, [w["pid"] for w in workers_in_slots(base, 2)], 40)
+        workers = [w["pid"] for w in workers_in_slots(base, 2)]
+        pids = set(get_from_each(base, [f"/users/{uid}" for uid in range(40)], workers))
         assert wait_for(lambda: server_section(base)["total"]["requests"] == 40, 15)
         server = server_section(base)
         assert segment.exists()
