@@ -78,6 +78,19 @@ def serve(
             pass  # stop() already collected the output
 
 
+def start_writing_to(
+    directory: Path, args: Sequence[str], env: dict[str, str], **popen: Any
+) -> tuple[subprocess.Popen[str], Path, Path]:
+    """Start `args` with its output written, unbuffered, to `directory`/stdout and
+    `directory`/stderr, to be read while it runs; the process and the two files."""
+    stdout, stderr = directory / "stdout", directory / "stderr"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(
+            args, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=err, text=True, **popen
+        )
+    return process, stdout, stderr
+
+
 def end(
     process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20.0
 ) -> tuple[str, str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, wait_for
+from .servers import ROOT, free_port, start_writing_to, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +20,8 @@ def test_demo_serves_records_its_own_traffic_and_stops_cleanly_on_ctrl_c(
 ) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONUNBUFFERED"] = "1"  # its events reach the file as they are written
-    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-    with stdout.open("w") as out_file, stderr.open("w") as err_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "otel_bridge.cli", "demo", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out_file,
-            stderr=err_file,
-            text=True,
-        )
+    args = [sys.executable, "-m", "otel_bridge.cli", "demo", "--port", str(port)]
+    process, stdout, stderr = start_writing_to(tmp_path, args, env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

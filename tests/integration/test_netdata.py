@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .servers import ROOT, free_port, serve, uvicorn, wait_for
+from .servers import ROOT, free_port, serve, start_writing_to, uvicorn, wait_for
 
 pytestmark = pytest.mark.integration
 NETDATA = ROOT / ".cache" / "netdata" / "usr" / "lib" / "netdata"
@@ -50,7 +49,6 @@ def test_netdata_go_expvar_collector_reads_memstats_and_our_counters(tmp_path: P
         "NETDATA_PLUGINS_DIR": str(NETDATA / "plugins.d"),
         "NETDATA_LIB_DIR": str(tmp_path / "lib"),
         "NETDATA_LOCK_DIR": str(tmp_path / "lock"),
-        "PYTHONUNBUFFERED": "1",
     }
     args = uvicorn("tests.integration.apps:asgi_app", port)
     with serve(args, port, {"OTEL_BRIDGE_EXPORTERS": "expvar"}):
@@ -64,15 +62,8 @@ def test_netdata_go_expvar_collector_reads_memstats_and_our_counters(tmp_path: P
                 == 4
             )
         )
-        stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-        with stdout.open("w") as out_file, stderr.open("w") as err_file:
-            process = subprocess.Popen(
-                [sys.executable, str(plugin), "1", "debug", "nolock", "go_expvar"],
-                env=env,
-                stdout=out_file,
-                stderr=err_file,
-                text=True,
-            )
+        args = [sys.executable, str(plugin), "1", "debug", "nolock", "go_expvar"]
+        process, stdout, stderr = start_writing_to(tmp_path, args, env)
         # Until it has collected once: the plugin checks the job, then sets every chart.
         assert wait_for(lambda: "SET 'requests_total'" in stdout.read_text(), 30)
         process.terminate()
